@@ -1,0 +1,293 @@
+"""The command line: thin commands over the pipeline.
+
+A ``DigestError`` becomes one line on stderr and its exit code; never a traceback for a
+user's mistake. Tables and progress go to a terminal; plain output when piped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from digest import __version__
+from digest.config import Settings, load_settings
+from digest.errors import DigestError, ValidationError
+from digest.sources.base import SOURCE_NAMES
+from digest.store import Store
+
+app = typer.Typer(
+    help="Trending-papers digest: fetch new papers and mail each subscriber their daily picks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Database schema: apply or inspect migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class State:
+    """What the global options set up, shared by the commands."""
+
+    def __init__(self, config: Path | None) -> None:
+        self.config_path = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    def store(self) -> Store:
+        return Store.open(self.settings.database)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"digest {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML settings file (default: config/digest.toml)"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log more detail")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    _setup_logging(verbose)
+    state = State(config)
+    _ = state.settings  # a wrong setting stops here, before any work
+    ctx.obj = state
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def parse_day(value: str | None, option: str = "--date") -> date | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text == "today":
+        return datetime.now(UTC).date()
+    if text == "yesterday":
+        return date.fromordinal(datetime.now(UTC).date().toordinal() - 1)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"{option}: expected a date as YYYY-MM-DD, got {value!r}") from None
+
+
+# -- db ---------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply pending migrations (safe to run again: a no-op when up to date)."""
+    state: State = ctx.obj
+    from digest.store import make_engine
+
+    settings = state.settings.database
+    store = Store(make_engine(settings.url, busy_timeout_ms=settings.busy_timeout_ms))
+    applied = store.upgrade()
+    if applied:
+        console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        console.print(f"already up to date (revision {store.current_revision()})")
+
+
+@db_app.command("status")
+def db_status(ctx: typer.Context) -> None:
+    """Show the schema revision and any pending migrations."""
+    state: State = ctx.obj
+    from digest.store import make_engine
+
+    settings = state.settings.database
+    store = Store(make_engine(settings.url, busy_timeout_ms=settings.busy_timeout_ms))
+    pending = store.pending_migrations()
+    console.print(f"revision: {store.current_revision() or 'none (empty database)'}")
+    if pending:
+        console.print(f"pending: {', '.join(pending)} (run `digest db upgrade`)")
+        raise typer.Exit(1)
+    console.print("pending: none")
+
+
+# -- fetch and papers -------------------------------------------------------------------
+
+
+@app.command()
+def fetch(
+    ctx: typer.Context,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source", "-s", help=f"only this source (repeatable): {', '.join(SOURCE_NAMES)}"
+        ),
+    ] = None,
+    day: Annotated[
+        str | None, typer.Option("--date", help="listing day YYYY-MM-DD (default: latest)")
+    ] = None,
+) -> None:
+    """Fetch new listings from the sources and store them; exit 1 if any source failed."""
+    state: State = ctx.obj
+    for name in source or []:
+        if name not in SOURCE_NAMES:
+            raise ValidationError(
+                f"--source: unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}"
+            )
+    listing_day = parse_day(day)
+    from digest.pipeline import fetch as run_fetch
+
+    store = state.store()
+    with console.status("fetching…") as status:
+        summaries = run_fetch(
+            state.settings,
+            store,
+            source or None,
+            listing_day,
+            on_source=lambda name: status.update(f"fetching {name}…"),
+        )
+    table = Table("source", "status", "fetched", "new", "updated", "failed", title="fetch")
+    for s in summaries:
+        table.add_row(
+            s.source,
+            s.status,
+            str(s.fetched),
+            str(s.new),
+            str(s.updated),
+            str(s.skipped) if s.status != "failed" else "all",
+        )
+    console.print(table)
+    failed = [s for s in summaries if s.status == "failed"]
+    for s in failed:
+        err_console.print(f"error: {s.source}: {s.error}", markup=False, highlight=False)
+    store.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def papers(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option(help="only papers first seen on or after YYYY-MM-DD")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="most rows to show")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """List stored papers, newest first."""
+    state: State = ctx.obj
+    since_day = parse_day(since, "--since")
+    since_at = datetime.combine(since_day, time.min, UTC) if since_day else None
+    store = state.store()
+    rows = store.list_papers(since=since_at, limit=limit)
+    total = store.count_papers()
+    store.close()
+    if as_json:
+        for p in rows:
+            print(json.dumps(_paper_json(p), ensure_ascii=False))
+        return
+    width = shutil.get_terminal_size((120, 20)).columns
+    table = Table("id", "title", "authors", "categories", "upvotes", "sources")
+    table.title = f"{len(rows)} of {total} papers"
+    for p in rows:
+        table.add_row(
+            p.canonical_id if p.arxiv_id else "—",
+            p.title,
+            _authors(p.authors),
+            " ".join(p.categories[:3]),
+            "" if p.hf_upvotes is None else str(p.hf_upvotes),
+            ",".join(p.sources),
+        )
+    Console(width=max(width, 100)).print(table)
+
+
+def _authors(names: list[str]) -> str:
+    if len(names) > 3:
+        return f"{names[0]} et al. ({len(names)})"
+    return ", ".join(names)
+
+
+def _paper_json(p: object) -> dict[str, object]:
+    from digest import links
+    from digest.models import Paper
+
+    assert isinstance(p, Paper)
+    return {
+        "id": p.canonical_id,
+        "arxiv_id": p.arxiv_id,
+        "title": p.title,
+        "authors": p.authors,
+        "categories": p.categories,
+        "upvotes": p.hf_upvotes,
+        "first_seen_at": p.first_seen_at.isoformat(),
+        "announced_on": p.announced_on.isoformat() if p.announced_on else None,
+        "sources": p.sources,
+        "url": links.arxiv_abs(p.arxiv_id),
+    }
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    database: Annotated[
+        Path, typer.Option(help="the demo's own SQLite file, made fresh on each run")
+    ] = Path("var/demo.db"),
+) -> None:
+    """One full cycle on the embedded default: a fresh SQLite file and the bundled sample."""
+    state: State = ctx.obj
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    settings = state.settings.model_copy(
+        update={
+            "database": state.settings.database.model_copy(
+                update={"url": f"sqlite:///{database}", "migrate": True}
+            )
+        }
+    )
+    state._settings = settings
+    ctx.invoke(fetch, ctx=ctx, source=["sample"], day=None)
+    ctx.invoke(papers, ctx=ctx, since=None, limit=15, as_json=False)
+    console.print(f"\nstored in {database}; `digest papers` lists them all")
+
+
+def main() -> None:
+    try:
+        app()
+    except DigestError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

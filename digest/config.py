@@ -1,0 +1,269 @@
+"""Settings, declared once with their defaults.
+
+Layers, later wins: the defaults below -> a TOML file (``--config PATH``, else
+``$DIGEST_CONFIG``, else ``config/digest.toml`` when present) -> ``DIGEST_*`` environment
+variables, where ``__`` separates levels: ``DIGEST_DATABASE__URL``,
+``DIGEST_SOURCES__ARXIV_RSS__CATEGORIES=cs.LG,cs.CL``.
+
+Every setting here appears in ``config/digest.example.toml`` with its default; a test fails
+when one is missing. A wrong setting raises ``ConfigError`` with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from digest.errors import ConfigError
+
+ENV_PREFIX = "DIGEST_"
+ENV_CONFIG_PATH = "DIGEST_CONFIG"  # names the file; not itself a setting
+DEFAULT_CONFIG_PATH = Path("config/digest.toml")
+
+
+def _split_csv(value: Any) -> Any:
+    # Lists from the environment arrive as "a,b,c" (or as JSON, handled before this).
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+StrList = Annotated[list[str], BeforeValidator(_split_csv)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+class DatabaseSettings(Section):
+    url: str = Field(
+        "sqlite:///var/digest.db",
+        description="SQLAlchemy URL; SQLite by default, postgresql+psycopg://… for PostgreSQL",
+    )
+    migrate: bool = Field(
+        True, description="apply pending migrations on start; when false, commands refuse to run"
+    )
+    busy_timeout_ms: int = Field(
+        5000, ge=0, description="SQLite: how long a writer waits for a lock, in milliseconds"
+    )
+
+
+class PathSettings(Section):
+    var_dir: Path = Field(Path("var"), description="where the program keeps its working files")
+    outbox_dir: Path = Field(
+        Path("var/outbox"), description="where the file mailer writes .eml and .html previews"
+    )
+
+
+class HttpSettings(Section):
+    timeout: float = Field(
+        30.0, gt=0, le=600, description="overall deadline per request, in seconds (not per read)"
+    )
+    connect_timeout: float = Field(10.0, gt=0, le=120, description="TCP/TLS connect timeout")
+    max_response_bytes: int = Field(
+        25_000_000, ge=1024, description="cap on a decoded response body; larger is an error"
+    )
+    retries: int = Field(
+        3, ge=0, le=10, description="retries after a 429, a 5xx, a timeout or a dropped connection"
+    )
+    backoff: float = Field(
+        2.0, ge=0, le=300, description="first retry delay in seconds; doubles on each retry"
+    )
+    max_retry_after: float = Field(
+        300.0, ge=0, description="longest Retry-After honoured; a longer one fails the fetch"
+    )
+    user_agent: str = Field(
+        "trending-digest/{version} (self-hosted paper digest)",
+        min_length=1,
+        description="User-Agent sent to sources; {version} is filled in",
+    )
+    contact: str = Field(
+        "", description="an address appended to the User-Agent so sources can reach you"
+    )
+
+
+class HuggingFaceSettings(Section):
+    base_url: str = Field("https://huggingface.co", description="Hugging Face site root")
+    min_interval: float = Field(1.0, ge=0, description="seconds between requests")
+
+
+class ArxivRssSettings(Section):
+    base_url: str = Field("https://rss.arxiv.org", description="arXiv listing feed root")
+    categories: StrList = Field(
+        ["cs.LG", "cs.CL", "cs.AI", "cs.CV", "stat.ML"],
+        min_length=1,
+        description="arXiv categories or archives to follow",
+    )
+    announce_types: StrList = Field(
+        ["new", "cross"],
+        min_length=1,
+        description="listing entries to keep: new, cross, replace, replace-cross",
+    )
+    min_interval: float = Field(
+        3.0, ge=3.0, description="seconds between requests (arXiv asks for at least 3)"
+    )
+
+
+class ArxivApiSettings(Section):
+    base_url: str = Field("https://export.arxiv.org/api/query", description="arXiv API endpoint")
+    query: str = Field(
+        "cat:cs.LG OR cat:cs.CL", description="search_query; ignored when id_list is set"
+    )
+    id_list: StrList = Field([], description="fetch exactly these arXiv ids instead of a query")
+    max_results: int = Field(200, ge=1, le=30000, description="most papers per fetch")
+    page_size: int = Field(100, ge=1, le=2000, description="papers per request (start/max_results)")
+    min_interval: float = Field(
+        3.0, ge=3.0, description="seconds between requests (arXiv asks for at least 3)"
+    )
+
+
+class SampleSettings(Section):
+    listing: str = Field(
+        "", description='a JSONL file of {"title", "abstract"} to read instead of the bundled one'
+    )
+
+
+SourceName = Literal["sample", "huggingface", "arxiv_rss", "arxiv_api"]
+
+
+class SourceSettings(Section):
+    enabled: Annotated[list[SourceName], BeforeValidator(_split_csv)] = Field(
+        ["sample"],
+        min_length=1,
+        description="sources `digest fetch` reads; the embedded default is the bundled sample",
+    )
+    huggingface: HuggingFaceSettings = HuggingFaceSettings()
+    arxiv_rss: ArxivRssSettings = ArxivRssSettings()
+    arxiv_api: ArxivApiSettings = ArxivApiSettings()
+    sample: SampleSettings = SampleSettings()
+
+
+class Settings(Section):
+    database: DatabaseSettings = DatabaseSettings()
+    paths: PathSettings = PathSettings()
+    http: HttpSettings = HttpSettings()
+    sources: SourceSettings = SourceSettings()
+
+
+def load_settings(
+    config_path: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the layers and validate them; raise ``ConfigError`` naming the bad key."""
+    environ = os.environ if environ is None else environ
+    origins: dict[str, str] = {}
+    data: dict[str, Any] = {}
+
+    path = _config_path(config_path, environ)
+    if path is not None:
+        data = _read_toml(path)
+        for key in _dotted_keys(data):
+            origins[key] = str(path)
+
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_PATH:
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        if not all(keys):
+            raise ConfigError(f"config error: {name}: empty part in the variable name")
+        _set_nested(data, keys, _env_value(raw), name)
+        origins[".".join(keys)] = name
+
+    try:
+        return Settings.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ConfigError(_describe(exc, origins)) from None
+
+
+def _config_path(given: Path | str | None, environ: Mapping[str, str]) -> Path | None:
+    if given is not None:
+        path = Path(given)
+        if not path.is_file():
+            raise ConfigError(f"config error: config file {path} does not exist")
+        return path
+    if environ.get(ENV_CONFIG_PATH):
+        path = Path(environ[ENV_CONFIG_PATH])
+        if not path.is_file():
+            raise ConfigError(f"config error: {ENV_CONFIG_PATH}={path}: no such file")
+        return path
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config error: {path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config error: {path}: cannot read: {exc.strerror}") from None
+
+
+def _env_value(raw: str) -> Any:
+    # JSON lists and objects are accepted as is; everything else stays a string for
+    # pydantic's lax parsing ("30" -> 30, "true" -> True, "a,b" -> ["a", "b"]).
+    text = raw.strip()
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _set_nested(data: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config error: {origin}: {key} is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        keys.append(dotted)
+        if isinstance(value, Mapping):
+            keys.extend(_dotted_keys(value, dotted + "."))
+    return keys
+
+
+def _describe(exc: PydanticValidationError, origins: Mapping[str, str]) -> str:
+    """One line: the first problem, its key, where it came from."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
+    # Drop list indexes from the key but keep them in the message.
+    key_parts = [part for part in loc if not part.isdigit()]
+    key = ".".join(key_parts)
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting"
+    else:
+        message = error["msg"][0].lower() + error["msg"][1:]
+        if "input" in error and not isinstance(error["input"], dict):
+            message += f" (got {error['input']!r})"
+    origin = origins.get(key)
+    where = f" [from {origin}]" if origin else ""
+    more = len(exc.errors()) - 1
+    tail = f" ({more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"config error: {key}: {message}{where}{tail}"
+
+
+def iter_settings(model: type[BaseModel] = Settings, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every leaf setting as (dotted key, field info), for docs and the example-config test."""
+    leaves: list[tuple[str, Any]] = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            leaves.extend(iter_settings(annotation, f"{prefix}{name}."))
+        else:
+            leaves.append((f"{prefix}{name}", info))
+    return leaves

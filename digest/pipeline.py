@@ -1,0 +1,131 @@
+"""The pipeline, stage by stage: fetch -> ingest (-> plan -> rank -> render -> send).
+
+Each stage saves its output before the next starts, so a rerun resumes where a crash
+stopped it. Errors name the stage and the source or subscriber they concern.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import httpx
+from sqlalchemy.exc import IntegrityError
+
+from digest.config import Settings
+from digest.errors import SourceError
+from digest.ingest import merge_batch, upsert
+from digest.models import FetchRun
+from digest.sources.base import build_source
+from digest.sources.http import Fetcher
+from digest.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FetchSummary:
+    source: str
+    status: str  # ok, not_modified, failed
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def fetch(
+    settings: Settings,
+    store: Store,
+    names: Sequence[str] | None = None,
+    day: date | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    on_source: Callable[[str], None] | None = None,
+) -> list[FetchSummary]:
+    """Fetch each source and store what it brought; one failing source never stops the rest."""
+    summaries = []
+    for name in names or settings.sources.enabled:
+        if on_source:
+            on_source(name)
+        summaries.append(_fetch_one(settings, store, name, day, transport))
+    return summaries
+
+
+def _fetch_one(
+    settings: Settings,
+    store: Store,
+    name: str,
+    day: date | None,
+    transport: httpx.BaseTransport | None,
+) -> FetchSummary:
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    source = build_source(name, settings)
+    try:
+        with Fetcher(settings.http, transport=transport, validators=store.validators()) as fetcher:
+            records = source.fetch(fetcher, day)
+            learned = fetcher.learned
+            not_modified = fetcher.not_modified
+    except SourceError as exc:
+        return _failed(store, name, started, clock, exc.reason)
+    except Exception as exc:  # a bug in one source must not stop the others
+        log.exception("%s: unexpected error while fetching", name)
+        return _failed(store, name, started, clock, f"internal error: {exc!r}")
+
+    papers, skipped = merge_batch(records)
+    for attempt in (1, 2):
+        try:
+            with store.transaction() as session:
+                by_id, by_title = store.papers_by_keys(
+                    session, (p.key for p in papers), (p.title_key for p in papers)
+                )
+                stats = upsert(session, papers, by_id, by_title, now=started)
+                store.save_validators(session, learned, started)
+                status = "not_modified" if not_modified and not records else "ok"
+                session.add(
+                    FetchRun(
+                        source=name,
+                        started_at=started,
+                        finished_at=datetime.now(UTC),
+                        status=status,
+                        fetched=len(records),
+                        new=stats.new,
+                        updated=stats.updated,
+                    )
+                )
+            break
+        except IntegrityError:
+            # Another process stored one of these papers between our read and our write;
+            # reading again sees its row and updates it instead.
+            if attempt == 2:
+                raise
+    return FetchSummary(
+        name,
+        status,
+        fetched=len(records),
+        new=stats.new,
+        updated=stats.updated,
+        unchanged=stats.unchanged,
+        skipped=skipped,
+        seconds=time.monotonic() - clock,
+    )
+
+
+def _failed(store: Store, name: str, started: datetime, clock: float, reason: str) -> FetchSummary:
+    log.error("%s: fetch failed: %s", name, reason)
+    store.record_fetch(
+        FetchRun(
+            source=name,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            status="failed",
+            error=reason,
+        )
+    )
+    return FetchSummary(name, "failed", error=reason, seconds=time.monotonic() - clock)

@@ -1,0 +1,77 @@
+"""Shared fixtures: settings on a temporary SQLite file, a store, and PostgreSQL when present."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from digest.config import Settings, load_settings
+from digest.store import Store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def fixture_bytes(relative: str) -> bytes:
+    return (FIXTURES / relative).read_bytes()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Defaults, with the database and working files under the test's own folder."""
+    monkeypatch.chdir(tmp_path)  # no config/digest.toml of the developer's is read
+    return load_settings(
+        environ={
+            "DIGEST_DATABASE__URL": f"sqlite:///{tmp_path / 'digest.db'}",
+            "DIGEST_PATHS__VAR_DIR": str(tmp_path / "var"),
+            "DIGEST_PATHS__OUTBOX_DIR": str(tmp_path / "var" / "outbox"),
+        }
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    opened = Store.open(settings.database)
+    yield opened
+    opened.close()
+
+
+def _postgres_base_url() -> str | None:
+    return os.environ.get("TEST_POSTGRES_URL")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped afterwards.
+
+    Skips when no PostgreSQL is reachable, except under CI=true, where it must run.
+    """
+    base = _postgres_base_url()
+    reason = "PostgreSQL not configured (set TEST_POSTGRES_URL)"
+    engine = None
+    if base:
+        from sqlalchemy import create_engine, text
+
+        try:
+            engine = create_engine(base)
+            with engine.connect() as connection:
+                connection.execute(text("select 1"))
+        except Exception as exc:  # unreachable, driver missing, auth refused
+            reason = f"PostgreSQL at {base} unreachable: {exc.__class__.__name__}"
+            engine = None
+    if engine is None:
+        if IN_CI:
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as connection:
+        connection.execute(text(f'create schema "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.execute(text(f'drop schema "{schema}" cascade'))
+    engine.dispose()
