@@ -188,7 +188,7 @@ def fetch(
     console.print(table)
     failed = [s for s in summaries if s.status == "failed"]
     for s in failed:
-        err_console.print(f"error: {s.source}: {s.error}", markup=False, highlight=False)
+        print(f"error: {s.source}: {s.error}", file=sys.stderr)
     store.close()
     if failed:
         raise typer.Exit(1)
@@ -286,7 +286,8 @@ def main() -> None:
     try:
         app()
     except DigestError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        # One plain line, never wrapped, so logs and scripts see it whole.
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

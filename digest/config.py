@@ -145,11 +145,97 @@ class SourceSettings(Section):
     sample: SampleSettings = SampleSettings()
 
 
+class RankingSettings(Section):
+    first_window_hours: float = Field(
+        72.0, gt=0, le=24 * 31, description="a first digest looks back this many hours"
+    )
+    title_weight: float = Field(2.0, ge=0, description="a match in the title counts this much")
+    abstract_weight: float = Field(
+        1.0, ge=0, description="a match in the abstract counts this much"
+    )
+    bm25_k1: float = Field(1.2, ge=0, le=5, description="BM25 term-frequency saturation")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation")
+    author_boost: float = Field(
+        3.0, ge=0, description="score added when a followed author wrote the paper"
+    )
+    category_boost: float = Field(
+        1.0, ge=0, description="score added when the paper is in a chosen category"
+    )
+    relevance_floor: float = Field(
+        1.0, ge=0, description="papers whose relevance is below this are left out"
+    )
+    trending_weight: float = Field(
+        0.3, ge=0, description="weight of the Hugging Face upvotes prior (log-scaled)"
+    )
+    freshness_weight: float = Field(0.2, ge=0, description="weight of how new the paper is")
+    freshness_half_life_hours: float = Field(
+        48.0, gt=0, description="a paper's freshness halves over this many hours"
+    )
+    also_trending: int = Field(
+        3, ge=0, le=10, description='papers in the optional "also trending today" section'
+    )
+
+
+class SubscriberSettings(Section):
+    default_timezone: str = Field("UTC", description="IANA zone for a subscriber who gives none")
+    default_hour: int = Field(7, ge=0, le=23, description="local hour a digest is sent by default")
+    default_max_papers: int = Field(10, ge=1, le=50, description="papers per mail by default")
+
+
+class MailSettings(Section):
+    transport: Literal["file", "smtp"] = Field(
+        "file", description="file writes .eml + .html under paths.outbox_dir; smtp sends"
+    )
+    from_address: str = Field("digest@localhost", description="the From address of every mail")
+    from_name: str = Field("Trending Papers", description="the From display name")
+    reply_to: str = Field("", description="a Reply-To address; empty for none")
+    abstract_chars: int = Field(
+        480, ge=80, le=5000, description="abstracts are trimmed at a sentence near this length"
+    )
+    authors_shown: int = Field(4, ge=1, le=50, description='authors listed before "et al."')
+
+
+class SmtpSettings(Section):
+    host: str = Field("localhost", description="SMTP server (your relay)")
+    port: int = Field(587, ge=1, le=65535, description="587 for STARTTLS, 465 for implicit TLS")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (required), tls (implicit, port 465) or none"
+    )
+    username: str = Field("", description="login name; empty to send without logging in")
+    password: str = Field("", description="login password (prefer DIGEST_SMTP__PASSWORD)")
+    timeout: float = Field(30.0, gt=0, le=600, description="seconds for each SMTP command")
+
+
+class WebSettings(Section):
+    base_url: str = Field(
+        "http://localhost:8000", description="public address of the web app, used in mail links"
+    )
+    secret_key: str = Field(
+        "", description="signs links in mails; empty: made once and kept in var_dir/secret_key"
+    )
+
+
+class ScheduleSettings(Section):
+    fetch_cron: str = Field(
+        "30 1,13 * * *",
+        description="when `digest serve` fetches (UTC cron): after arXiv's and HF's updates",
+    )
+    tick_seconds: int = Field(
+        60, ge=5, le=3600, description="how often `digest serve` looks for digests that are due"
+    )
+
+
 class Settings(Section):
     database: DatabaseSettings = DatabaseSettings()
     paths: PathSettings = PathSettings()
     http: HttpSettings = HttpSettings()
     sources: SourceSettings = SourceSettings()
+    ranking: RankingSettings = RankingSettings()
+    subscribers: SubscriberSettings = SubscriberSettings()
+    mail: MailSettings = MailSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    web: WebSettings = WebSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
 
 
 def load_settings(
@@ -171,7 +257,7 @@ def load_settings(
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
         if not all(keys):
-            raise ConfigError(f"config error: {name}: empty part in the variable name")
+            raise ConfigError(f"{name}: empty part in the variable name")
         _set_nested(data, keys, _env_value(raw), name)
         origins[".".join(keys)] = name
 
@@ -185,12 +271,12 @@ def _config_path(given: Path | str | None, environ: Mapping[str, str]) -> Path |
     if given is not None:
         path = Path(given)
         if not path.is_file():
-            raise ConfigError(f"config error: config file {path} does not exist")
+            raise ConfigError(f"config file {path} does not exist")
         return path
     if environ.get(ENV_CONFIG_PATH):
         path = Path(environ[ENV_CONFIG_PATH])
         if not path.is_file():
-            raise ConfigError(f"config error: {ENV_CONFIG_PATH}={path}: no such file")
+            raise ConfigError(f"{ENV_CONFIG_PATH}={path}: no such config file")
         return path
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
 
@@ -200,9 +286,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config error: {path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"config error: {path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
 
 
 def _env_value(raw: str) -> Any:
@@ -222,7 +308,7 @@ def _set_nested(data: dict[str, Any], keys: list[str], value: Any, origin: str) 
     for key in keys[:-1]:
         child = node.setdefault(key, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"config error: {origin}: {key} is a value, not a section")
+            raise ConfigError(f"{origin}: {key} is a value, not a section")
         node = child
     node[keys[-1]] = value
 
@@ -244,17 +330,16 @@ def _describe(exc: PydanticValidationError, origins: Mapping[str, str]) -> str:
     # Drop list indexes from the key but keep them in the message.
     key_parts = [part for part in loc if not part.isdigit()]
     key = ".".join(key_parts)
-    if error["type"] == "extra_forbidden":
-        message = "unknown setting"
-    else:
-        message = error["msg"][0].lower() + error["msg"][1:]
-        if "input" in error and not isinstance(error["input"], dict):
-            message += f" (got {error['input']!r})"
     origin = origins.get(key)
     where = f" [from {origin}]" if origin else ""
     more = len(exc.errors()) - 1
     tail = f" ({more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"config error: {key}: {message}{where}{tail}"
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {key}{where}{tail}"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    if "input" in error and not isinstance(error["input"], dict):
+        message += f" (got {error['input']!r})"
+    return f"bad setting {key}: {message}{where}{tail}"
 
 
 def iter_settings(model: type[BaseModel] = Settings, prefix: str = "") -> list[tuple[str, Any]]:

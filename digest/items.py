@@ -1,0 +1,54 @@
+"""Plain data passed between ranking and rendering; no behaviour, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+ReasonKind = Literal["term", "phrase", "author", "category", "trending", "semantic"]
+Section = Literal["picks", "trending"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a paper was chosen. ``label`` is shown to the reader as is:
+
+    term/phrase: the subscriber's term as they wrote it ("graph neural network");
+    author: the paper's author name as the paper spells it; category: "cs.LG";
+    trending: the upvote count as text ("42"); semantic: the profile text it was close to.
+    """
+
+    kind: ReasonKind
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaperCard:
+    """What ranking and rendering need of a stored paper; built once per day per paper."""
+
+    paper_id: int  # the row id in ``papers``
+    canonical_id: str
+    arxiv_id: str | None
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # primary first
+    upvotes: int | None = None
+    ai_summary: str | None = None
+    github_repo: str | None = None
+    sources: tuple[str, ...] = ()
+    first_seen_at: datetime | None = None
+    announced_on: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RankedItem:
+    """One chosen paper for one subscriber."""
+
+    paper_id: int
+    score: float
+    relevance: float  # the keyword part alone, before the trending/freshness prior
+    reasons: tuple[Reason, ...] = ()
+    section: Section = "picks"
+    highlight: tuple[str, ...] = field(default=())  # terms to highlight in title/abstract

@@ -1,0 +1,72 @@
+"""The commands a user runs: demo twice, db upgrade and status, papers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from digest import __version__
+
+
+def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_demo_twice_gives_the_same_result(tmp_path: Path) -> None:
+    first = run_cli(tmp_path, "demo")
+    assert first.returncode == 0, first.stderr
+    second = run_cli(tmp_path, "demo")
+    assert second.returncode == 0, second.stderr
+    assert (tmp_path / "var" / "demo.db").is_file()
+    sample_row = next(line for line in first.stdout.splitlines() if "│ sample" in line)
+    assert "ok" in sample_row
+    assert first.stdout.count("of 284 papers") == 1
+    assert second.stdout.count("of 284 papers") == 1  # a fresh database, not 568
+
+
+def test_db_upgrade_then_status(tmp_path: Path) -> None:
+    env = {"DIGEST_DATABASE__URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    status = run_cli(tmp_path, "db", "status", **env)
+    assert status.returncode == 1 and "pending: 0001" in status.stdout
+    upgraded = run_cli(tmp_path, "db", "upgrade", **env)
+    assert upgraded.returncode == 0 and "applied 1 migration(s): 0001" in upgraded.stdout
+    again = run_cli(tmp_path, "db", "upgrade", **env)
+    assert again.returncode == 0 and "already up to date" in again.stdout
+    status = run_cli(tmp_path, "db", "status", **env)
+    assert status.returncode == 0 and "pending: none" in status.stdout
+
+
+def test_commands_refuse_a_schema_that_is_behind_when_told_not_to_migrate(tmp_path: Path) -> None:
+    env = {
+        "DIGEST_DATABASE__URL": f"sqlite:///{tmp_path / 'y.db'}",
+        "DIGEST_DATABASE__MIGRATE": "0",
+    }
+    done = run_cli(tmp_path, "papers", **env)
+    assert done.returncode == 3
+    assert "run `digest db upgrade`" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    assert run_cli(tmp_path, "--version").stdout.strip() == f"digest {__version__}"
+    helped = run_cli(tmp_path, "--help")
+    for command in ("fetch", "papers", "db", "demo"):
+        assert command in helped.stdout
+
+
+def test_readme_documents_every_command() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    from digest.cli import app, db_app
+
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    names += [f"db {c.name}" for c in db_app.registered_commands]
+    for name in names:
+        assert f"`digest {name}" in readme, f"README does not document `digest {name}`"

@@ -1,0 +1,69 @@
+"""The store: migrations on an empty database, re-applied as a no-op, pending ones refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from digest.config import DatabaseSettings
+from digest.errors import StoreError
+from digest.store import Store, make_engine
+
+TABLES = {"papers", "fetch_runs", "http_validators", "alembic_version"}
+
+
+def test_migrations_apply_to_an_empty_database_and_again_as_a_no_op(tmp_path: Path) -> None:
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'fresh.db'}"))
+    assert store.current_revision() is None
+    assert store.pending_migrations()  # everything is pending on an empty file
+    applied = store.upgrade()
+    assert applied == ["0001"] or applied[0] == "0001"
+    assert set(inspect(store.engine).get_table_names()) >= TABLES
+    assert store.pending_migrations() == []
+    assert store.upgrade() == []  # a second run changes nothing
+    store.close()
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    store = Store.open(DatabaseSettings(url=f"sqlite:///{tmp_path / 'w.db'}", busy_timeout_ms=1234))
+    with store.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 1234
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    store.close()
+
+
+def test_the_sqlite_folder_is_made(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "er" / "digest.db"
+    Store.open(DatabaseSettings(url=f"sqlite:///{target}")).close()
+    assert target.is_file()
+
+
+def test_pending_migrations_are_refused_when_migrate_is_off(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with pytest.raises(StoreError, match=r"behind by \d+ migration.*digest db upgrade"):
+        Store.open(DatabaseSettings(url=url, migrate=False))
+    Store.open(DatabaseSettings(url=url)).close()  # migrate on: applies them
+    Store.open(DatabaseSettings(url=url, migrate=False)).close()  # now up to date
+
+
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'no' / 'such.db'}"
+    engine = make_engine(url)
+    (tmp_path / "no").rmdir()  # make_engine made the folder; take it away again
+    with pytest.raises(StoreError, match="cannot use the database at sqlite:///"):
+        Store(engine).current_revision()
+
+
+def test_a_url_that_is_not_a_url(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not a database URL"):
+        make_engine("not a url at all")
+
+
+def test_postgresql_migrations(postgres_url: str) -> None:
+    store = Store.open(DatabaseSettings(url=postgres_url))
+    assert set(inspect(store.engine).get_table_names()) >= TABLES
+    assert store.upgrade() == []
+    store.close()
