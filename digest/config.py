@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from digest.errors import ConfigError
@@ -36,6 +36,17 @@ def _split_csv(value: Any) -> Any:
 
 
 StrList = Annotated[list[str], BeforeValidator(_split_csv)]
+
+
+def check_timezone(value: str) -> str:
+    """An IANA zone name, or ValueError naming it."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (expected e.g. Europe/Berlin)") from None
+    return value
 
 
 class Section(BaseModel):
@@ -181,6 +192,11 @@ class SubscriberSettings(Section):
     default_hour: int = Field(7, ge=0, le=23, description="local hour a digest is sent by default")
     default_max_papers: int = Field(10, ge=1, le=50, description="papers per mail by default")
 
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_timezone(value)
+
 
 class MailSettings(Section):
     transport: Literal["file", "smtp"] = Field(
@@ -193,6 +209,15 @@ class MailSettings(Section):
         480, ge=80, le=5000, description="abstracts are trimmed at a sentence near this length"
     )
     authors_shown: int = Field(4, ge=1, le=50, description='authors listed before "et al."')
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not value:
+            return value
+        if "@" not in value or any(ch in value for ch in ' <>\r\n,;"'):
+            raise ValueError("expected a plain address like digest@example.org")
+        return value
 
 
 class SmtpSettings(Section):
@@ -214,6 +239,13 @@ class WebSettings(Section):
         "", description="signs links in mails; empty: made once and kept in var_dir/secret_key"
     )
 
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or any(c in value for c in ' \r\n<>"'):
+            raise ValueError("expected an http:// or https:// address")
+        return value.rstrip("/")
+
 
 class ScheduleSettings(Section):
     fetch_cron: str = Field(
@@ -223,6 +255,17 @@ class ScheduleSettings(Section):
     tick_seconds: int = Field(
         60, ge=5, le=3600, description="how often `digest serve` looks for digests that are due"
     )
+
+    @field_validator("fetch_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a cron line (minute hour day month weekday): {exc}") from None
+        return value
 
 
 class Settings(Section):
@@ -336,7 +379,8 @@ def _describe(exc: PydanticValidationError, origins: Mapping[str, str]) -> str:
     tail = f" ({more} more problem{'s' if more > 1 else ''})" if more else ""
     if error["type"] == "extra_forbidden":
         return f"unknown setting {key}{where}{tail}"
-    message = error["msg"][0].lower() + error["msg"][1:]
+    message = error["msg"].removeprefix("Value error, ")
+    message = message[0].lower() + message[1:]
     if "input" in error and not isinstance(error["input"], dict):
         message += f" (got {error['input']!r})"
     return f"bad setting {key}: {message}{where}{tail}"

@@ -1,7 +1,6 @@
 """Fetching rules shared by every source.
 
-- an overall deadline per request, checked while the body streams in, so a server that drips
-  bytes cannot hold a fetch open (worst case: the deadline plus one read timeout);
+- an overall deadline per request, however slowly the server sends its headers or body;
 - a cap on the decoded body size;
 - retries with exponential backoff on 429, 5xx, timeouts and dropped connections, honouring
   ``Retry-After`` (tenacity);
@@ -13,6 +12,7 @@
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ class FetchResult:
     url: str
     status: int
     body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=httpx.Headers)  # case-insensitive
     not_modified: bool = False
 
 
@@ -142,6 +142,39 @@ class Fetcher:
     def _once(
         self, url: str, source: str, conditional: bool, ok_statuses: frozenset[int]
     ) -> FetchResult:
+        """One exchange, bounded by the overall deadline however slowly the server talks.
+
+        httpx bounds each read, not the whole answer, so a server dripping its headers
+        could hold a fetch open for ever; the exchange runs in a daemon thread that is
+        abandoned at the deadline (its socket then ends at the next read timeout).
+        """
+        outcome: dict[str, FetchResult | BaseException] = {}
+
+        def exchange() -> None:
+            try:
+                outcome["result"] = self._exchange(url, source, conditional, ok_statuses)
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=exchange, name=f"fetch {source}", daemon=True)
+        worker.start()
+        worker.join(self.settings.timeout + 0.05)
+        if worker.is_alive():
+            raise _Retryable(f"no complete answer within the {self.settings.timeout:g} s deadline")
+        if "error" in outcome:
+            raise outcome["error"]
+        result = outcome["result"]
+        assert isinstance(result, FetchResult)
+        if result.not_modified:
+            self.not_modified = True
+        found = (result.headers.get("ETag"), result.headers.get("Last-Modified"))
+        if result.status == 200 and any(found):
+            self.learned[url] = found
+        return result
+
+    def _exchange(
+        self, url: str, source: str, conditional: bool, ok_statuses: frozenset[int]
+    ) -> FetchResult:
         headers: dict[str, str] = {}
         etag, last_modified = self.validators.get(url, (None, None))
         if conditional and etag:
@@ -153,10 +186,7 @@ class Fetcher:
             with self.client.stream("GET", url, headers=headers) as response:
                 status = response.status_code
                 if status == 304:
-                    self.not_modified = True
-                    return FetchResult(
-                        url, status, headers=dict(response.headers), not_modified=True
-                    )
+                    return FetchResult(url, status, headers=response.headers, not_modified=True)
                 if status in RETRY_STATUSES:
                     wait = self._retry_after(response.headers.get("Retry-After"), source)
                     raise _Retryable(f"HTTP {status} {response.reason_phrase}", wait)
@@ -169,11 +199,7 @@ class Fetcher:
             raise _Retryable(f"connection failed: {exc or type(exc).__name__}") from None
         except httpx.DecodingError as exc:
             raise SourceError(source, f"could not decode the response: {exc}") from None
-
-        found = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
-        if status == 200 and any(found):
-            self.learned[url] = found
-        return FetchResult(url, status, body, dict(response.headers))
+        return FetchResult(url, status, body, response.headers)
 
     def _read_body(self, response: httpx.Response, deadline: float, source: str) -> bytes:
         cap = self.settings.max_response_bytes
