@@ -255,6 +255,220 @@ def _paper_json(p: object) -> dict[str, object]:
     }
 
 
+# -- subscribers -------------------------------------------------------------------------
+
+IncludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include", "-i", help='a word or phrase, optional weight: "graph neural network"^2'
+    ),
+]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option("--exclude", "-x", help="a word or phrase that vetoes a paper")
+]
+CategoryOpt = Annotated[
+    list[str] | None, typer.Option("--category", help="an arXiv category or archive: cs.LG, hep-th")
+]
+AuthorOpt = Annotated[list[str] | None, typer.Option("--author", help="an author to follow")]
+
+
+@app.command()
+def subscribe(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="the subscriber's address")],
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    category: CategoryOpt = None,
+    author: AuthorOpt = None,
+    tz: Annotated[
+        str | None, typer.Option("--tz", help="IANA time zone, e.g. Europe/Berlin")
+    ] = None,
+    hour: Annotated[int | None, typer.Option(help="local hour to send, 0–23")] = None,
+    weekly: Annotated[
+        str | None, typer.Option(help="weekly on this day (mon … sun) instead of daily")
+    ] = None,
+    max_papers: Annotated[int | None, typer.Option(help="most papers per mail, 1–50")] = None,
+    send_when_empty: Annotated[
+        bool | None, typer.Option("--send-when-empty/--skip-when-empty", help="mail on empty days")
+    ] = None,
+    also_trending: Annotated[
+        bool | None,
+        typer.Option("--also-trending/--no-also-trending", help='add "also trending today"'),
+    ] = None,
+) -> None:
+    """Subscribe EMAIL (active at once: the CLI skips the emailed confirmation), or update it."""
+    from digest import subscribers
+    from digest.profiles import build_profile
+
+    state: State = ctx.obj
+    store = state.store()
+    with store.transaction() as session:
+        existing = subscribers.find(session, email)
+        old = subscribers.profile_of(existing) if existing else None
+        profile = build_profile(
+            include if include is not None else [str(t) for t in (old.include if old else ())],
+            exclude if exclude is not None else (old.exclude if old else ()),
+            category if category is not None else (old.categories if old else ()),
+            author if author is not None else ("; ".join(old.authors),) if old else (),
+            also_trending if also_trending is not None else bool(old and old.also_trending),
+        )
+        base = (
+            subscribers.Schedule(
+                existing.timezone,
+                existing.send_hour,
+                existing.frequency,
+                existing.weekday,
+                existing.max_papers,
+                existing.send_when_empty,
+            )
+            if existing
+            else subscribers.Schedule.default(state.settings.subscribers)
+        )
+        schedule = subscribers.Schedule.checked(
+            tz or base.timezone,
+            base.send_hour if hour is None else hour,
+            "weekly" if weekly else base.frequency,
+            weekly if weekly else base.weekday,
+            base.max_papers if max_papers is None else max_papers,
+            base.send_when_empty if send_when_empty is None else send_when_empty,
+        )
+        subscriber, created = subscribers.upsert(session, email, profile, schedule, confirmed=True)
+        verb = "subscribed" if created else "updated"
+        line = (
+            f"{verb} {subscriber.email}: {_when(subscriber)}; "
+            f"{subscribers.profile_of(subscriber).describe()}"
+        )
+    store.close()
+    print(line)
+
+
+def _when(subscriber: object) -> str:
+    from digest.models import Subscriber
+    from digest.subscribers import WEEKDAYS
+
+    assert isinstance(subscriber, Subscriber)
+    day = (
+        "daily"
+        if subscriber.frequency == "daily"
+        else f"weekly on {WEEKDAYS[subscriber.weekday or 0]}"
+    )
+    hour = f"{subscriber.send_hour:02d}:00 {subscriber.timezone}"
+    return f"{day} at {hour}, up to {subscriber.max_papers} papers"
+
+
+@app.command("subscribers")
+def list_subscribers(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option(help="only this status: pending, active, unsubscribed, bounced")
+    ] = None,
+    bounced: Annotated[bool, typer.Option("--bounced", help="only bounced addresses")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """List subscribers with their status, schedule and topics."""
+    from digest import subscribers
+
+    state: State = ctx.obj
+    store = state.store()
+    with store.transaction() as session:
+        rows = subscribers.listing(session, "bounced" if bounced else status)
+        data = [
+            {
+                "email": s.email,
+                "status": s.status,
+                "timezone": s.timezone,
+                "hour": s.send_hour,
+                "frequency": s.frequency
+                if s.frequency == "daily"
+                else f"weekly:{subscribers.WEEKDAYS[s.weekday or 0]}",
+                "max_papers": s.max_papers,
+                "topics": subscribers.profile_of(s).describe(),
+                "created_at": s.created_at.isoformat(timespec="seconds"),
+            }
+            for s in rows
+        ]
+    store.close()
+    if as_json:
+        for item in data:
+            print(json.dumps(item, ensure_ascii=False))
+        return
+    table = Table("email", "status", "when", "papers", "topics", title=f"{len(data)} subscribers")
+    for item in data:
+        when = f"{item['frequency']} {item['hour']:02d}:00 {item['timezone']}"
+        table.add_row(item["email"], item["status"], when, str(item["max_papers"]), item["topics"])
+    _wide_console().print(table)
+
+
+@app.command()
+def unsubscribe(
+    ctx: typer.Context, email: Annotated[str, typer.Argument(help="the address to stop mailing")]
+) -> None:
+    """Stop mailing EMAIL (its history is kept; `digest subscribe` brings it back)."""
+    from digest import subscribers
+
+    state: State = ctx.obj
+    store = state.store()
+    with store.transaction() as session:
+        subscriber = subscribers.get(session, email)
+        changed = subscribers.unsubscribe(subscriber)
+        address = subscriber.email
+    store.close()
+    print(f"unsubscribed {address}" if changed else f"{address} was already unsubscribed")
+
+
+@app.command()
+def profile(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="whose profile")],
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    category: CategoryOpt = None,
+    author: AuthorOpt = None,
+    also_trending: Annotated[
+        bool | None,
+        typer.Option("--also-trending/--no-also-trending", help='add "also trending today"'),
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="start from an empty profile")] = False,
+) -> None:
+    """Show a subscriber's interest profile; options replace the lists they name."""
+    from digest import subscribers
+    from digest.profiles import Profile, build_profile
+
+    state: State = ctx.obj
+    store = state.store()
+    with store.transaction() as session:
+        subscriber = subscribers.get(session, email)
+        old = Profile() if clear else subscribers.profile_of(subscriber)
+        changing = clear or any(
+            v is not None for v in (include, exclude, category, author, also_trending)
+        )
+        if changing:
+            new = build_profile(
+                include if include is not None else [str(t) for t in old.include],
+                exclude if exclude is not None else old.exclude,
+                category if category is not None else old.categories,
+                author
+                if author is not None
+                else (("; ".join(old.authors),) if old.authors else ()),
+                old.also_trending if also_trending is None else also_trending,
+            )
+            subscribers.set_profile(subscriber, new)
+        shown = subscribers.profile_of(subscriber)
+        address = subscriber.email
+    store.close()
+    table = Table("", "", title=f"profile of {address}" + (" (updated)" if changing else ""))
+    table.add_row("include", ", ".join(str(t) for t in shown.include) or "—")
+    table.add_row("exclude", ", ".join(shown.exclude) or "—")
+    table.add_row("categories", ", ".join(shown.categories) or "—")
+    table.add_row("authors", "; ".join(shown.authors) or "—")
+    table.add_row("also trending", "yes" if shown.also_trending else "no")
+    _wide_console().print(table)
+
+
+def _wide_console() -> Console:
+    return Console(width=max(shutil.get_terminal_size((120, 20)).columns, 100))
+
+
 # -- demo -------------------------------------------------------------------------------
 
 

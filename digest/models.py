@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Date, DateTime, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -98,3 +111,98 @@ class HttpValidator(Base):
     etag: Mapped[str | None] = mapped_column(String(500))
     last_modified: Mapped[str | None] = mapped_column(String(100))
     stored_at: Mapped[datetime]
+
+
+class Subscriber(Base):
+    """A person and what they want; the profile is plain JSON (see ``profiles.Profile``)."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Opaque id for links and tokens; never the row id or the address.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # The address folded for uniqueness: one subscription per address, whatever its case.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    status: Mapped[str] = mapped_column(
+        String(16), index=True
+    )  # pending active unsubscribed bounced
+    timezone: Mapped[str] = mapped_column(String(64))
+    send_hour: Mapped[int]
+    frequency: Mapped[str] = mapped_column(String(8), default="daily")  # daily, weekly
+    weekday: Mapped[int | None]  # 0 = Monday, for weekly
+    max_papers: Mapped[int] = mapped_column(default=10)
+    send_when_empty: Mapped[bool] = mapped_column(Boolean, default=False)
+    profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Raised to revoke every manage link sent so far (address change, "sign out everywhere").
+    token_version: Mapped[int] = mapped_column(default=1)
+    paused_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """One digest for one subscriber and local date; its papers are fixed once ranked."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        # One digest per subscriber per local date: a constraint, not a hope.
+        UniqueConstraint("subscriber_id", "local_date", name="uq_delivery_subscriber_date"),
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)  # Message-ID, archive link
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    local_date: Mapped[date]
+    # planned (content fixed once ranked_at is set), sending, sent, deferred, failed,
+    # unknown, skipped (nothing to send and the subscriber asked for no empty mails)
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    planned_at: Mapped[datetime]
+    since: Mapped[datetime]  # candidates were papers first seen from here on
+    ranked_at: Mapped[datetime | None]
+    paper_count: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliveryItem(Base):
+    """A paper chosen for a delivery, with its rank, score and reasons."""
+
+    __tablename__ = "delivery_items"
+    __table_args__ = (UniqueConstraint("delivery_id", "paper_id", name="uq_item_delivery_paper"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    section: Mapped[str] = mapped_column(String(10), default="picks")
+    score: Mapped[float] = mapped_column(Float)
+    relevance: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[kind, label], ...]
+    highlight: Mapped[list[str]] = mapped_column(default=list)
+
+
+class SentPaper(Base):
+    """The sent log: a paper goes to a subscriber at most once, ever."""
+
+    __tablename__ = "sent_papers"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "paper_id", name="uq_sent_subscriber_paper"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )

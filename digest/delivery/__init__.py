@@ -1,0 +1,1 @@
+"""Delivery: the outbox (plan, claim, mark) and the mailers. Knows nothing of papers."""

@@ -1,0 +1,104 @@
+"""Signed, opaque tokens for the links in mails and on pages.
+
+One salt per purpose, so a token made for one cannot be used for another. Manage tokens
+carry the subscriber's token version, so raising it revokes every manage link sent so far;
+unsubscribe tokens do not, so the link in an old mail keeps working. Mail tokens are not
+timed (re-rendering a delivery must give the same message); confirmation tokens are.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from digest.config import Settings
+from digest.errors import ConfigError
+
+PURPOSES = ("manage", "unsubscribe", "archive", "confirm")
+
+
+class TokenError(Exception):
+    """A token that is tampered, of the wrong purpose, expired or revoked."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # tampered, expired, revoked
+
+
+@dataclass(frozen=True, slots=True)
+class TokenData:
+    public_id: str
+    version: int | None = None
+
+
+class Tokens:
+    def __init__(self, secret: str) -> None:
+        self._plain = {p: URLSafeSerializer(secret, salt=f"digest.{p}") for p in PURPOSES}
+        self._timed = URLSafeTimedSerializer(secret, salt="digest.confirm")
+
+    def make(self, purpose: str, public_id: str, version: int | None = None) -> str:
+        payload = [public_id] if version is None else [public_id, version]
+        if purpose == "confirm":
+            return self._timed.dumps(payload)
+        return self._plain[purpose].dumps(payload)
+
+    def read(self, purpose: str, token: str, max_age: float | None = None) -> TokenData:
+        try:
+            if purpose == "confirm":
+                payload = self._timed.loads(token, max_age=max_age)
+            else:
+                payload = self._plain[purpose].loads(token)
+        except SignatureExpired:
+            raise TokenError("expired") from None
+        except BadSignature:
+            raise TokenError("tampered") from None
+        if not isinstance(payload, list) or not payload or not isinstance(payload[0], str):
+            raise TokenError("tampered")
+        version = payload[1] if len(payload) > 1 and isinstance(payload[1], int) else None
+        return TokenData(payload[0], version)
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured secret, or one made once and kept (0600) under ``var_dir``."""
+    if settings.web.secret_key:
+        if len(settings.web.secret_key) < 16:
+            raise ConfigError("bad setting web.secret_key: use at least 16 characters")
+        return settings.web.secret_key
+    path = Path(settings.paths.var_dir) / "secret_key"
+    try:
+        if path.is_file():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        # Exclusive create: two processes starting at once end up with the same key.
+        with open(path, "x") as handle:
+            handle.write(key)
+        path.chmod(0o600)
+        return key
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot keep the secret key at {path}: {exc.strerror}") from None
+
+
+class Links:
+    """The public URLs in a mail for a subscriber or a delivery."""
+
+    def __init__(self, settings: Settings, tokens: Tokens) -> None:
+        self.base = settings.web.base_url
+        self.tokens = tokens
+
+    def manage(self, public_id: str, version: int) -> str:
+        return f"{self.base}/manage/{self.tokens.make('manage', public_id, version)}"
+
+    def unsubscribe(self, public_id: str) -> str:
+        return f"{self.base}/unsubscribe/{self.tokens.make('unsubscribe', public_id)}"
+
+    def archive(self, delivery_public_id: str) -> str:
+        return f"{self.base}/archive/{self.tokens.make('archive', delivery_public_id)}"
+
+    def confirm(self, public_id: str, version: int) -> str:
+        return f"{self.base}/confirm/{self.tokens.make('confirm', public_id, version)}"
