@@ -469,7 +469,267 @@ def _wide_console() -> Console:
     return Console(width=max(shutil.get_terminal_size((120, 20)).columns, 100))
 
 
+# -- digests ---------------------------------------------------------------------------
+
+
+def _items_table(title: str, items: list, as_json: bool) -> None:
+    from digest.render import format_reasons
+
+    if as_json:
+        for item, card in items:
+            print(
+                json.dumps(
+                    {
+                        "id": card.canonical_id,
+                        "title": card.title,
+                        "score": round(item.score, 4),
+                        "section": item.section,
+                        "reasons": [f"{r.kind}: {r.label}" for r in item.reasons],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return
+    table = Table("#", "score", "title", "why", title=title)
+    for number, (item, card) in enumerate(items, start=1):
+        mark = "" if item.section == "picks" else " (trending)"
+        table.add_row(
+            str(number), f"{item.score:.2f}", card.title + mark, format_reasons(item.reasons)
+        )
+    _wide_console().print(table)
+
+
+@app.command()
+def preview(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="whose digest to preview")],
+    day: Annotated[
+        str | None, typer.Option("--date", help="as if it were this date (default: now)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per paper")] = False,
+) -> None:
+    """Show what EMAIL would get now, with scores and reasons; writes nothing."""
+    from digest.pipeline import subscriber_preview
+
+    state: State = ctx.obj
+    store = state.store()
+    person, items = subscriber_preview(state.settings, store, email, _as_of(day))
+    store.close()
+    _items_table(f"{len(items)} papers for {person.email}", items, as_json)
+
+
+@app.command()
+def rank(
+    ctx: typer.Context,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    category: CategoryOpt = None,
+    author: AuthorOpt = None,
+    since: Annotated[
+        str | None, typer.Option(help="only papers first seen on or after YYYY-MM-DD")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=50, help="most papers")] = 10,
+    also_trending: Annotated[bool, typer.Option(help='add "also trending today"')] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per paper")] = False,
+) -> None:
+    """Rank stored papers for a profile given here, without a subscriber; writes nothing."""
+    from digest.pipeline import preview as run_preview
+    from digest.profiles import build_profile
+
+    state: State = ctx.obj
+    profile = build_profile(
+        include or (), exclude or (), category or (), author or (), also_trending
+    )
+    since_day = parse_day(since, "--since")
+    store = state.store()
+    items = run_preview(
+        state.settings,
+        store,
+        profile,
+        limit=limit,
+        now=datetime.now(UTC),
+        since=datetime.combine(since_day, time.min, UTC) if since_day else None,
+    )
+    store.close()
+    _items_table(f"{len(items)} papers for {profile.describe()}", items, as_json)
+
+
+def _as_of(day: str | None) -> datetime:
+    parsed = parse_day(day)
+    if parsed is None:
+        return datetime.now(UTC)
+    return datetime.combine(parsed, time(23, 59, 59), UTC)
+
+
+def _subscriber_ids(state: State, email: str | None) -> list[int] | None:
+    if email is None:
+        return None
+    from digest import subscribers
+
+    store = state.store()
+    with store.transaction() as session:
+        person = subscribers.get(session, email)
+        if person.status != "active":
+            raise ValidationError(
+                f"{person.email} is {person.status}; only active subscribers get mail"
+            )
+        ids = [person.id]
+    store.close()
+    return ids
+
+
+def _run_digests(
+    state: State, *, for_date: date | None, only: list[int] | None, settings: Settings | None = None
+) -> tuple[object, object]:
+    from digest import pipeline
+    from digest.delivery.mailers import make_mailer
+    from digest.render import Renderer
+    from digest.tokens import Links, Tokens, secret_key
+
+    settings = settings or state.settings
+    store = Store.open(settings.database)
+    now = datetime.now(UTC)
+    with console.status("planning and ranking…"):
+        planned = pipeline.plan_and_rank(settings, store, now, for_date=for_date, only=only)
+    mailer = make_mailer(settings)
+    links = Links(settings, Tokens(secret_key(settings)))
+    try:
+        with console.status("sending…"):
+            sent = pipeline.send_ready(
+                settings, store, mailer, Renderer(settings.mail), links, only=only
+            )
+    finally:
+        mailer.close()
+        store.close()
+    return planned, sent
+
+
+def _report(planned: object, sent: object) -> None:
+    from digest.pipeline import PlanSummary, SendSummary
+
+    assert isinstance(planned, PlanSummary) and isinstance(sent, SendSummary)
+    print(
+        f"planned {planned.planned} digest(s), {planned.skipped} with nothing to send; "
+        f"sent {sent.sent}, deferred {sent.deferred}, failed {sent.failed}"
+    )
+
+
+@app.command()
+def send(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show who is due and what they would get")
+    ] = False,
+    to: Annotated[str | None, typer.Option("--to", help="only this subscriber")] = None,
+    day: Annotated[
+        str | None,
+        typer.Option("--date", help="plan this local date for everyone, whatever the hour"),
+    ] = None,
+) -> None:
+    """Plan, rank and send the digests that are due (exit 1 if any failed)."""
+    state: State = ctx.obj
+    for_date = parse_day(day)
+    only = _subscriber_ids(state, to)
+    if dry_run:
+        _dry_run(state, for_date, only)
+        return
+    planned, sent = _run_digests(state, for_date=for_date, only=only)
+    _report(planned, sent)
+    if getattr(sent, "failed", 0):
+        raise typer.Exit(1)
+
+
+def _dry_run(state: State, for_date: date | None, only: list[int] | None) -> None:
+    from digest.delivery import outbox
+    from digest.models import Subscriber
+    from digest.pipeline import subscriber_preview
+
+    store = state.store()
+    now = datetime.now(UTC)
+    with store.transaction() as session:
+        due = outbox.due(session, now, only, for_date=for_date)
+        emails = [session.get(Subscriber, d.subscriber_id).email for d in due]  # type: ignore[union-attr]
+    table = Table("subscriber", "date", "papers", "top paper", title=f"{len(due)} due (dry run)")
+    for d, email in zip(due, emails, strict=True):
+        _, items = subscriber_preview(state.settings, store, email, now)
+        top = items[0][1].title if items else "—"
+        table.add_row(email, d.local_date.isoformat(), str(len(items)), top)
+    store.close()
+    _wide_console().print(table)
+
+
+@app.command("run-once")
+def run_once(
+    ctx: typer.Context,
+    day: Annotated[
+        str | None,
+        typer.Option("--date", help="plan this local date for everyone, whatever the hour"),
+    ] = None,
+) -> None:
+    """Fetch, then plan, rank, render and send for everyone due, then exit."""
+    from digest.pipeline import fetch as run_fetch
+
+    state: State = ctx.obj
+    for_date = parse_day(day)
+    store = state.store()
+    fetched = run_fetch(state.settings, store)
+    store.close()
+    for s in fetched:
+        if s.status == "failed":
+            print(f"error: {s.source}: {s.error}", file=sys.stderr)
+        else:
+            print(f"fetched {s.source}: {s.new} new, {s.updated} updated")
+    planned, sent = _run_digests(state, for_date=for_date, only=None)
+    _report(planned, sent)
+    if any(s.status == "failed" for s in fetched) or getattr(sent, "failed", 0):
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(ctx: typer.Context) -> None:
+    """Run the scheduler: fetch on a cron, and send each digest at its local hour."""
+    from digest.scheduler import serve as run_scheduler
+
+    state: State = ctx.obj
+    store = state.store()
+    try:
+        run_scheduler(state.settings, store)
+    finally:
+        store.close()
+
+
 # -- demo -------------------------------------------------------------------------------
+
+DEMO_SUBSCRIBERS = [
+    (
+        "ada@example.org",
+        {
+            "include": ['"large language model"^2, reasoning, "chain of thought", agents'],
+            "exclude": ["survey"],
+            "categories": [],
+            "authors": [],
+        },
+        "America/New_York",
+        False,
+    ),
+    (
+        "ben@example.org",
+        {
+            "include": ["diffusion^2, image generation, video, segmentation"],
+            "exclude": [],
+            "categories": ["cs.CV"],
+            "authors": [],
+        },
+        "Europe/Berlin",
+        True,
+    ),
+    (
+        "chen@example.org",
+        {"include": [], "exclude": [], "categories": [], "authors": []},
+        "Asia/Shanghai",
+        False,
+    ),
+]
 
 
 @app.command()
@@ -479,21 +739,76 @@ def demo(
         Path, typer.Option(help="the demo's own SQLite file, made fresh on each run")
     ] = Path("var/demo.db"),
 ) -> None:
-    """One full cycle on the embedded default: a fresh SQLite file and the bundled sample."""
+    """One full cycle on the embedded default: fresh SQLite, the bundled sample, three
+    subscribers, their mails written to the outbox folder."""
+    from digest import subscribers
+    from digest.pipeline import fetch as run_fetch
+    from digest.profiles import build_profile
+
     state: State = ctx.obj
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
-    settings = state.settings.model_copy(
+    base = state.settings
+    settings = base.model_copy(
         update={
-            "database": state.settings.database.model_copy(
+            "database": base.database.model_copy(
                 update={"url": f"sqlite:///{database}", "migrate": True}
-            )
+            ),
+            "mail": base.mail.model_copy(update={"transport": "file"}),
         }
     )
-    state._settings = settings
-    ctx.invoke(fetch, ctx=ctx, source=["sample"], day=None)
-    ctx.invoke(papers, ctx=ctx, since=None, limit=15, as_json=False)
-    console.print(f"\nstored in {database}; `digest papers` lists them all")
+    outbox_dir = Path(settings.paths.outbox_dir)
+    if outbox_dir.is_dir():
+        for old in list(outbox_dir.glob("*.eml")) + list(outbox_dir.glob("*.html")):
+            old.unlink()
+    store = Store.open(settings.database)
+    [fetched] = run_fetch(settings, store, ["sample"])
+    print(f"fetched the bundled sample: {fetched.new} papers stored in {database}")
+    with store.transaction() as session:
+        for email, interests, zone, trending in DEMO_SUBSCRIBERS:
+            profile = build_profile(**interests, also_trending=trending)
+            schedule = subscribers.Schedule.checked(zone, 7, max_papers=8)
+            subscribers.upsert(session, email, profile, schedule, confirmed=True)
+    store.close()
+    today = datetime.now(UTC).date()
+    planned, sent = _run_digests(state, for_date=today, only=None, settings=settings)
+    _report(planned, sent)
+    _demo_table(settings, database)
+
+
+def _demo_table(settings: Settings, database: Path) -> None:
+    from sqlalchemy import select
+
+    from digest.models import Delivery, DeliveryItem, Paper, Subscriber
+
+    store = Store.open(settings.database)
+    table = Table("subscriber", "interests", "papers", "top paper", "open", title="demo digests")
+    with store.transaction() as session:
+        rows = session.execute(
+            select(Subscriber, Delivery).join(Delivery).order_by(Subscriber.email)
+        ).all()
+        from digest import compose, subscribers
+
+        for person, delivery in rows:
+            top = session.scalar(
+                select(Paper.title)
+                .join(DeliveryItem, DeliveryItem.paper_id == Paper.id)
+                .where(DeliveryItem.delivery_id == delivery.id)
+                .order_by(DeliveryItem.position)
+                .limit(1)
+            )
+            name = compose.outbox_name(delivery.local_date, person.email, delivery.public_id)
+            path = Path(settings.paths.outbox_dir) / f"{name}.html"
+            table.add_row(
+                person.email,
+                subscribers.profile_of(person).describe(),
+                str(delivery.paper_count),
+                top or "—",
+                str(path),
+            )
+    store.close()
+    _wide_console().print(table)
+    print("open an .html file in a browser to see a digest as a subscriber would")
 
 
 def main() -> None:

@@ -7,21 +7,35 @@ stopped it. Errors name the stage and the source or subscriber they concern.
 from __future__ import annotations
 
 import logging
+import os
+import random
+import socket
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from digest import compose, subscribers
 from digest.config import Settings
-from digest.errors import SourceError
+from digest.delivery import outbox
+from digest.delivery.mailers import Mailer
+from digest.errors import DeliveryError, SourceError
 from digest.ingest import merge_batch, upsert
-from digest.models import FetchRun
+from digest.items import PaperCard, RankedItem
+from digest.models import Delivery, DeliveryItem, FetchRun, Paper, SentPaper, Subscriber
+from digest.profiles import Profile
+from digest.ranking import Ranker, RankRequest
+from digest.render import DigestInput, Renderer
 from digest.sources.base import build_source
 from digest.sources.http import Fetcher
 from digest.store import Store
+from digest.tokens import Links
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +143,303 @@ def _failed(store: Store, name: str, started: datetime, clock: float, reason: st
         )
     )
     return FetchSummary(name, "failed", error=reason, seconds=time.monotonic() - clock)
+
+
+# -- plan and rank ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PlanSummary:
+    planned: int = 0
+    ranked: int = 0
+    skipped: int = 0  # nothing matched and the subscriber wants no empty mail
+    items: int = 0
+
+
+def plan_and_rank(
+    settings: Settings,
+    store: Store,
+    now: datetime,
+    *,
+    for_date: date | None = None,
+    only: Sequence[int] | None = None,
+    batch: int = 2000,
+) -> PlanSummary:
+    """Plan a delivery for everyone due, then fix each planned delivery's papers.
+
+    Planning and ranking commit separately: a crash between them leaves planned deliveries
+    without papers, which the next call ranks. ``for_date`` plans that local date for every
+    active subscriber whatever the hour (an operator's catch-up); ``only`` limits to some
+    subscriber ids.
+    """
+    summary = PlanSummary()
+    window = timedelta(hours=settings.ranking.first_window_hours)
+    with store.transaction() as session:
+        due = outbox.due(session, now, only, for_date=for_date)
+        summary.planned = len(outbox.plan(session, due, now, window))
+
+    ranker: Ranker | None = None
+    ranker_since: datetime | None = None
+    while True:
+        with store.transaction() as session:
+            deliveries = outbox.unranked(session, batch)
+            if not deliveries:
+                break
+            since = min(d.since for d in deliveries)
+            if ranker is None or ranker_since is None or since < ranker_since:
+                # Per-paper work (tokens, stems, matrices) once for all batches of this run.
+                ranker, ranker_since = _ranker(session, settings, since, now), since
+            _rank_batch(session, ranker, deliveries, now, summary)
+    return summary
+
+
+def _ranker(session: Session, settings: Settings, since: datetime, now: datetime) -> Ranker:
+    papers = session.scalars(select(Paper).where(Paper.first_seen_at >= since).order_by(Paper.id))
+    return Ranker([compose.paper_card(p) for p in papers], settings.ranking, now)
+
+
+def _rank_batch(
+    session: Session,
+    ranker: Ranker,
+    deliveries: Sequence[Delivery],
+    now: datetime,
+    summary: PlanSummary,
+) -> None:
+    ids = [d.subscriber_id for d in deliveries]
+    people = {s.id: s for s in session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)))}
+    since = min(d.since for d in deliveries)
+    sent: dict[int, set[int]] = defaultdict(set)
+    recent = select(Paper.id).where(Paper.first_seen_at >= since)
+    rows = session.execute(
+        select(SentPaper.subscriber_id, SentPaper.paper_id).where(
+            SentPaper.subscriber_id.in_(ids), SentPaper.paper_id.in_(recent)
+        )
+    )
+    for subscriber_id, paper_id in rows:
+        sent[subscriber_id].add(paper_id)
+    requests = [
+        RankRequest(
+            profile=subscribers.profile_of(people[d.subscriber_id]),
+            limit=people[d.subscriber_id].max_papers,
+            since=d.since,
+            exclude_ids=frozenset(sent[d.subscriber_id]),
+        )
+        for d in deliveries
+    ]
+    results = ranker.rank(requests)
+    item_rows: list[dict[str, object]] = []
+    sent_rows: list[dict[str, object]] = []
+    for delivery, ranked in zip(deliveries, results, strict=True):
+        delivery.ranked_at = now
+        delivery.paper_count = len(ranked)
+        if not ranked and not people[delivery.subscriber_id].send_when_empty:
+            delivery.status = "skipped"
+            summary.skipped += 1
+        item_rows.extend(compose.item_rows(delivery.id, ranked))
+        sent_rows.extend(
+            {
+                "subscriber_id": delivery.subscriber_id,
+                "paper_id": i.paper_id,
+                "delivery_id": delivery.id,
+            }
+            for i in ranked
+        )
+        summary.ranked += 1
+        summary.items += len(ranked)
+    if item_rows:
+        session.execute(insert(DeliveryItem), item_rows)
+        # The sent log's unique (subscriber, paper) makes "never the same paper twice" hold
+        # even against a bug or a race upstream.
+        session.execute(insert(SentPaper), sent_rows)
+
+
+# -- send -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SendSummary:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def send_ready(
+    settings: Settings,
+    store: Store,
+    mailer: Mailer,
+    renderer: Renderer,
+    links: Links,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    owner: str | None = None,
+    batch: int = 50,
+    lease: timedelta = timedelta(minutes=10),
+    only: Sequence[int] | None = None,
+) -> SendSummary:
+    """Claim ready deliveries, render and hand each to the mailer, record the outcome.
+
+    One bad message is recorded and skipped; it never stops the run.
+    """
+    owner = owner or worker_name()
+    summary = SendSummary()
+    while True:
+        with store.transaction() as session:
+            claimed = outbox.claim(session, clock(), owner, batch, lease, only)
+            inputs = [_digest_input(session, settings, links, d) for d in claimed]
+        if not claimed:
+            return summary
+        for outgoing in inputs:
+            _send_one(settings, store, mailer, renderer, owner, outgoing, clock, summary)
+
+
+def _send_one(
+    settings: Settings,
+    store: Store,
+    mailer: Mailer,
+    renderer: Renderer,
+    owner: str,
+    outgoing: Outgoing,
+    clock: Callable[[], datetime],
+    summary: SendSummary,
+) -> None:
+    delivery_id, recipient, data = outgoing.delivery_id, outgoing.recipient, outgoing.data
+    name = compose.outbox_name(data.local_date, recipient, outgoing.public_id)
+    try:
+        message = renderer.render(data).message
+        reply = mailer.send(
+            message, sender=settings.mail.from_address, recipient=recipient, name=name
+        )
+    except DeliveryError as exc:
+        with store.transaction() as session:
+            attempts = session.get(Delivery, delivery_id).attempts  # type: ignore[union-attr]
+            retry_at = _retry_at(clock(), attempts) if exc.temporary else None
+            if exc.temporary and attempts >= MAX_ATTEMPTS:
+                retry_at = None
+            outbox.mark_failed(session, delivery_id, owner, str(exc), retry_at=retry_at)
+        if retry_at is None:
+            summary.failed += 1
+        else:
+            summary.deferred += 1
+        log.warning("delivery %s to %s: %s", delivery_id, _mask(recipient), exc)
+        return
+    except Exception as exc:  # a bug in one message must not stop the others
+        log.exception("delivery %s: could not render or send", delivery_id)
+        with store.transaction() as session:
+            outbox.mark_failed(session, delivery_id, owner, f"internal error: {exc!r}")
+        summary.failed += 1
+        return
+    with store.transaction() as session:
+        outbox.mark_sent(session, delivery_id, owner, clock(), reply)
+    summary.sent += 1
+    if reply.startswith("written to "):
+        summary.files.append(reply.removeprefix("written to "))
+
+
+MAX_ATTEMPTS = 8
+
+
+def _retry_at(now: datetime, attempts: int) -> datetime:
+    # Exponential backoff with jitter: 1, 2, 4 … minutes, at most an hour.
+    delay = min(60 * 2 ** max(attempts - 1, 0), 3600)
+    return now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+
+
+def _mask(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}…@{domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    delivery_id: int
+    public_id: str
+    recipient: str
+    data: DigestInput
+
+
+def _digest_input(
+    session: Session, settings: Settings, links: Links, delivery: Delivery
+) -> Outgoing:
+    subscriber = session.get(Subscriber, delivery.subscriber_id)
+    assert subscriber is not None
+    rows = session.scalars(
+        select(DeliveryItem)
+        .where(DeliveryItem.delivery_id == delivery.id)
+        .order_by(DeliveryItem.position)
+    ).all()
+    papers = {
+        p.id: p
+        for p in session.scalars(select(Paper).where(Paper.id.in_([r.paper_id for r in rows])))
+    }
+    items = [(compose.ranked_item(r), compose.paper_card(papers[r.paper_id])) for r in rows]
+    profile = subscribers.profile_of(subscriber)
+    data = DigestInput(
+        to_address=subscriber.email,
+        local_date=delivery.local_date,
+        items=items,
+        profile_summary=profile.describe(weights=False),
+        message_id=compose.message_id(delivery.public_id, settings.mail.from_address),
+        date_header=delivery.planned_at,
+        manage_url=links.manage(subscriber.public_id, subscriber.token_version),
+        unsubscribe_url=links.unsubscribe(subscriber.public_id),
+        archive_url=links.archive(delivery.public_id),
+    )
+    return Outgoing(delivery.id, delivery.public_id, subscriber.email, data)
+
+
+# -- preview: what a profile would get, writing nothing -----------------------------------
+
+
+def preview(
+    settings: Settings,
+    store: Store,
+    profile: Profile,
+    *,
+    limit: int,
+    now: datetime,
+    since: datetime | None,
+    exclude_ids: frozenset[int] = frozenset(),
+) -> list[tuple[RankedItem, PaperCard]]:
+    with store.transaction() as session:
+        query = select(Paper).order_by(Paper.id)
+        if since is not None:
+            query = query.where(Paper.first_seen_at >= since)
+        cards = [compose.paper_card(p) for p in session.scalars(query)]
+    by_id = {c.paper_id: c for c in cards}
+    ranker = Ranker(cards, settings.ranking, now)
+    [ranked] = ranker.rank([RankRequest(profile, limit, since, exclude_ids)])
+    return [(item, by_id[item.paper_id]) for item in ranked]
+
+
+def subscriber_preview(
+    settings: Settings, store: Store, email: str, now: datetime
+) -> tuple[Subscriber, list[tuple[RankedItem, PaperCard]]]:
+    """What ``email`` would get if their digest were planned now."""
+    with store.transaction() as session:
+        person = subscribers.get(session, email)
+        last = session.scalar(
+            select(Delivery.planned_at)
+            .where(Delivery.subscriber_id == person.id)
+            .order_by(Delivery.planned_at.desc())
+            .limit(1)
+        )
+        sent = frozenset(
+            session.scalars(select(SentPaper.paper_id).where(SentPaper.subscriber_id == person.id))
+        )
+    window = timedelta(hours=settings.ranking.first_window_hours)
+    since = max(last, now - outbox.MAX_WINDOW) if last else now - window
+    items = preview(
+        settings,
+        store,
+        subscribers.profile_of(person),
+        limit=person.max_papers,
+        now=now,
+        since=since,
+        exclude_ids=sent,
+    )
+    return person, items

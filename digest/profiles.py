@@ -83,9 +83,10 @@ class Profile:
             extra=dict(data.get("extra", {})),
         )
 
-    def describe(self) -> str:
-        """One line for the mail's header: what this profile matches."""
-        parts = [str(t) for t in self.include[:6]]
+    def describe(self, weights: bool = True) -> str:
+        """One line on what this profile matches (for a mail's header: ``weights=False``)."""
+        shown = self.include[:6]
+        parts = [str(t) if weights else str(Term(t.text)) for t in shown]
         parts += [f"category {c}" for c in self.categories[:3]]
         parts += [f"author {a}" for a in self.authors[:3]]
         return ", ".join(parts) if parts else "today's trending papers"

@@ -29,11 +29,20 @@ class Due:
     local_date: date
 
 
-def due(session: Session, now: datetime, subscriber_ids: Sequence[int] | None = None) -> list[Due]:
+def due(
+    session: Session,
+    now: datetime,
+    subscriber_ids: Sequence[int] | None = None,
+    *,
+    for_date: date | None = None,
+) -> list[Due]:
     """Active subscribers whose local send hour has come on their local date, with no
     delivery for that date yet. Grouped by time zone, so the work is per zone, not per
     subscriber; daylight-saving changes neither skip nor repeat a date (the date is the
-    key, and "the hour has come" is a comparison, not an equality)."""
+    key, and "the hour has come" is a comparison, not an equality).
+
+    ``for_date`` asks for that local date whatever the hour (an operator's catch-up).
+    """
     active = and_(
         Subscriber.status == "active",
         or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
@@ -44,17 +53,19 @@ def due(session: Session, now: datetime, subscriber_ids: Sequence[int] | None = 
     found: list[Due] = []
     for zone in sorted(zones):
         local = now.astimezone(ZoneInfo(zone))
-        today = local.date()
+        today = for_date or local.date()
+        weekday = today.weekday()
+        hour = 23 if for_date else local.hour
         already = exists().where(
             Delivery.subscriber_id == Subscriber.id, Delivery.local_date == today
         )
         query = select(Subscriber.id).where(
             active,
             Subscriber.timezone == zone,
-            Subscriber.send_hour <= local.hour,
+            Subscriber.send_hour <= hour,
             or_(
                 Subscriber.frequency == "daily",
-                and_(Subscriber.frequency == "weekly", Subscriber.weekday == local.weekday()),
+                and_(Subscriber.frequency == "weekly", Subscriber.weekday == weekday),
             ),
             ~already,
         )
@@ -118,7 +129,12 @@ def unranked(session: Session, limit: int) -> list[Delivery]:
 
 
 def claim(
-    session: Session, now: datetime, owner: str, limit: int, lease: timedelta
+    session: Session,
+    now: datetime,
+    owner: str,
+    limit: int,
+    lease: timedelta,
+    subscriber_ids: Sequence[int] | None = None,
 ) -> list[Delivery]:
     """Take up to ``limit`` deliveries ready to send and lease them to ``owner``.
 
@@ -130,6 +146,8 @@ def claim(
         and_(Delivery.status == "deferred", Delivery.next_attempt_at <= now),
         and_(Delivery.status == "sending", Delivery.lease_until < now),
     )
+    if subscriber_ids is not None:
+        ready = and_(ready, Delivery.subscriber_id.in_(list(subscriber_ids)))
     query = (
         select(Delivery)
         .where(ready)
