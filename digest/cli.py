@@ -583,7 +583,6 @@ def _run_digests(
 ) -> tuple[object, object]:
     from digest import pipeline
     from digest.delivery.mailers import make_mailer
-    from digest.render import Renderer
     from digest.tokens import Links, Tokens, secret_key
 
     settings = settings or state.settings
@@ -596,7 +595,7 @@ def _run_digests(
     try:
         with console.status("sending…"):
             sent = pipeline.send_ready(
-                settings, store, mailer, Renderer(settings.mail), links, only=only
+                settings, store, mailer, pipeline.make_renderer(settings), links, only=only
             )
     finally:
         mailer.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,6 +71,9 @@ class PathSettings(Section):
     var_dir: Path = Field(Path("var"), description="where the program keeps its working files")
     outbox_dir: Path = Field(
         Path("var/outbox"), description="where the file mailer writes .eml and .html previews"
+    )
+    templates_dir: str = Field(
+        "", description="email and web templates; empty: templates/ beside the digest package"
     )
 
 
@@ -262,10 +266,36 @@ class ScheduleSettings(Section):
         from apscheduler.triggers.cron import CronTrigger
 
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
+            CronTrigger(**cron_fields(value), timezone="UTC")
         except ValueError as exc:
             raise ValueError(f"not a cron line (minute hour day month weekday): {exc}") from None
         return value
+
+
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def cron_fields(line: str) -> dict[str, str]:
+    """A crontab line as APScheduler fields, weekdays numbered as cron does (0 or 7 = Sunday).
+
+    APScheduler 3 numbers weekdays from Monday = 0, so "1-5" would silently mean Tuesday to
+    Saturday; numbers are turned into day names here.
+    """
+    parts = line.split()
+    if len(parts) != 5:
+        raise ValueError(f"wrong number of fields; got {len(parts)}, expected 5")
+    minute, hour, day, month, weekday = parts
+
+    def names(match: re.Match[str]) -> str:
+        start, end = int(match["a"]), match["b"]
+        if not 0 <= start <= 7 or (end is not None and not 0 <= int(end) <= 7):
+            raise ValueError(f"weekday {match.group()} is outside 0–7")
+        if end is None:
+            return _CRON_DAYS[start]
+        return ",".join(_CRON_DAYS[n] for n in range(start, int(end) + 1))
+
+    weekday = re.sub(r"(?<![*/\d])(?P<a>\d+)(?:-(?P<b>\d+))?", names, weekday)
+    return {"minute": minute, "hour": hour, "day": day, "month": month, "day_of_week": weekday}
 
 
 class Settings(Section):

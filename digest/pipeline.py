@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import httpx
 from sqlalchemy import insert, select
@@ -262,6 +263,11 @@ class SendSummary:
     deferred: int = 0
     failed: int = 0
     files: list[str] = field(default_factory=list)
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    folder = settings.paths.templates_dir
+    return Renderer(settings.mail, Path(folder) if folder else None)
 
 
 def worker_name() -> str:

@@ -75,9 +75,6 @@ from digest.items import PaperCard, RankedItem, Reason
 from digest.profiles import Profile
 
 MAX_LIMIT = 50
-from time import perf_counter as _pc
-from collections import defaultdict as _dd
-_TT = _dd(float)
 # Rarity: a term in this share of the day's papers counts 0.75 (halfway between 1 and 0.5).
 _COMMON_SHARE = 0.1
 # Pseudo-papers added to the day's count, so three papers that all say "model" do not make
@@ -103,7 +100,7 @@ class RankRequest:
 
 @dataclass(frozen=True, slots=True)
 class _TermVector:
-    """One include/exclude term's match against every paper, computed once per day."""
+    """One term's matches against every paper of the day, computed once per day."""
 
     columns: np.ndarray  # papers (column indexes) where the term occurs, ascending
     values: np.ndarray  # its unweighted relevance there: rarity * field-weighted saturation
@@ -111,15 +108,31 @@ class _TermVector:
 
 @dataclass(slots=True)
 class _Row:
-    """One request turned into indexes: what the matrices of its chunk are built from."""
+    """One request turned into indexes: what its chunk's matrices are built from."""
 
-    terms: list[tuple[tuple[str, ...], int, float, Reason]]  # (key, term id, weight, reason)
+    terms: list[tuple[tuple[str, ...], int, float, Reason]]  # (stems, term id, weight, reason)
     excludes: list[int]  # term ids
     authors: list[int]  # indexes into the day's author keys
+    author_keys: frozenset[tuple[str, str]]
     categories: list[int]  # indexes into the day's category tokens
+    chosen_categories: tuple[str, ...]
     since: float  # POSIX seconds; -inf for "all"
     excluded_columns: list[int]
-    topical: bool
+    limit: int  # 0 for a profile with no topics: its list comes from the trending order
+    also_trending: bool
+
+
+class _Workspace:
+    """Dense (rows x papers) arrays reused by every chunk of one ``rank`` call.
+
+    Reusing them keeps memory flat and spares the page faults of fresh 30 MB arrays.
+    """
+
+    def __init__(self, rows: int, papers: int) -> None:
+        self.relevance = np.zeros((rows, papers))
+        self.cost = np.empty((rows, papers))  # -score, +inf where failed
+        self.blocked = np.empty((rows, papers), dtype=bool)  # not a candidate for this row
+        self.failed = np.empty((rows, papers), dtype=bool)  # blocked or below the floor
 
 
 def _timestamp(moment: datetime | None) -> float:
@@ -128,10 +141,6 @@ def _timestamp(moment: datetime | None) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _trending_reason(upvotes: int | None) -> Reason:
-    return Reason("trending", str(upvotes) if upvotes else _NEW)
 
 
 class Ranker:
@@ -149,67 +158,43 @@ class Ranker:
             unique.setdefault(card.paper_id, card)
         # Columns in paper-id order, so "lower column" is the deterministic tie-break.
         self._cards: list[PaperCard] = [unique[pid] for pid in sorted(unique)]
-        self._n = n = len(self._cards)
-        self._column = {card.paper_id: col for col, card in enumerate(self._cards)}
-        self._ids = np.array([c.paper_id for c in self._cards], dtype=np.int64)
+        self._n = len(self._cards)
+        self._ids: list[int] = [card.paper_id for card in self._cards]
+        self._column = {pid: col for col, pid in enumerate(self._ids)}
+        self._id_set = frozenset(self._ids)
 
-        self._prepare_text(settings)
+        self._prepare_text()
         self._prepare_authors_and_categories()
+        self._prepare_prior()
 
-        # The prior and the candidate clock.
-        self._seen = np.array([_timestamp(c.first_seen_at) for c in self._cards], dtype=float)
-        age_hours = np.maximum(0.0, (_timestamp(now) - self._seen) / 3600.0)
-        freshness = np.where(
-            np.isfinite(self._seen), 0.5 ** (age_hours / settings.freshness_half_life_hours), 0.0
-        )
-        upvotes = np.array([max(0, c.upvotes or 0) for c in self._cards], dtype=float)
-        self._prior = settings.trending_weight * np.log1p(upvotes) + (
-            settings.freshness_weight * freshness
-        )
-        # Trending order: by upvotes (unknown last), then newest, then paper id.
-        trend_key = sorted(
-            range(n),
-            key=lambda col: (
-                self._cards[col].upvotes is None,
-                -(self._cards[col].upvotes or 0),
-                -self._seen[col],
-                col,
-            ),
-        )
-        self._trend_order = np.array(trend_key, dtype=np.int64)
-        self._hot_order = [col for col in trend_key if (self._cards[col].upvotes or 0) > 0]
-        self._trend_reasons = [(_trending_reason(c.upvotes),) for c in self._cards]
-
-        # Term registry, filled lazily as profiles mention terms and kept for the day.
-        self._term_id_by_text: dict[str, int] = {}
+        # Terms are registered lazily as profiles mention them, then kept for the day.
+        self._term_id_by_text: dict[str, int | None] = {}
         self._term_id_by_key: dict[tuple[str, ...], int] = {}
         self._term_keys: list[tuple[str, ...]] = []
         self._term_vectors: list[_TermVector] = []
+        self._term_reasons: dict[str, Reason] = {}  # include term text -> its Reason
         self._reasons: dict[tuple[str, str], Reason] = {}
+        self._author_keys: dict[str, tuple[str, str]] = {}
 
-    # -- per-day preparation -------------------------------------------------------------
+    # -- per-day preparation ---------------------------------------------------------------
 
-    def _prepare_text(self, settings: RankingSettings) -> None:
+    def _prepare_text(self) -> None:
         vocabulary: dict[str, int] = {}
-        rows_t: list[int] = []
-        cols_t: list[int] = []
-        counts_t: list[int] = []
-        rows_a: list[int] = []
-        cols_a: list[int] = []
-        counts_a: list[int] = []
-        title_lengths = np.zeros(self._n)
+        title_counts: tuple[list[int], list[int], list[int]] = ([], [], [])
+        abstract_counts: tuple[list[int], list[int], list[int]] = ([], [], [])
         abstract_lengths = np.zeros(self._n)
         # Each stem wrapped in its own spaces (" a  b ") so str.count finds a phrase only as
-        # whole, contiguous stems, and adjacent occurrences are both counted.
+        # whole, contiguous stems, and counts adjacent occurrences.
         self._title_text: list[str] = []
         self._abstract_text: list[str] = []
         for col, card in enumerate(self._cards):
-            for text, rows, cols, counts, lengths, joined in (
-                (card.title, rows_t, cols_t, counts_t, title_lengths, self._title_text),
-                (card.abstract, rows_a, cols_a, counts_a, abstract_lengths, self._abstract_text),
+            for text, (rows, cols, counts), joined in (
+                (card.title, title_counts, self._title_text),
+                (card.abstract, abstract_counts, self._abstract_text),
             ):
                 tokens = stems(text or "")
-                lengths[col] = len(tokens)
+                if joined is self._abstract_text:
+                    abstract_lengths[col] = len(tokens)
                 joined.append(" " + "  ".join(tokens) + " " if tokens else "")
                 for word, count in Counter(tokens).items():
                     rows.append(vocabulary.setdefault(word, len(vocabulary)))
@@ -217,20 +202,23 @@ class Ranker:
                     counts.append(count)
         self._vocabulary = vocabulary
         shape = (len(vocabulary), self._n)
-        self._title_tf = sp.csr_matrix((counts_t, (rows_t, cols_t)), shape=shape, dtype=float)
-        self._abstract_tf = sp.csr_matrix((counts_a, (rows_a, cols_a)), shape=shape, dtype=float)
+        rows, cols, counts = title_counts
+        self._title_tf = sp.csr_matrix((counts, (rows, cols)), shape=shape, dtype=float)
+        rows, cols, counts = abstract_counts
+        self._abstract_tf = sp.csr_matrix((counts, (rows, cols)), shape=shape, dtype=float)
         self._present = (self._title_tf + self._abstract_tf).tocsr()
         self._present.sort_indices()
 
-        k1, b = settings.bm25_k1, settings.bm25_b
-        average = abstract_lengths.mean() if self._n and abstract_lengths.mean() > 0 else 1.0
-        # BM25's denominators: k1 * norm. Titles are not length-normalised (see the docstring).
+        # BM25's k1 * norm per paper. Titles are not length-normalised (see the docstring).
+        k1, b = self.settings.bm25_k1, self.settings.bm25_b
+        average = float(abstract_lengths.mean()) if self._n else 0.0
+        ratio = abstract_lengths / average if average > 0 else np.ones(self._n)
         self._title_k = np.full(self._n, k1)
-        self._abstract_k = k1 * (1.0 - b + b * abstract_lengths / average)
+        self._abstract_k = k1 * (1.0 - b + b * ratio)
 
     def _prepare_authors_and_categories(self) -> None:
         author_index: dict[tuple[str, str], int] = {}
-        self._author_names: list[dict[tuple[str, str], str]] = []  # the paper's spelling
+        self._author_names: list[dict[tuple[str, str], str]] = []  # key -> the paper's spelling
         rows: list[int] = []
         cols: list[int] = []
         for col, card in enumerate(self._cards):
@@ -248,11 +236,11 @@ class Ranker:
         )
 
         # A paper carries its categories and their archives, so a chosen "cs" or "cs.LG"
-        # meets it by plain equality (exactly what categories.covers means).
+        # meets it by plain equality: exactly what categories.covers means.
         token_index: dict[str, int] = {}
         rows, cols = [], []
         for col, card in enumerate(self._cards):
-            tokens = {c for c in card.categories} | {c.split(".")[0] for c in card.categories}
+            tokens = set(card.categories) | {c.split(".")[0] for c in card.categories}
             for token in sorted(tokens):
                 rows.append(token_index.setdefault(token, len(token_index)))
                 cols.append(col)
@@ -261,85 +249,119 @@ class Ranker:
             (np.ones(len(rows)), (rows, cols)), shape=(len(token_index), self._n)
         )
 
-    # -- terms ---------------------------------------------------------------------------
+    def _prepare_prior(self) -> None:
+        settings, cards = self.settings, self._cards
+        self._seen = np.array([_timestamp(c.first_seen_at) for c in cards], dtype=float)
+        age_hours = np.maximum(0.0, (_timestamp(self.now) - self._seen) / 3600.0)
+        with np.errstate(invalid="ignore"):  # unknown first_seen_at: -inf, no freshness
+            freshness = np.where(
+                np.isfinite(self._seen),
+                0.5 ** (age_hours / settings.freshness_half_life_hours),
+                0.0,
+            )
+        upvotes = np.array([max(0, c.upvotes or 0) for c in cards], dtype=float)
+        self._prior = settings.trending_weight * np.log1p(upvotes)
+        self._prior += settings.freshness_weight * freshness
+        # Trending order: by upvotes (unknown last), then newest, then paper id.
+        order = sorted(
+            range(self._n),
+            key=lambda col: (
+                cards[col].upvotes is None,
+                -(cards[col].upvotes or 0),
+                -self._seen[col],
+                col,
+            ),
+        )
+        self._trend_order = np.array(order, dtype=np.int64)
+        self._hot_order = [col for col in order if (cards[col].upvotes or 0) > 0]
+        self._trend_reasons = [
+            (Reason("trending", str(c.upvotes) if c.upvotes and c.upvotes > 0 else _NEW),)
+            for c in cards
+        ]
+
+    # -- terms -----------------------------------------------------------------------------
 
     def _term_id(self, text: str) -> int | None:
-        """The registry id of a term (computing its paper vector once), None if it has no words."""
-        found = self._term_id_by_text.get(text)
-        if found is not None or text in self._term_id_by_text:
-            return found
+        """The registry id of a term, its paper vector computed on first sight; None if the
+        term has no words."""
+        if text in self._term_id_by_text:
+            return self._term_id_by_text[text]
         key = term_key(text)
         term_id = self._term_id_by_key.get(key) if key else None
         if key and term_id is None:
-            term_id = len(self._term_keys)
-            self._term_id_by_key[key] = term_id
+            term_id = self._term_id_by_key[key] = len(self._term_keys)
             self._term_keys.append(key)
             self._term_vectors.append(self._match(key))
-        self._term_id_by_text[text] = term_id  # type: ignore[assignment]
+        self._term_id_by_text[text] = term_id
         return term_id
 
     def _match(self, key: tuple[str, ...]) -> _TermVector:
         """Where a word or phrase occurs, and its unweighted relevance in each such paper."""
-        empty = _TermVector(np.zeros(0, dtype=np.int64), np.zeros(0))
+        present = self._present
         rows = [self._vocabulary.get(word) for word in key]
-        if any(row is None for row in rows):
-            return empty
+        postings = [
+            present.indices[present.indptr[row] : present.indptr[row + 1]]
+            for row in rows
+            if row is not None
+        ]
+        if len(postings) < len(key):  # a stem no paper has
+            return _TermVector(np.zeros(0, dtype=np.int64), np.zeros(0))
         if len(key) == 1:
-            row = rows[0]
-            columns = self._present.indices[
-                self._present.indptr[row] : self._present.indptr[row + 1]
-            ]
-            columns = columns.astype(np.int64)
-            tf_title = self._title_tf[row].toarray().ravel()[columns]
-            tf_abstract = self._abstract_tf[row].toarray().ravel()[columns]
+            columns = postings[0].astype(np.int64)
+            tf_title = self._title_tf[rows[0]].toarray().ravel()[columns]
+            tf_abstract = self._abstract_tf[rows[0]].toarray().ravel()[columns]
         else:
-            # Papers holding every stem, then count the contiguous sequence in each field.
-            candidates: np.ndarray | None = None
-            for row in rows:
-                present = self._present.indices[
-                    self._present.indptr[row] : self._present.indptr[row + 1]
-                ]
-                candidates = present if candidates is None else np.intersect1d(candidates, present)
+            # Only papers holding every stem can hold the phrase; count it in each field.
+            candidates = postings[0]
+            for posting in postings[1:]:
+                candidates = np.intersect1d(candidates, posting, assume_unique=True)
             needle = " " + "  ".join(key) + " "
-            found: list[tuple[int, int, int]] = []
-            for col in candidates if candidates is not None else ():
-                in_title = self._title_text[col].count(needle)
-                in_abstract = self._abstract_text[col].count(needle)
-                if in_title or in_abstract:
-                    found.append((int(col), in_title, in_abstract))
-            if not found:
-                return empty
-            columns = np.array([f[0] for f in found], dtype=np.int64)
-            tf_title = np.array([f[1] for f in found], dtype=float)
-            tf_abstract = np.array([f[2] for f in found], dtype=float)
-        if not len(columns):
-            return empty
+            counts = [
+                (col, self._title_text[col].count(needle), self._abstract_text[col].count(needle))
+                for col in candidates.tolist()
+            ]
+            counts = [c for c in counts if c[1] or c[2]]
+            columns = np.array([c[0] for c in counts], dtype=np.int64)
+            tf_title = np.array([c[1] for c in counts], dtype=float)
+            tf_abstract = np.array([c[2] for c in counts], dtype=float)
         settings = self.settings
         share = len(columns) / (self._n + _PSEUDO_PAPERS)
         rarity = 0.5 + 0.5 / (1.0 + share / _COMMON_SHARE)
-        k1 = settings.bm25_k1
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sat_title = np.where(
-                tf_title > 0, tf_title * (k1 + 1) / (tf_title + self._title_k[columns]), 0.0
-            )
-            sat_abstract = np.where(
-                tf_abstract > 0,
-                tf_abstract * (k1 + 1) / (tf_abstract + self._abstract_k[columns]),
-                0.0,
-            )
         values = rarity * (
-            settings.title_weight * sat_title + settings.abstract_weight * sat_abstract
+            settings.title_weight * _saturation(tf_title, self._title_k[columns], settings)
+            + settings.abstract_weight
+            * _saturation(tf_abstract, self._abstract_k[columns], settings)
         )
         return _TermVector(columns, values)
 
+    def _term_matrix(self, term_ids: Sequence[int], presence: bool = False) -> sp.csr_matrix:
+        """Stacked term vectors (relevance values, or 1 where present); sorted columns."""
+        vectors = [self._term_vectors[tid] for tid in term_ids]
+        indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
+        np.cumsum([len(v.columns) for v in vectors], out=indptr[1:])
+        if indptr[-1]:
+            columns = np.concatenate([v.columns for v in vectors])
+            values = (
+                np.ones(len(columns)) if presence else np.concatenate([v.values for v in vectors])
+            )
+        else:
+            columns, values = np.zeros(0, dtype=np.int64), np.zeros(0)
+        return sp.csr_matrix((values, columns, indptr), shape=(len(vectors), self._n))
+
     def _reason(self, kind: str, label: str) -> Reason:
-        # Shared Reason objects: 100,000 subscribers mostly repeat the same few thousand terms.
+        # Shared Reason objects: 100,000 subscribers mostly repeat the same few thousand.
         found = self._reasons.get((kind, label))
         if found is None:
             found = self._reasons[(kind, label)] = Reason(kind, label)  # type: ignore[arg-type]
         return found
 
-    # -- ranking -------------------------------------------------------------------------
+    def _author_key(self, name: str) -> tuple[str, str]:
+        found = self._author_keys.get(name)
+        if found is None:
+            found = self._author_keys[name] = author_key(name)
+        return found
+
+    # -- ranking ---------------------------------------------------------------------------
 
     def rank(self, requests: Sequence[RankRequest]) -> list[list[RankedItem]]:
         """One list per request, in request order, best first."""
@@ -347,57 +369,59 @@ class Ranker:
             return []
         if self._n == 0:
             return [[] for _ in requests]
-        rows_per_chunk = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CHUNK_CELLS // self._n))
+        size = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CHUNK_CELLS // self._n))
+        work = _Workspace(min(size, len(requests)), self._n)
         results: list[list[RankedItem]] = []
-        for start in range(0, len(requests), rows_per_chunk):
-            results.extend(self._rank_chunk(requests[start : start + rows_per_chunk]))
+        for start in range(0, len(requests), size):
+            results.extend(self._rank_chunk(requests[start : start + size], work))
         return results
 
     def _row(self, request: RankRequest) -> _Row:
         profile = request.profile
-        terms: dict[tuple[str, ...], tuple[tuple[str, ...], int, float, Reason]] = {}
+        terms: dict[int, tuple[tuple[str, ...], int, float, Reason]] = {}
         for term in profile.include:
-            term_id = self._term_id(term.text)
-            if term_id is None:
-                continue
-            key = self._term_keys[term_id]
-            if key not in terms:  # the first spelling wins, as in profiles.parse_terms
-                kind = "phrase" if len(key) > 1 else "term"
-                terms[key] = (key, term_id, float(term.weight), self._reason(kind, term.text))
+            tid = self._term_id(term.text)
+            if tid is not None and tid not in terms:  # first spelling wins, as in profiles
+                reason = self._term_reasons.get(term.text)
+                if reason is None:
+                    kind = "phrase" if len(self._term_keys[tid]) > 1 else "term"
+                    reason = self._term_reasons[term.text] = self._reason(kind, term.text)
+                terms[tid] = (self._term_keys[tid], tid, float(term.weight), reason)
         excludes = {tid for text in profile.exclude if (tid := self._term_id(text)) is not None}
-        authors = {
-            index
-            for name in profile.authors
-            if (index := self._author_index.get(author_key(name))) is not None
-        }
+        author_keys = frozenset(self._author_key(name) for name in profile.authors)
+        authors = {i for key in author_keys if (i := self._author_index.get(key)) is not None}
         categories = {
-            index
+            i
             for chosen in profile.categories
-            if (index := self._category_index.get(chosen)) is not None
+            if (i := self._category_index.get(chosen)) is not None
         }
-        excluded_columns = [self._column[pid] for pid in request.exclude_ids & self._column.keys()]
+        sent = request.exclude_ids & self._id_set if request.exclude_ids else ()
         return _Row(
             terms=sorted(terms.values()),  # stem order: the same sum order in any batch
             excludes=sorted(excludes),
             authors=sorted(authors),
+            author_keys=author_keys,
             categories=sorted(categories),
+            chosen_categories=profile.categories,
             since=_timestamp(request.since),
-            excluded_columns=excluded_columns,
-            topical=profile.has_topics,
+            excluded_columns=[self._column[pid] for pid in sent],
+            limit=request.limit if profile.has_topics else 0,
+            also_trending=profile.also_trending,
         )
 
-    def _rank_chunk(self, requests: Sequence[RankRequest]) -> list[list[RankedItem]]:
-        _t0 = _pc()
+    def _rank_chunk(
+        self, requests: Sequence[RankRequest], work: _Workspace
+    ) -> list[list[RankedItem]]:
         rows = [self._row(request) for request in requests]
-        _TT['rows'] += _pc() - _t0; _t0 = _pc()
         m, n = len(rows), self._n
         settings = self.settings
 
-        # Subscriber x term weights times term x paper relevance. Local term ids follow stem
-        # order, so every row sums its terms in the same order whatever else is in the batch
-        # (bit-identical scores for batch and one-at-a-time ranking).
+        # Relevance: subscriber x term weights times term x paper values. Local term ids
+        # follow stem order, so a row sums its terms in the same order whatever else is in
+        # the batch: batch and one-at-a-time ranking give bit-identical scores.
         include_ids = sorted(
-            {t[1] for row in rows for t in row.terms}, key=lambda tid: self._term_keys[tid]
+            {tid for row in rows for _key, tid, _w, _r in row.terms},
+            key=self._term_keys.__getitem__,
         )
         local = {tid: i for i, tid in enumerate(include_ids)}
         indptr = [0]
@@ -410,243 +434,247 @@ class Ranker:
             indptr.append(len(indices))
         wanted = sp.csr_matrix((weights, indices, indptr), shape=(m, len(include_ids)))
         terms_by_paper = self._term_matrix(include_ids)
-        relevance = (wanted @ terms_by_paper).toarray() if wanted.nnz else np.zeros((m, n))
-        _TT['relevance'] += _pc() - _t0; _t0 = _pc()
-
+        relevance = work.relevance[:m]
+        if wanted.nnz:
+            (wanted @ terms_by_paper).toarray(out=relevance)
+        else:
+            relevance.fill(0.0)
         if any(row.authors for row in rows):
-            followed = self._selection(rows, "authors", len(self._author_index))
-            hits = (followed @ self._paper_authors).tocoo()
+            hits = (
+                _selection([row.authors for row in rows], len(self._author_index))
+                @ self._paper_authors
+            ).tocoo()
             relevance[hits.row, hits.col] += settings.author_boost * hits.data
         if any(row.categories for row in rows):
-            chosen = self._selection(rows, "categories", len(self._category_index))
-            hits = (chosen @ self._paper_categories).tocoo()
-            relevance[hits.row, hits.col] += settings.category_boost
-        _TT['auth+cat'] += _pc() - _t0; _t0 = _pc()
+            hits = (
+                _selection([row.categories for row in rows], len(self._category_index))
+                @ self._paper_categories
+            ).tocoo()
+            relevance[hits.row, hits.col] += settings.category_boost  # once, however many
 
-        # Candidates: new since the row's `since`, not already sent, not vetoed.
+        # Blocked: seen before the row's `since`, already sent, or vetoed by an exclude term.
+        blocked = work.blocked[:m]
         since = np.array([row.since for row in rows])
-        candidate = self._seen[None, :] >= since[:, None]
+        np.less(self._seen[None, :], since[:, None], out=blocked)
         for i, row in enumerate(rows):
             if row.excluded_columns:
-                candidate[i, row.excluded_columns] = False
-        _TT['since+excl'] += _pc() - _t0; _t0 = _pc()
+                blocked[i, row.excluded_columns] = True
         if any(row.excludes for row in rows):
             exclude_ids = sorted({tid for row in rows for tid in row.excludes})
-            local_x = {tid: i for i, tid in enumerate(exclude_ids)}
-            vetoes = sp.csr_matrix(
-                (
-                    np.ones(sum(len(row.excludes) for row in rows)),
-                    [local_x[tid] for row in rows for tid in row.excludes],
-                    np.cumsum([0] + [len(row.excludes) for row in rows]),
-                ),
-                shape=(m, len(exclude_ids)),
+            local = {tid: i for i, tid in enumerate(exclude_ids)}
+            vetoes = _selection(
+                [[local[tid] for tid in row.excludes] for row in rows], len(exclude_ids)
             )
             hits = (vetoes @ self._term_matrix(exclude_ids, presence=True)).tocoo()
-            candidate[hits.row, hits.col] = False
-        _TT['veto'] += _pc() - _t0; _t0 = _pc()
+            blocked[hits.row, hits.col] = True
 
         # The floor applies to relevance alone; the prior only re-orders what passed it.
-        passes = candidate & (relevance > 0) & (relevance >= settings.relevance_floor)
-        score = np.where(passes, relevance + self._prior[None, :], -np.inf)
-        _TT['score'] += _pc() - _t0; _t0 = _pc()
-        limits = np.array(
-            [
-                request.limit if row.topical else 0
-                for request, row in zip(requests, rows, strict=True)
-            ]
+        failed = work.failed[:m]
+        if settings.relevance_floor > 0:
+            np.less(relevance, settings.relevance_floor, out=failed)
+        else:
+            np.less_equal(relevance, 0.0, out=failed)
+        np.logical_or(failed, blocked, out=failed)
+        # Costs (negated scores) rather than scores: argpartition is far faster picking the
+        # smallest k of a row full of +inf than the largest k of one full of -inf.
+        cost = work.cost[:m]
+        np.add(relevance, self._prior[None, :], out=cost)
+        np.negative(cost, out=cost)
+        np.copyto(cost, np.inf, where=failed)
+
+        limits = np.array([row.limit for row in rows])
+        k = min(int(limits.max()), n)
+        top, top_cost = _smallest_k(cost, k)
+        take = np.isfinite(top_cost) & (np.arange(k)[None, :] < limits[:, None])
+        pick_rows, pick_ranks = np.nonzero(take)
+        pick_cols = top[pick_rows, pick_ranks]
+        items = self._picked_items(
+            rows,
+            wanted,
+            terms_by_paper,
+            pick_rows,
+            pick_cols,
+            -top_cost[pick_rows, pick_ranks],
+            relevance[pick_rows, pick_cols],
         )
-        top, top_score = _top_k(score, min(int(limits.max()), n))
-        _TT['topk'] += _pc() - _t0; _t0 = _pc()
+        bounds = np.concatenate(([0], np.cumsum(take.sum(axis=1)))).tolist()
+        results = [items[bounds[i] : bounds[i + 1]] for i in range(m)]
 
-        picks_rows: list[int] = []
-        picks_cols: list[int] = []
         for i, row in enumerate(rows):
-            if not row.topical:
-                continue
-            chosen_cols = top[i, : limits[i]][np.isfinite(top_score[i, : limits[i]])]
-            picks_rows.extend([i] * len(chosen_cols))
-            picks_cols.extend(chosen_cols.tolist())
-        _TT['picks'] += _pc() - _t0; _t0 = _pc()
-        term_reasons = self._term_reasons(rows, wanted, terms_by_paper, picks_rows, picks_cols)
-        _TT['termreasons'] += _pc() - _t0; _t0 = _pc()
-
-        results: list[list[RankedItem]] = [[] for _ in rows]
-        cards = self._cards
-        relevance_picked = relevance[picks_rows, picks_cols].tolist()
-        score_picked = score[picks_rows, picks_cols].tolist()
-        for p, (i, col) in enumerate(zip(picks_rows, picks_cols, strict=True)):
-            row = rows[i]
-            matched = term_reasons[p]
-            reasons = [reason for _value, reason in matched]
-            if row.authors or row.categories:
-                reasons = self._merge_reasons(row, requests[i].profile, col, matched)
-            results[i].append(
-                RankedItem(
-                    paper_id=cards[col].paper_id,
-                    score=score_picked[p],
-                    relevance=relevance_picked[p],
-                    reasons=tuple(reasons),
-                    highlight=tuple(reason.label for _value, reason in matched),
-                )
-            )
-        _TT['items'] += _pc() - _t0; _t0 = _pc()
-
-        for i, (request, row) in enumerate(zip(requests, rows, strict=True)):
-            if not row.topical:
-                results[i] = self._trending(candidate[i], request.limit, relevance[i])
-            elif request.profile.also_trending and settings.also_trending:
-                picked = {item.paper_id for item in results[i]}
-                results[i].extend(
-                    self._also_trending(candidate[i], picked, settings.also_trending, relevance[i])
-                )
-        _TT['trending'] += _pc() - _t0; _t0 = _pc()
+            if not row.limit:
+                results[i] = self._trending(blocked[i], requests[i].limit, relevance[i])
+            elif row.also_trending and settings.also_trending:
+                results[i].extend(self._also_trending(blocked[i], results[i], relevance[i]))
         return results
 
-    def _term_matrix(self, term_ids: Sequence[int], presence: bool = False) -> sp.csr_matrix:
-        """Rows of the registry's term vectors (relevance values, or 1 where present)."""
-        vectors = [self._term_vectors[tid] for tid in term_ids]
-        sizes = [len(v.columns) for v in vectors]
-        indptr = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-        if vectors and indptr[-1]:
-            columns = np.concatenate([v.columns for v in vectors])
-            values = (
-                np.ones(len(columns)) if presence else np.concatenate([v.values for v in vectors])
-            )
-        else:
-            columns, values = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return sp.csr_matrix((values, columns, indptr), shape=(len(term_ids), self._n))
-
-    @staticmethod
-    def _selection(rows: Sequence[_Row], field: str, width: int) -> sp.csr_matrix:
-        picked = [getattr(row, field) for row in rows]
-        indptr = np.cumsum([0] + [len(p) for p in picked])
-        indices = [index for p in picked for index in p]
-        return sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows), width))
-
-    def _term_reasons(
+    def _picked_items(
         self,
         rows: Sequence[_Row],
         wanted: sp.csr_matrix,
         terms_by_paper: sp.csr_matrix,
-        picks_rows: Sequence[int],
-        picks_cols: Sequence[int],
-    ) -> list[list[tuple[float, Reason]]]:
-        """For each chosen (row, paper): its matched include terms, largest contribution first.
+        pick_rows: np.ndarray,
+        pick_cols: np.ndarray,
+        pick_scores: np.ndarray,
+        pick_relevance: np.ndarray,
+    ) -> list[RankedItem]:
+        """RankedItems for the chosen (row, paper) pairs, with reasons and highlight terms.
 
         Only the chosen pairs are looked at, all at once: each pair's terms are expanded, their
-        values read from the term x paper matrix, the non-matches dropped, then sorted.
+        values read from the term x paper matrix, the non-matches dropped, the rest sorted by
+        pair, then contribution (largest first), then stem order.
         """
-        out: list[list[tuple[float, Reason]]] = [[] for _ in picks_rows]
-        if not picks_rows or not wanted.nnz:
-            return out
-        pair_rows = np.asarray(picks_rows)
-        starts = wanted.indptr[pair_rows]
-        counts = wanted.indptr[pair_rows + 1] - starts
-        total = int(counts.sum())
-        if not total:
-            return out
-        pair = np.repeat(np.arange(len(pair_rows)), counts)
-        offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        entry = np.repeat(starts, counts) + offsets
-        values = np.asarray(
-            terms_by_paper[wanted.indices[entry], np.asarray(picks_cols)[pair]]
-        ).ravel()
-        contribution = wanted.data[entry] * values
+        pairs = len(pick_rows)
+        starts = wanted.indptr[pick_rows]
+        counts = wanted.indptr[pick_rows + 1] - starts
+        pair = np.repeat(np.arange(pairs), counts)
+        entry = np.arange(int(counts.sum())) + np.repeat(
+            starts - (np.cumsum(counts) - counts), counts
+        )
+        contribution = wanted.data[entry] * _lookup(
+            terms_by_paper, wanted.indices[entry], pick_cols[pair]
+        )
         keep = contribution > 0
         pair, entry, contribution = pair[keep], entry[keep], contribution[keep]
-        # By pair, then largest contribution, then stem order (the entry order in the row).
         order = np.lexsort((entry, -contribution, pair))
-        # Each row's reasons, in the same entry order as ``wanted``'s data.
-        row_reasons = [reason for row in rows for _k, _t, _w, reason in row.terms]
-        for p, e, c in zip(
-            pair[order].tolist(), entry[order].tolist(), contribution[order].tolist(), strict=True
+        pair, entry, contribution = pair[order], entry[order], contribution[order]
+        bounds = np.searchsorted(pair, np.arange(pairs + 1)).tolist()
+
+        # Reasons in the same entry order as ``wanted``'s data, then picked per pair.
+        row_reasons = [reason for row in rows for _key, _tid, _w, reason in row.terms]
+        reasons = [row_reasons[e] for e in entry.tolist()]
+        labels = [reason.label for reason in reasons]
+        values = contribution.tolist()
+        ids = self._ids
+        merge = [bool(row.authors or row.categories) for row in rows]
+        items: list[RankedItem] = []
+        append = items.append
+        for i, col, score, relevance, a, b in zip(
+            pick_rows.tolist(),
+            pick_cols.tolist(),
+            pick_scores.tolist(),
+            pick_relevance.tolist(),
+            bounds[:-1],
+            bounds[1:],
+            strict=True,
         ):
-            out[p].append((c, row_reasons[e]))
-        return out
+            if merge[i]:
+                chosen = self._with_people_and_places(rows[i], col, values[a:b], reasons[a:b])
+            else:
+                chosen = tuple(reasons[a:b])
+            append(RankedItem(ids[col], score, relevance, chosen, "picks", tuple(labels[a:b])))
+        return items
 
-    def _merge_reasons(
-        self, row: _Row, profile: Profile, col: int, matched: list[tuple[float, Reason]]
-    ) -> list[Reason]:
-        """Term, author and category reasons together, by contribution (terms first on ties)."""
-        card = self._cards[col]
-        scored: list[tuple[float, int, Reason]] = [
-            (value, order, reason) for order, (value, reason) in enumerate(matched)
-        ]
-        boost = self.settings.author_boost
-        names = self._author_names[col]
-        wanted_keys = {author_key(name) for name in profile.authors}
-        for key, name in names.items():
-            if key in wanted_keys:
-                scored.append((boost, len(scored), self._reason("author", name)))
-        for category in card.categories:
-            if any(covers(chosen, category) for chosen in profile.categories):
-                # One boost per paper however many categories match; name the first.
-                scored.append(
-                    (self.settings.category_boost, len(scored), self._reason("category", category))
-                )
-                break
-        scored.sort(key=lambda item: (-item[0], item[1]))
-        return [reason for _value, _order, reason in scored]
+    def _with_people_and_places(
+        self, row: _Row, col: int, values: list[float], term_reasons: list[Reason]
+    ) -> tuple[Reason, ...]:
+        """Term, author and category reasons together by contribution (terms first on ties)."""
+        scored = list(zip(values, term_reasons, strict=True))
+        if row.author_keys:
+            for key, name in self._author_names[col].items():
+                if key in row.author_keys:
+                    scored.append((self.settings.author_boost, self._reason("author", name)))
+        if row.chosen_categories:
+            scored.extend(self._category_reason(row.chosen_categories, col))
+        scored.sort(key=_first, reverse=True)  # stable: equal contributions keep their order
+        return tuple(reason for _value, reason in scored)
 
-    def _trending(
-        self, candidate: np.ndarray, limit: int, relevance: np.ndarray
-    ) -> list[RankedItem]:
+    def _category_reason(self, chosen: Sequence[str], col: int) -> list[tuple[float, Reason]]:
+        # One boost per paper however many of its categories are covered; name the first
+        # (the primary category when it is covered).
+        for category in self._cards[col].categories:
+            for wanted in chosen:
+                if covers(wanted, category):
+                    return [(self.settings.category_boost, self._reason("category", category))]
+        return []
+
+    def _trending(self, blocked: np.ndarray, limit: int, relevance: np.ndarray) -> list[RankedItem]:
         """A profile with no topics: the day's top trending candidates."""
-        columns = self._trend_order[candidate[self._trend_order]][:limit].tolist()
+        order = self._trend_order
+        columns = order[~blocked[order]][:limit].tolist()
         return [self._trending_item(col, relevance, "picks") for col in columns]
 
     def _also_trending(
-        self, candidate: np.ndarray, picked: set[int], count: int, relevance: np.ndarray
+        self, blocked: np.ndarray, picks: list[RankedItem], relevance: np.ndarray
     ) -> list[RankedItem]:
+        """Up to ``also_trending`` upvoted candidates that are not among the picks."""
+        picked = {item.paper_id for item in picks}
         items: list[RankedItem] = []
         for col in self._hot_order:
-            if len(items) == count:
+            if len(items) == self.settings.also_trending:
                 break
-            if candidate[col] and self._cards[col].paper_id not in picked:
+            if not blocked[col] and self._ids[col] not in picked:
                 items.append(self._trending_item(col, relevance, "trending"))
         return items
 
     def _trending_item(self, col: int, relevance: np.ndarray, section: str) -> RankedItem:
         return RankedItem(
-            paper_id=self._cards[col].paper_id,
-            score=float(self._prior[col]),
-            relevance=float(relevance[col]),
-            reasons=self._trend_reasons[col],
-            section=section,  # type: ignore[arg-type]
+            self._ids[col],
+            float(self._prior[col]),
+            float(relevance[col]),
+            self._trend_reasons[col],
+            section,  # type: ignore[arg-type]
         )
 
 
-def _top_k(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k best columns by (score desc, column asc), and their scores.
+def _first(pair: tuple[float, Reason]) -> float:
+    return pair[0]
 
-    argpartition picks the k best in linear time but breaks ties at the boundary arbitrarily;
-    rows where a tie straddles the boundary are redone with a full, exact sort.
+
+def _saturation(tf: np.ndarray, k: np.ndarray, settings: RankingSettings) -> np.ndarray:
+    """BM25's term-frequency part, 1.0 for one occurrence where ``k == k1``; 0 where tf is 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tf > 0, tf * (settings.bm25_k1 + 1) / (tf + k), 0.0)
+
+
+def _selection(chosen: Sequence[Sequence[int]], width: int) -> sp.csr_matrix:
+    """A 0/1 matrix with a row per subscriber and a 1 at each chosen index."""
+    indptr = np.zeros(len(chosen) + 1, dtype=np.int64)
+    np.cumsum([len(c) for c in chosen], out=indptr[1:])
+    indices = [index for c in chosen for index in c]
+    return sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(chosen), width))
+
+
+def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """matrix[rows[i], cols[i]] for each i, 0 where absent (needs sorted indices per row)."""
+    n = matrix.shape[1]
+    keys = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    keys = keys * n + matrix.indices
+    wanted = rows.astype(np.int64) * n + cols
+    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    if not len(keys):
+        return np.zeros(len(wanted))
+    return np.where(keys[at] == wanted, matrix.data[at], 0.0)
+
+
+def _smallest_k(cost: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k columns of least cost (ties: lower column first), and their costs.
+
+    argpartition finds them in linear time but breaks ties at the boundary arbitrarily; a row
+    where a tie straddles the boundary is redone with a full, exact sort.
     """
-    m, n = score.shape
+    m, n = cost.shape
     if k <= 0:
         return np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0))
-    negated = -score
     if k < n:
-        part = np.argpartition(negated, k - 1, axis=1)[:, :k]
+        part = np.argpartition(cost, k - 1, axis=1)[:, :k]
     else:
         part = np.broadcast_to(np.arange(n), (m, n)).copy()
-    values = np.take_along_axis(negated, part, axis=1)
+    values = np.take_along_axis(cost, part, axis=1)
     order = np.lexsort((part, values), axis=1)
     top = np.take_along_axis(part, order, axis=1)
-    top_values = np.take_along_axis(values, order, axis=1)
+    top_cost = np.take_along_axis(values, order, axis=1)
     if k < n:
-        worst = top_values[:, -1]
-        inside = (top_values == worst[:, None]).sum(axis=1)
-        everywhere = (negated == worst[:, None]).sum(axis=1)
+        worst = top_cost[:, -1]
+        inside = np.count_nonzero(top_cost == worst[:, None], axis=1)
+        everywhere = np.count_nonzero(cost == worst[:, None], axis=1)
         for i in np.flatnonzero(np.isfinite(worst) & (everywhere > inside)):
-            exact = np.lexsort((np.arange(n), negated[i]))[:k]
-            top[i] = exact
-            top_values[i] = negated[i, exact]
-    return top, -top_values
+            exact = np.lexsort((np.arange(n), cost[i]))[:k]
+            top[i], top_cost[i] = exact, cost[i, exact]
+    return top, top_cost
 
 
 def rank_one(
     papers: Sequence[PaperCard], settings: RankingSettings, now: datetime, request: RankRequest
 ) -> list[RankedItem]:
-    """Rank one subscriber (tests, ``--user`` debugging); the batch path does the real work."""
+    """Rank one subscriber (tests, ``--user`` debugging); the batch path is the same code."""
     return Ranker(papers, settings, now).rank([request])[0]

@@ -41,6 +41,7 @@ import digest
 from digest import links
 from digest.analysis import match_spans
 from digest.config import MailSettings
+from digest.errors import ConfigError
 from digest.items import PaperCard, RankedItem, Reason
 from digest.text import clean_text, valid_github
 
@@ -85,7 +86,7 @@ _MONTHS = (
 log = logging.getLogger(__name__)
 
 
-class TemplateError(RuntimeError):
+class TemplateError(ConfigError):
     """The email templates are missing or cannot be prepared."""
 
 
@@ -160,7 +161,8 @@ def trim_abstract(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:-–—(") + "…"
 
 
-def highlight_html(text: str, terms: Sequence[str]) -> Markup:
+@lru_cache(maxsize=16384)
+def highlight_html(text: str, terms: tuple[str, ...]) -> Markup:
     """``text`` escaped, with the spans where ``terms`` match wrapped in an inline <mark>.
 
     The raw text is split at the spans first and each piece escaped on its own, so an entity
@@ -389,6 +391,55 @@ class _Card:
 
 
 @dataclass(frozen=True)
+class _PaperView:
+    """What a paper looks like in any subscriber's mail: cleaned, trimmed, linked."""
+
+    title: str
+    abs_url: str | None
+    authors: str
+    tldr: str | None
+    abstract: str
+    upvotes: str | None
+    category: str | None
+    links: tuple[_Link, ...]
+
+
+@lru_cache(maxsize=2048)
+def paper_view(card: PaperCard, abstract_chars: int, authors_shown: int) -> _PaperView:
+    """The per-paper part of a card, computed once per day per paper, not once per mail."""
+    title = one_line(card.title, MAX_TITLE) or "(untitled)"
+    abstract = one_line(card.abstract, MAX_ABSTRACT)
+    abstract = trim_abstract(abstract, abstract_chars) if abstract_chars else ""
+    abs_url = links.arxiv_abs(card.arxiv_id)
+    found: list[_Link] = []
+    if abs_url:
+        found.append(_Link("arXiv", abs_url))
+    pdf = links.arxiv_pdf(card.arxiv_id)
+    if pdf:
+        found.append(_Link("PDF", pdf))
+    if "huggingface" in card.sources:
+        page = links.huggingface_page(card.arxiv_id)
+        if page:
+            found.append(_Link("Hugging Face", page))
+    repo = valid_github(card.github_repo)
+    if repo:
+        found.append(_Link("Code", repo))
+    for link in found:
+        checked_url(link.url, "paper link")
+    upvotes = card.upvotes
+    return _PaperView(
+        title=title,
+        abs_url=abs_url,
+        authors=format_authors(card.authors, authors_shown),
+        tldr=one_line(card.ai_summary, MAX_SUMMARY) or None,
+        abstract=abstract,
+        upvotes=f"▲ {upvotes}" if isinstance(upvotes, int) and upvotes >= 0 else None,
+        category=(one_line(card.categories[0], 40) or None) if card.categories else None,
+        links=tuple(found),
+    )
+
+
+@dataclass(frozen=True)
 class _Section:
     heading: str | None
     note: str | None
@@ -536,41 +587,21 @@ class Renderer:
         return [s for s in (picks, trending) if s.cards]
 
     def _card(self, number: int, item: RankedItem, card: PaperCard, abstract_chars: int) -> _Card:
+        paper = paper_view(card, abstract_chars, self.settings.authors_shown)
         terms = tuple(item.highlight)
-        title = one_line(card.title, MAX_TITLE) or "(untitled)"
-        abstract = one_line(card.abstract, MAX_ABSTRACT)
-        abstract = trim_abstract(abstract, abstract_chars) if abstract_chars else ""
-        abs_url = links.arxiv_abs(card.arxiv_id)
-        found: list[_Link] = []
-        if abs_url:
-            found.append(_Link("arXiv", abs_url))
-        pdf = links.arxiv_pdf(card.arxiv_id)
-        if pdf:
-            found.append(_Link("PDF", pdf))
-        if "huggingface" in card.sources:
-            page = links.huggingface_page(card.arxiv_id)
-            if page:
-                found.append(_Link("Hugging Face", page))
-        repo = valid_github(card.github_repo)
-        if repo:
-            found.append(_Link("Code", repo))
-        for link in found:
-            checked_url(link.url, "paper link")
-        category = one_line(card.categories[0], 40) if card.categories else ""
-        upvotes = card.upvotes
         return _Card(
             number=number,
-            title=title,
-            title_html=highlight_html(title, terms),
-            abs_url=abs_url,
-            authors=format_authors(card.authors, self.settings.authors_shown),
-            tldr=one_line(card.ai_summary, MAX_SUMMARY) or None,
-            abstract=abstract,
-            abstract_html=highlight_html(abstract, terms),
+            title=paper.title,
+            title_html=highlight_html(paper.title, terms),
+            abs_url=paper.abs_url,
+            authors=paper.authors,
+            tldr=paper.tldr,
+            abstract=paper.abstract,
+            abstract_html=highlight_html(paper.abstract, terms),
             reason=format_reasons(item.reasons),
-            upvotes=f"▲ {upvotes}" if isinstance(upvotes, int) and upvotes >= 0 else None,
-            category=category or None,
-            links=tuple(found),
+            upvotes=paper.upvotes,
+            category=paper.category,
+            links=paper.links,
         )
 
     def _message(

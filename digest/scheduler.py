@@ -18,9 +18,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import pipeline
-from digest.config import Settings
+from digest.config import Settings, cron_fields
 from digest.delivery.mailers import make_mailer
-from digest.render import Renderer
 from digest.store import Store
 from digest.tokens import Links, Tokens, secret_key
 
@@ -33,7 +32,7 @@ class Service:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.renderer = Renderer(settings.mail)
+        self.renderer = pipeline.make_renderer(settings)
         self.links = Links(settings, Tokens(secret_key(settings)))
 
     def fetch(self) -> None:
@@ -68,7 +67,7 @@ def build_scheduler(service: Service) -> BlockingScheduler:
     scheduler = BlockingScheduler(timezone=UTC)
     scheduler.add_job(
         service.fetch,
-        CronTrigger.from_crontab(settings.fetch_cron, timezone=UTC),
+        CronTrigger(**cron_fields(settings.fetch_cron), timezone=UTC),
         id="fetch",
         max_instances=1,
         coalesce=True,

@@ -22,15 +22,21 @@ def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
 
 
 def test_demo_twice_gives_the_same_result(tmp_path: Path) -> None:
-    first = run_cli(tmp_path, "demo")
-    assert first.returncode == 0, first.stderr
-    second = run_cli(tmp_path, "demo")
-    assert second.returncode == 0, second.stderr
+    outbox = tmp_path / "var" / "outbox"
+    results = []
+    for _ in range(2):
+        done = run_cli(tmp_path, "demo")
+        assert done.returncode == 0, done.stderr
+        assert "fetched the bundled sample: 284 papers" in done.stdout
+        assert "planned 3 digest(s)" in done.stdout and "sent 3, deferred 0, failed 0" in done.stdout
+        for person in ("ada@example.org", "ben@example.org", "chen@example.org"):
+            assert person in done.stdout
+        results.append(sorted(p.name.rsplit("_", 1)[0] for p in outbox.glob("*.eml")))
+    assert len(results[0]) == 3
+    assert results[0] == results[1]  # a fresh cycle, not a second set of mails beside the first
     assert (tmp_path / "var" / "demo.db").is_file()
-    sample_row = next(line for line in first.stdout.splitlines() if "│ sample" in line)
-    assert "ok" in sample_row
-    assert first.stdout.count("of 284 papers") == 1
-    assert second.stdout.count("of 284 papers") == 1  # a fresh database, not 568
+    bodies = {p.read_bytes() for p in outbox.glob("*.html")}
+    assert len(bodies) == 3  # three distinct digests
 
 
 def test_db_upgrade_then_status(tmp_path: Path) -> None:
