@@ -242,6 +242,23 @@ class WebSettings(Section):
     secret_key: str = Field(
         "", description="signs links in mails; empty: made once and kept in var_dir/secret_key"
     )
+    host: str = Field("127.0.0.1", description="address `digest web` and `digest serve` listen on")
+    port: int = Field(8000, ge=1, le=65535, description="port `digest web` listens on")
+    confirm_days: float = Field(
+        7.0, gt=0, le=90, description="a confirmation link works for this many days"
+    )
+    subscribe_per_client_per_hour: int = Field(
+        10, ge=1, description="subscribe form posts allowed per client address per hour"
+    )
+    confirm_mails_per_address_per_day: int = Field(
+        3, ge=1, description="confirmation mails sent to one address per day at most"
+    )
+    behind_proxy: bool = Field(
+        False, description="trust X-Forwarded-For / -Proto from a reverse proxy in front"
+    )
+    preview_days: int = Field(
+        3, ge=1, le=30, description="the live preview ranks the papers of this many days"
+    )
 
     @field_validator("base_url")
     @classmethod

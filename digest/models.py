@@ -137,6 +137,11 @@ class Subscriber(Base):
     # Raised to revoke every manage link sent so far (address change, "sign out everywhere").
     token_version: Mapped[int] = mapped_column(default=1)
     paused_until: Mapped[datetime | None]
+    # A new address waiting for its confirmation; the old one stays in use until then.
+    pending_email: Mapped[str | None] = mapped_column(String(320))
+    # Permanent failures and bounces so far; past a limit the address is suppressed.
+    bounce_count: Mapped[int] = mapped_column(default=0)
+    last_bounce_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
@@ -206,3 +211,33 @@ class SentPaper(Base):
     delivery_id: Mapped[int] = mapped_column(
         ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
     )
+
+
+class Bounce(Base):
+    """A permanent failure or a bounce report, mapped to the subscriber it concerns."""
+
+    __tablename__ = "bounces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    received_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16))  # failed (5xx at send), hard, soft, complaint
+    status: Mapped[str | None] = mapped_column(String(20))  # e.g. 5.1.1
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+
+
+class RateEvent(Base):
+    """One counted event for a rate limit (a subscribe attempt, a confirmation mail)."""
+
+    __tablename__ = "rate_events"
+    __table_args__ = (Index("ix_rate_events_bucket_key_at", "bucket", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(40))  # e.g. subscribe-ip, confirm-mail
+    key: Mapped[str] = mapped_column(String(64))  # a hash of the address or client, never clear
+    at: Mapped[datetime]
