@@ -105,6 +105,10 @@ def parse_terms(
             if not text:
                 continue
             raw_weight = quoted_weight if quoted is not None else bare_weight
+            if "^" in text:
+                raise ValidationError(
+                    f"{what} term {text!r}: put a number after ^ for a weight, like diffusion^2"
+                )
             if raw_weight is not None and not weights:
                 raise ValidationError(f"{what} term {text!r}: weights are not used here")
             terms.append(Term(text, _weight(raw_weight, text, what)))
