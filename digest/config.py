@@ -19,7 +19,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from digest.errors import ConfigError
@@ -233,6 +240,92 @@ class SmtpSettings(Section):
     username: str = Field("", description="login name; empty to send without logging in")
     password: str = Field("", description="login password (prefer DIGEST_SMTP__PASSWORD)")
     timeout: float = Field(30.0, gt=0, le=600, description="seconds for each SMTP command")
+    connect_timeout: float = Field(
+        10.0, gt=0, le=600, description="seconds to open the TCP (and implicit TLS) connection"
+    )
+    greeting_timeout: float = Field(
+        30.0, gt=0, le=600, description="seconds to wait for the server's 220 greeting"
+    )
+    data_timeout: float = Field(
+        120.0, gt=0, le=1200, description="seconds to wait for the reply after the final dot"
+    )
+    max_connections: int = Field(
+        2, ge=1, le=64, description="SMTP connections one worker process sends over at once"
+    )
+    messages_per_connection: int = Field(
+        100, ge=1, description="messages sent over one connection before it is closed and reopened"
+    )
+    messages_per_second: float = Field(
+        0.0, ge=0, description="most messages per second one worker process sends; 0: no limit"
+    )
+
+
+class DkimSettings(Section):
+    enabled: bool = Field(False, description="sign outgoing mail with DKIM (needs the key below)")
+    selector: str = Field("", description="the DNS selector: the key is at <selector>._domainkey")
+    domain: str = Field("", description="the signing domain (d=); empty: mail.from_address's")
+    private_key_path: str = Field("", description="PEM file with the RSA private key")
+
+
+class DeliverySettings(Section):
+    unknown_policy: Literal["resend", "hold"] = Field(
+        "resend",
+        description="a message whose fate is unknown (connection lost after its data): "
+        "resend it, or hold it for an operator",
+    )
+    batch_size: int = Field(20, ge=1, le=1000, description="deliveries one sender claims at once")
+    lease_seconds: float = Field(
+        900.0, ge=1, description="a claim lasts this long; a dead sender's rows return after it"
+    )
+    worker_name: str = Field(
+        "",
+        max_length=100,
+        description="a stable name unique to one worker process, so a restart takes back its "
+        "own claims at once; empty: host:pid, and claims wait for their lease to run out",
+    )
+    poll_seconds: float = Field(
+        5.0, gt=0, le=3600, description="how often an idle `digest worker` looks for work"
+    )
+    retry_base_seconds: float = Field(
+        60.0, gt=0, description="first retry delay after a temporary failure; doubles each time"
+    )
+    retry_max_seconds: float = Field(
+        3600.0, gt=0, description="the longest delay between two attempts"
+    )
+    retry_jitter: float = Field(
+        0.2, ge=0, le=1, description="retry delays vary by up to this fraction, at random"
+    )
+    give_up_hours: float = Field(
+        48.0, gt=0, description="a digest still not accepted this long after planning fails"
+    )
+    daily_cap: int = Field(
+        0, ge=0, description="most messages sent per UTC day, all workers together; 0: no cap"
+    )
+    return_path: str = Field(
+        "",
+        description="envelope sender (VERP) with {id} for the delivery, e.g. "
+        "bounces+{id}@example.org; empty: mail.from_address",
+    )
+    bounce_limit: int = Field(
+        3, ge=1, description="permanent failures or hard bounces before an address is suppressed"
+    )
+    bounce_window_days: float = Field(
+        30.0, gt=0, description="a bounce older than this no longer counts toward the limit"
+    )
+    bounce_hook_secret: str = Field(
+        "", description="shared secret the bounce web hook requires; empty: the hook is off"
+    )
+    dkim: DkimSettings = DkimSettings()
+
+    @field_validator("return_path")
+    @classmethod
+    def _verp(cls, value: str) -> str:
+        if not value:
+            return value
+        local, at, domain = value.rpartition("@")
+        if not at or "{id}" not in local or not domain or any(c in value for c in ' <>"\r\n,;'):
+            raise ValueError("expected an address with {id} in its local part, e.g. b+{id}@x.org")
+        return value
 
 
 class WebSettings(Section):
@@ -326,6 +419,29 @@ class Settings(Section):
     smtp: SmtpSettings = SmtpSettings()
     web: WebSettings = WebSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    delivery: DeliverySettings = DeliverySettings()
+
+    @model_validator(mode="after")
+    def _lease_covers_a_send(self) -> Settings:
+        # A sender starts a message only while its lease outlasts the longest possible send,
+        # so a live sender's message is never claimed again by another.
+        need = 2 * max_send_seconds(self.smtp)
+        if self.delivery.lease_seconds < need:
+            raise ValueError(
+                f"delivery.lease_seconds must be at least {need:g} (twice the longest SMTP "
+                "exchange the smtp timeouts allow)"
+            )
+        dkim = self.delivery.dkim
+        if dkim.enabled and not (dkim.selector and dkim.private_key_path):
+            raise ValueError("delivery.dkim.enabled needs selector and private_key_path")
+        return self
+
+
+def max_send_seconds(smtp: SmtpSettings) -> float:
+    """The longest one message's SMTP exchange can take with these timeouts: connect, the
+    greeting, then at most EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA and RSET, then the
+    reply after the final dot."""
+    return smtp.connect_timeout + smtp.greeting_timeout + 8 * smtp.timeout + smtp.data_timeout
 
 
 def load_settings(
@@ -424,6 +540,8 @@ def _describe(exc: PydanticValidationError, origins: Mapping[str, str]) -> str:
     where = f" [from {origin}]" if origin else ""
     more = len(exc.errors()) - 1
     tail = f" ({more} more problem{'s' if more > 1 else ''})" if more else ""
+    if not key:  # a rule across settings (a model validator) names its keys itself
+        return f"bad settings: {error['msg'].removeprefix('Value error, ')}{tail}"
     if error["type"] == "extra_forbidden":
         return f"unknown setting {key}{where}{tail}"
     message = error["msg"].removeprefix("Value error, ")

@@ -156,14 +156,18 @@ class Delivery(Base):
         # One digest per subscriber per local date: a constraint, not a hope.
         UniqueConstraint("subscriber_id", "local_date", name="uq_delivery_subscriber_date"),
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+        # The daily cap counts today's sends.
+        Index("ix_deliveries_sent_at", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)  # Message-ID, archive link
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     local_date: Mapped[date]
-    # planned (content fixed once ranked_at is set), sending, sent, deferred, failed,
-    # unknown, skipped (nothing to send and the subscriber asked for no empty mails)
+    # planned (content fixed once ranked_at is set), sending (leased), sent, deferred,
+    # failed, unknown (the connection died after the data, before the reply), skipped
+    # (nothing to send and the subscriber asked for no empty mails), cancelled (the
+    # subscriber left before it went out)
     status: Mapped[str] = mapped_column(String(16), default="planned")
     planned_at: Mapped[datetime]
     since: Mapped[datetime]  # candidates were papers first seen from here on
@@ -176,6 +180,9 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None]
     smtp_reply: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Set (under delivery.unknown_policy = "hold") just before the message's data goes to the
+    # server: a lease that runs out with it set may have been delivered, so it is held.
+    handed_over_at: Mapped[datetime | None]
 
 
 class DeliveryItem(Base):
@@ -217,6 +224,10 @@ class Bounce(Base):
     """A permanent failure or a bounce report, mapped to the subscriber it concerns."""
 
     __tablename__ = "bounces"
+    __table_args__ = (
+        # The same report ingested twice (a retried hook call) is one bounce.
+        UniqueConstraint("delivery_id", "kind", name="uq_bounce_delivery_kind"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subscriber_id: Mapped[int | None] = mapped_column(

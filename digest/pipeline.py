@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +26,8 @@ from digest import compose, subscribers
 from digest.config import Settings
 from digest.delivery import outbox
 from digest.delivery.mailers import Mailer
-from digest.errors import DeliveryError, SourceError
+from digest.delivery.workers import Outgoing, Sender, SendSummary
+from digest.errors import SourceError
 from digest.ingest import merge_batch, upsert
 from digest.items import PaperCard, RankedItem
 from digest.models import Delivery, DeliveryItem, FetchRun, Paper, SentPaper, Subscriber
@@ -176,6 +177,7 @@ def plan_and_rank(
     summary = PlanSummary()
     window = timedelta(hours=settings.ranking.first_window_hours)
     with store.transaction() as session:
+        outbox.begin_write(session)  # several planners at once on SQLite: take turns
         due = outbox.due(session, now, only, for_date=for_date)
         summary.planned = len(outbox.plan(session, due, now, window))
 
@@ -183,6 +185,7 @@ def plan_and_rank(
     ranker_since: datetime | None = None
     while True:
         with store.transaction() as session:
+            outbox.begin_write(session)
             deliveries = outbox.unranked(session, batch)
             if not deliveries:
                 break
@@ -257,21 +260,47 @@ def _rank_batch(
 # -- send -------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class SendSummary:
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    files: list[str] = field(default_factory=list)
-
-
 def make_renderer(settings: Settings) -> Renderer:
     folder = settings.paths.templates_dir
     return Renderer(settings.mail, Path(folder) if folder else None)
 
 
-def worker_name() -> str:
+def worker_name(settings: Settings | None = None) -> str:
+    """The name a sender's claims carry: ``delivery.worker_name``, else host:pid."""
+    if settings is not None and settings.delivery.worker_name:
+        return settings.delivery.worker_name
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_sender(
+    settings: Settings,
+    store: Store,
+    renderer: Renderer,
+    links: Links,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    owner: str | None = None,
+    batch: int | None = None,
+    lease: timedelta | None = None,
+    only: Sequence[int] | None = None,
+    stop: threading.Event | None = None,
+) -> Sender:
+    """A sender whose messages are the digests the pipeline ranked."""
+
+    def prepare(session: Session, delivery: Delivery) -> Outgoing:
+        return _outgoing(session, settings, renderer, links, delivery)
+
+    return Sender(
+        settings,
+        store,
+        prepare,
+        owner=owner or worker_name(settings),
+        clock=clock,
+        stop=stop,
+        only=only,
+        batch=batch,
+        lease=lease,
+    )
 
 
 def send_ready(
@@ -283,94 +312,67 @@ def send_ready(
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     owner: str | None = None,
-    batch: int = 50,
-    lease: timedelta = timedelta(minutes=10),
+    batch: int | None = None,
+    lease: timedelta | None = None,
     only: Sequence[int] | None = None,
 ) -> SendSummary:
-    """Claim ready deliveries, render and hand each to the mailer, record the outcome.
-
-    One bad message is recorded and skipped; it never stops the run.
+    """Claim ready deliveries, render and hand each to ``mailer``, record each outcome; one
+    lane over one connection. One bad message is recorded and skipped; it never stops the run.
     """
-    owner = owner or worker_name()
-    summary = SendSummary()
-    while True:
-        with store.transaction() as session:
-            claimed = outbox.claim(session, clock(), owner, batch, lease, only)
-            inputs = [_digest_input(session, settings, links, d) for d in claimed]
-        if not claimed:
-            return summary
-        for outgoing in inputs:
-            _send_one(settings, store, mailer, renderer, owner, outgoing, clock, summary)
+    sender = make_sender(
+        settings,
+        store,
+        renderer,
+        links,
+        clock=clock,
+        owner=owner,
+        batch=batch,
+        lease=lease,
+        only=only,
+    )
+    return sender.lane(mailer)
 
 
-def _send_one(
+def send_all(
     settings: Settings,
     store: Store,
-    mailer: Mailer,
     renderer: Renderer,
-    owner: str,
-    outgoing: Outgoing,
-    clock: Callable[[], datetime],
-    summary: SendSummary,
-) -> None:
-    delivery_id, recipient, data = outgoing.delivery_id, outgoing.recipient, outgoing.data
-    name = compose.outbox_name(data.local_date, recipient, outgoing.public_id)
-    try:
-        message = renderer.render(data).message
-        reply = mailer.send(
-            message, sender=settings.mail.from_address, recipient=recipient, name=name
-        )
-    except DeliveryError as exc:
-        with store.transaction() as session:
-            attempts = session.get(Delivery, delivery_id).attempts  # type: ignore[union-attr]
-            retry_at = _retry_at(clock(), attempts) if exc.temporary else None
-            if exc.temporary and attempts >= MAX_ATTEMPTS:
-                retry_at = None
-            outbox.mark_failed(session, delivery_id, owner, str(exc), retry_at=retry_at)
-        if retry_at is None:
-            summary.failed += 1
-        else:
-            summary.deferred += 1
-        log.warning("delivery %s to %s: %s", delivery_id, _mask(recipient), exc)
-        return
-    except Exception as exc:  # a bug in one message must not stop the others
-        log.exception("delivery %s: could not render or send", delivery_id)
-        with store.transaction() as session:
-            outbox.mark_failed(session, delivery_id, owner, f"internal error: {exc!r}")
-        summary.failed += 1
-        return
-    with store.transaction() as session:
-        outbox.mark_sent(session, delivery_id, owner, clock(), reply)
-    summary.sent += 1
-    if reply.startswith("written to "):
-        summary.files.append(reply.removeprefix("written to "))
+    links: Links,
+    *,
+    make_mailer: Callable[[], Mailer] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    owner: str | None = None,
+    only: Sequence[int] | None = None,
+    stop: threading.Event | None = None,
+) -> SendSummary:
+    """Send everything ready over ``smtp.max_connections`` connections at once."""
+    from digest.delivery.mailers import make_mailer as default_mailer
+
+    sender = make_sender(
+        settings, store, renderer, links, clock=clock, owner=owner, only=only, stop=stop
+    )
+    return sender.run(make_mailer or (lambda: default_mailer(settings)))
 
 
-MAX_ATTEMPTS = 8
-
-
-def _retry_at(now: datetime, attempts: int) -> datetime:
-    # Exponential backoff with jitter: 1, 2, 4 … minutes, at most an hour.
-    delay = min(60 * 2 ** max(attempts - 1, 0), 3600)
-    return now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
-
-
-def _mask(address: str) -> str:
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}…@{domain}"
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    delivery_id: int
-    public_id: str
-    recipient: str
-    data: DigestInput
+def _outgoing(
+    session: Session, settings: Settings, renderer: Renderer, links: Links, delivery: Delivery
+) -> Outgoing:
+    data = _digest_input(session, settings, links, delivery)
+    return Outgoing(
+        delivery_id=delivery.id,
+        public_id=delivery.public_id,
+        subscriber_id=delivery.subscriber_id,
+        recipient=data.to_address,
+        attempts=delivery.attempts,
+        planned_at=delivery.planned_at,
+        name=compose.outbox_name(data.local_date, data.to_address, delivery.public_id),
+        build=lambda: renderer.render(data).message,
+    )
 
 
 def _digest_input(
     session: Session, settings: Settings, links: Links, delivery: Delivery
-) -> Outgoing:
+) -> DigestInput:
     subscriber = session.get(Subscriber, delivery.subscriber_id)
     assert subscriber is not None
     rows = session.scalars(
@@ -384,7 +386,8 @@ def _digest_input(
     }
     items = [(compose.ranked_item(r), compose.paper_card(papers[r.paper_id])) for r in rows]
     profile = subscribers.profile_of(subscriber)
-    data = DigestInput(
+    template = settings.delivery.return_path
+    return DigestInput(
         to_address=subscriber.email,
         local_date=delivery.local_date,
         items=items,
@@ -394,8 +397,8 @@ def _digest_input(
         manage_url=links.manage(subscriber.public_id, subscriber.token_version),
         unsubscribe_url=links.unsubscribe(subscriber.public_id),
         archive_url=links.archive(delivery.public_id),
+        return_path=template.replace("{id}", delivery.public_id) if template else None,
     )
-    return Outgoing(delivery.id, delivery.public_id, subscriber.email, data)
 
 
 # -- preview: what a profile would get, writing nothing -----------------------------------

@@ -1,8 +1,11 @@
-"""`digest serve`: APScheduler jobs that call the pipeline, nothing else.
+"""`digest serve` and `digest worker`: loops that call the pipeline, nothing else.
 
-Two jobs: fetching on a cron (UTC), and a frequent tick that plans, ranks and sends the
-digests that are due. A tick after downtime finds the day's missed digests still due and
-sends them once; the (subscriber, local date) key keeps them from going twice.
+`digest serve` runs two APScheduler jobs: fetching on a cron (UTC), and a frequent tick
+that plans, ranks and sends the digests that are due. `digest worker` plans, ranks and
+sends in a loop, without fetching. Any number of either may run against one PostgreSQL
+database: planning is idempotent (the (subscriber, local date) key), ranking and sending
+claim rows with ``SKIP LOCKED``, and an advisory lock lets one process fetch at a time.
+A tick after downtime finds the day's missed digests still due and sends them once.
 """
 
 from __future__ import annotations
@@ -10,56 +13,105 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest import pipeline
 from digest.config import Settings, cron_fields
-from digest.delivery.mailers import make_mailer
+from digest.delivery import outbox
+from digest.delivery.locks import try_lock
+from digest.delivery.workers import SendSummary
+from digest.errors import StoreError
 from digest.store import Store
 from digest.tokens import Links, Tokens, secret_key
 
 log = logging.getLogger(__name__)
 
+Clock = Callable[[], datetime]
+
 
 class Service:
-    """What one `digest serve` process holds: the store, the renderer, the links."""
+    """What one `digest serve` or `digest worker` process holds: the store, the renderer,
+    the links, its name on the claims it makes."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        owner: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.owner = owner or pipeline.worker_name(settings)
+        self.stop = stop or threading.Event()
         self.renderer = pipeline.make_renderer(settings)
         self.links = Links(settings, Tokens(secret_key(settings)))
 
     def fetch(self) -> None:
-        for summary in pipeline.fetch(self.settings, self.store):
-            if summary.status == "failed":
-                log.error("fetch %s failed: %s", summary.source, summary.error)
-            else:
-                log.info(
-                    "fetch %s: %d new, %d updated", summary.source, summary.new, summary.updated
-                )
+        with try_lock(self.store, "fetch") as taken:
+            if not taken:
+                log.info("fetch: another process is fetching; skipped")
+                return
+            for summary in pipeline.fetch(self.settings, self.store):
+                if summary.status == "failed":
+                    log.error("fetch %s failed: %s", summary.source, summary.error)
+                else:
+                    log.info(
+                        "fetch %s: %d new, %d updated",
+                        summary.source,
+                        summary.new,
+                        summary.updated,
+                    )
 
-    def tick(self) -> None:
-        """Plan, rank and send whatever is due now."""
-        planned = pipeline.plan_and_rank(self.settings, self.store, datetime.now(UTC))
-        mailer = make_mailer(self.settings)
-        try:
-            sent = pipeline.send_ready(self.settings, self.store, mailer, self.renderer, self.links)
-        finally:
-            mailer.close()
-        if planned.planned or sent.sent or sent.failed or sent.deferred:
+    def recover(self) -> int:
+        """Take back the claims this worker's previous run held (it has a stable name)."""
+        with self.store.transaction() as session:
+            count = outbox.recover(
+                session, self.owner, self.clock(), self.settings.delivery.unknown_policy
+            )
+        if count:
+            log.warning("took back %d deliveries claimed by this worker before a restart", count)
+        return count
+
+    def tick(self, plan: bool = True) -> SendSummary:
+        """Plan, rank and send whatever is due now.
+
+        No message of this process is in flight between ticks, so any row still leased to
+        it is an orphan (a commit whose answer was lost with the connection): it is taken
+        back first rather than left to wait out its lease.
+        """
+        self.recover()
+        planned = pipeline.plan_and_rank(self.settings, self.store, self.clock()) if plan else None
+        sent = pipeline.send_all(
+            self.settings,
+            self.store,
+            self.renderer,
+            self.links,
+            clock=self.clock,
+            owner=self.owner,
+            stop=self.stop,
+        )
+        if (planned and planned.planned) or sent.claimed:
             log.info(
-                "tick: planned %d, sent %d, deferred %d, failed %d",
-                planned.planned,
+                "tick: planned %d, sent %d, deferred %d, failed %d, unknown %d",
+                planned.planned if planned else 0,
                 sent.sent,
                 sent.deferred,
                 sent.failed,
+                sent.unknown,
             )
+        return sent
 
 
 def build_scheduler(service: Service) -> BlockingScheduler:
@@ -90,6 +142,7 @@ def serve(settings: Settings, store: Store) -> None:
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.warning("received signal %d; finishing the current job and stopping", signum)
+        service.stop.set()  # senders give back what they have not started
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
@@ -100,3 +153,56 @@ def serve(settings: Settings, store: Store) -> None:
     )
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         scheduler.start()
+
+
+MAX_FAILED_ROUNDS = 30  # `--once` gives up after this many rounds in a row without a database
+
+
+def run_worker(
+    settings: Settings,
+    store: Store,
+    *,
+    once: bool = False,
+    plan: bool = True,
+    owner: str | None = None,
+    clock: Clock | None = None,
+    stop: threading.Event | None = None,
+) -> SendSummary:
+    """Plan, rank and send in rounds until stopped (``once``: until nothing is ready).
+
+    A round that finds work is followed at once by another; an idle worker waits
+    ``delivery.poll_seconds``. A database outage is waited out, never fatal: the claims in
+    flight are recorded when it returns (or return to the queue with their lease).
+    """
+    service = Service(settings, store, clock=clock, owner=owner, stop=stop)
+    total = SendSummary()
+    failed_rounds = 0
+    while not service.stop.is_set():
+        try:
+            result = service.tick(plan=plan)
+        except (SQLAlchemyError, StoreError) as exc:
+            failed_rounds += 1
+            log.warning("worker: database unavailable (%s); trying again", _first_line(exc))
+            if once and failed_rounds >= MAX_FAILED_ROUNDS:
+                raise
+            service.stop.wait(min(settings.delivery.poll_seconds, 1.0 * failed_rounds))
+            continue
+        total.add(result)
+        if result.errors:
+            failed_rounds += 1
+            if once and failed_rounds >= MAX_FAILED_ROUNDS:
+                break
+            service.stop.wait(min(settings.delivery.poll_seconds, 1.0 * failed_rounds))
+            continue
+        failed_rounds = 0
+        if result.claimed:
+            continue  # more may be ready
+        if once:
+            break
+        service.stop.wait(settings.delivery.poll_seconds)
+    return total
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

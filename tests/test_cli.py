@@ -28,7 +28,9 @@ def test_demo_twice_gives_the_same_result(tmp_path: Path) -> None:
         done = run_cli(tmp_path, "demo")
         assert done.returncode == 0, done.stderr
         assert "fetched the bundled sample: 284 papers" in done.stdout
-        assert "planned 3 digest(s)" in done.stdout and "sent 3, deferred 0, failed 0" in done.stdout
+        assert (
+            "planned 3 digest(s)" in done.stdout and "sent 3, deferred 0, failed 0" in done.stdout
+        )
         for person in ("ada@example.org", "ben@example.org", "chen@example.org"):
             assert person in done.stdout
         results.append(sorted(p.name.rsplit("_", 1)[0] for p in outbox.glob("*.eml")))

@@ -1,51 +1,112 @@
 """Two mailers behind one narrow interface: SMTP, and files under the outbox folder.
 
-``send`` hands one message over and returns the server's reply (or where the file went);
-it raises ``DeliveryError`` with ``temporary`` set for 4xx replies, timeouts and dropped
-connections, and unset for 5xx replies. Connections are reused across messages.
+``send`` hands one message over and returns the server's reply (or where the file went).
+It raises ``SendError`` (a ``DeliveryError``) saying how far the message got, because
+what to do next depends on it:
+
+``server``      no session could be had, or the server refused our sender (connect,
+                greeting, EHLO, STARTTLS, login, MAIL FROM): not this recipient's fault;
+                the sender stops and defers the rest of its batch
+``connection``  an established connection broke or timed out before the final dot, or
+                the server answered 421: the message was not delivered; try again later
+``recipient``   the server refused this message (RCPT, DATA or its final reply): 4xx is
+                temporary, 5xx permanent and counts toward suppressing the address
+``unknown``     the connection died after the final dot, before the reply: the server may
+                or may not have taken the message
+
+MAIL, RCPT and DATA go one by one, each with its own timeout, so the reply to the final
+dot is kept and its timeout can be longer (RFC 5321 §4.5.3.2). Connections are reused up
+to ``smtp.messages_per_connection`` messages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from digest.config import Settings, SmtpSettings
 from digest.errors import DeliveryError
 
+Stage = Literal["server", "connection", "recipient", "unknown"]
+Signer = Callable[[bytes], bytes]
+OnData = Callable[[], None]
+
+
+class SendError(DeliveryError):
+    """A message not handed over; ``stage`` says how far it got (see the module doc)."""
+
+    def __init__(
+        self, message: str, *, temporary: bool, stage: Stage, code: int | None = None
+    ) -> None:
+        super().__init__(message, temporary=temporary)
+        self.stage = stage
+        self.code = code
+
 
 class Mailer(Protocol):
-    def send(self, message: EmailMessage, *, sender: str, recipient: str, name: str) -> str:
-        """Hand ``message`` over for ``recipient``; ``name`` names it in files and logs."""
+    def send(
+        self,
+        message: EmailMessage,
+        *,
+        sender: str,
+        recipient: str,
+        name: str,
+        on_data: OnData | None = None,
+    ) -> str:
+        """Hand ``message`` over for ``recipient`` with envelope sender ``sender``; ``name``
+        names it in files and logs; ``on_data`` runs just before the message's data goes."""
         ...
 
     def close(self) -> None: ...
 
 
 def make_mailer(settings: Settings) -> Mailer:
+    signer = None
+    if settings.delivery.dkim.enabled:
+        from digest.delivery.dkim import DkimSigner
+
+        signer = DkimSigner.from_settings(settings.delivery.dkim, settings.mail.from_address)
     if settings.mail.transport == "smtp":
-        return SmtpMailer(settings.smtp)
-    return FileMailer(Path(settings.paths.outbox_dir))
+        return SmtpMailer(settings.smtp, signer=signer)
+    return FileMailer(Path(settings.paths.outbox_dir), signer=signer)
+
+
+def payload_of(message: EmailMessage, signer: Signer | None = None) -> bytes:
+    """The bytes that go on the wire: CRLF lines, headers as the renderer set them, signed."""
+    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return signer(data) if signer else data
 
 
 class FileMailer:
     """Writes ``<name>.eml`` and an ``<name>.html`` preview; the embedded default."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, signer: Signer | None = None) -> None:
         self.folder = folder
+        self.signer = signer
 
-    def send(self, message: EmailMessage, *, sender: str, recipient: str, name: str) -> str:
+    def send(
+        self,
+        message: EmailMessage,
+        *,
+        sender: str,
+        recipient: str,
+        name: str,
+        on_data: OnData | None = None,
+    ) -> str:
         safe = re.sub(r"[^A-Za-z0-9._@+-]+", "_", name)[:150] or "message"
         target = self.folder / f"{safe}.eml"
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(target, message.as_bytes())
+        if on_data:
+            on_data()
+        _write_atomically(target, payload_of(message, self.signer))
         html = message.get_body(("html",))
         if html is not None:
             preview = html.get_content()
@@ -63,89 +124,208 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-class SmtpMailer:
-    """SMTP with STARTTLS or implicit TLS, login, timeouts; one connection reused."""
+class _Client(smtplib.SMTP):
+    """smtplib with separate timeouts for connecting and for the greeting."""
 
-    def __init__(self, settings: SmtpSettings, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, settings: SmtpSettings, context: ssl.SSLContext | None) -> None:
+        self._settings = settings
+        self._context = context
+        super().__init__(timeout=settings.timeout)  # no host: connect() is called later
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        s = self._settings
+        sock = socket.create_connection((host, port), s.connect_timeout, self.source_address)
+        if self._context is not None:  # implicit TLS: the handshake counts as connecting
+            sock = self._context.wrap_socket(sock, server_hostname=host)
+        sock.settimeout(s.greeting_timeout)  # connect() reads the greeting next
+        return sock
+
+
+class SmtpMailer:
+    """One SMTP connection, opened on first use and reused; STARTTLS, implicit TLS, login."""
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        ssl_context: ssl.SSLContext | None = None,
+        signer: Signer | None = None,
+    ) -> None:
         self.settings = settings
         self.ssl_context = ssl_context or ssl.create_default_context()
+        self.signer = signer
         self._connection: smtplib.SMTP | None = None
+        self._sent_on_connection = 0
+        self.connections_opened = 0
+
+    # -- the session ----------------------------------------------------------------
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
+        where = f"{s.host}:{s.port}"
+        connection = _Client(s, self.ssl_context if s.security == "tls" else None)
         try:
-            if s.security == "tls":
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=self.ssl_context
-                )
-            else:
-                connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            code, text = connection.connect(s.host, s.port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, text)
+            assert connection.sock is not None
+            connection.sock.settimeout(s.timeout)
             connection.ehlo()
             if s.security == "starttls":
                 if not connection.has_extn("starttls"):
-                    connection.close()
                     # Required TLS never falls back to plain text.
-                    raise DeliveryError(
-                        f"{s.host}:{s.port} does not offer STARTTLS and smtp.security is "
-                        "starttls; nothing was sent in plain text",
+                    raise SendError(
+                        f"{where} does not offer STARTTLS and smtp.security is starttls; "
+                        "nothing was sent in plain text",
                         temporary=True,
+                        stage="server",
                     )
                 connection.starttls(context=self.ssl_context)
                 connection.ehlo()
             if s.username:
                 connection.login(s.username, s.password)
-        except DeliveryError:
+        except SendError:
+            _close_quietly(connection)
             raise
-        except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"SMTP login refused: {_reply(exc)}", temporary=False) from None
         except smtplib.SMTPResponseException as exc:
-            raise _classify(exc) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(
-                f"cannot connect to {s.host}:{s.port}: {_describe(exc)}", temporary=True
+            _close_quietly(connection)
+            # Refused at the session's start (a busy server's 421 or 554 at the greeting, a
+            # refused STARTTLS or login): the server's problem or ours, never the recipient's.
+            raise SendError(
+                f"{where} refused the session: {_reply(exc)}",
+                temporary=True,
+                stage="server",
+                code=exc.smtp_code,
             ) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(connection)
+            raise SendError(
+                f"cannot connect to {where}: {_describe(exc)}", temporary=True, stage="server"
+            ) from None
+        self.connections_opened += 1
+        self._sent_on_connection = 0
         return connection
 
-    def send(self, message: EmailMessage, *, sender: str, recipient: str, name: str) -> str:
-        if self._connection is None:
-            self._connection = self._connect()
-        connection = self._connection
-        payload = message.as_bytes(policy=SMTP_POLICY)
+    def send(
+        self,
+        message: EmailMessage,
+        *,
+        sender: str,
+        recipient: str,
+        name: str,
+        on_data: OnData | None = None,
+    ) -> str:
+        payload = payload_of(message, self.signer)
+        if self._sent_on_connection >= self.settings.messages_per_connection:
+            self.close()
+        for attempt in (1, 2):
+            reused = self._connection is not None
+            if self._connection is None:
+                self._connection = self._connect()
+            try:
+                return self._transaction(self._connection, payload, sender, recipient, on_data)
+            except _StaleConnection as exc:
+                # A reused connection the server had closed (an idle timeout, a per-connection
+                # limit): nothing was sent, so one fresh connection is tried at once.
+                self._drop()
+                if not reused or attempt == 2:
+                    # On a fresh connection it is the server turning us away.
+                    raise SendError(
+                        f"connection lost before MAIL FROM was answered: {exc}",
+                        temporary=True,
+                        stage="server",
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _transaction(
+        self,
+        connection: smtplib.SMTP,
+        payload: bytes,
+        sender: str,
+        recipient: str,
+        on_data: OnData | None,
+    ) -> str:
+        self._sent_on_connection += 1
         try:
-            # MAIL, RCPT and DATA one by one, so the reply to the final dot is kept.
             code, text = connection.mail(sender)
-            if code != 250:
-                raise smtplib.SMTPResponseException(code, text)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise _StaleConnection(_describe(exc)) from None
+        if code == 421:
+            raise _StaleConnection(f"{code} {_text(text)}")
+        if code != 250:
+            self._reset()
+            raise SendError(
+                f"server refused the sender <{sender}>: {code} {_text(text)}",
+                temporary=True,
+                stage="server",
+                code=code,
+            )
+        try:
             code, text = connection.rcpt(recipient)
             if code not in (250, 251):
                 raise smtplib.SMTPResponseException(code, text)
-            code, text = connection.data(payload)
-            if code != 250:
+            code, text = connection.docmd("DATA")
+            if code != 354:
                 raise smtplib.SMTPResponseException(code, text)
+            if on_data:
+                on_data()
+            connection.send(_dot_stuffed(payload))
         except smtplib.SMTPResponseException as exc:
-            self._reset()
-            raise _classify(exc) from None
+            raise self._refused(exc) from None
         except (OSError, smtplib.SMTPException) as exc:
-            # The connection is gone (or in an unknown state); the next message opens a new one.
             self._drop()
-            raise DeliveryError(f"connection lost: {_describe(exc)}", temporary=True) from None
+            raise SendError(
+                f"connection lost before the final dot: {_describe(exc)}",
+                temporary=True,
+                stage="connection",
+            ) from None
+        # The final dot is out: from here on, a lost connection leaves the outcome unknown.
+        try:
+            assert connection.sock is not None
+            connection.sock.settimeout(self.settings.data_timeout)
+            code, text = connection.getreply()
+            connection.sock.settimeout(self.settings.timeout)
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise SendError(
+                f"no reply after the final dot ({_describe(exc)}); the server may or may not "
+                "have taken the message",
+                temporary=True,
+                stage="unknown",
+            ) from None
+        if code != 250:
+            raise self._refused(smtplib.SMTPResponseException(code, text))
         return f"{code} {_text(text)}"
+
+    def _refused(self, exc: smtplib.SMTPResponseException) -> SendError:
+        if exc.smtp_code == 421:  # the server is closing the connection: not accepted
+            self._drop()
+            return SendError(
+                f"server closing: {_reply(exc)}", temporary=True, stage="connection", code=421
+            )
+        self._reset()
+        permanent = 500 <= exc.smtp_code < 600  # 4xx (and anything odd) may succeed later
+        return SendError(
+            f"server replied {_reply(exc)}",
+            temporary=not permanent,
+            stage="recipient",
+            code=exc.smtp_code,
+        )
 
     def _reset(self) -> None:
         # After a refused message the session can go on once the transaction is reset.
         if self._connection is None:
             return
         try:
-            self._connection.rset()
+            code, _ = self._connection.rset()
+            if code != 250:
+                self._drop()
         except (OSError, smtplib.SMTPException):
             self._drop()
 
     def _drop(self) -> None:
         if self._connection is not None:
-            try:
-                self._connection.close()
-            finally:
-                self._connection = None
+            _close_quietly(self._connection)
+            self._connection = None
 
     def close(self) -> None:
         if self._connection is not None:
@@ -154,7 +334,25 @@ class SmtpMailer:
             except (OSError, smtplib.SMTPException):
                 pass
             finally:
+                _close_quietly(self._connection)
                 self._connection = None
+
+
+class _StaleConnection(Exception):
+    pass
+
+
+def _close_quietly(connection: smtplib.SMTP) -> None:
+    with contextlib.suppress(OSError):
+        connection.close()
+
+
+def _dot_stuffed(payload: bytes) -> bytes:
+    # RFC 5321 §4.5.2: a line starting with "." gets another; then CRLF "." CRLF ends it.
+    data = re.sub(rb"(?m)^\.", b"..", payload)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
 
 
 def _text(text: bytes | str) -> str:
@@ -164,12 +362,6 @@ def _text(text: bytes | str) -> str:
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
     return f"{exc.smtp_code} {_text(exc.smtp_error)}"
-
-
-def _classify(exc: smtplib.SMTPResponseException) -> DeliveryError:
-    # 5xx is permanent; 4xx (and anything odd) may succeed later.
-    permanent = 500 <= exc.smtp_code < 600
-    return DeliveryError(f"server replied {_reply(exc)}", temporary=not permanent)
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,8 +1,20 @@
 """The outbox: plan one delivery per subscriber and local date, claim, and mark.
 
 Planning is safe to run twice, or in two processes at once: the unique key
-(subscriber, local date) turns a second plan into a no-op. Senders claim deliveries with a
-lease; a lease that runs out puts the delivery back in the queue.
+(subscriber, local date) turns a second plan into a no-op. Senders claim small batches with
+a lease (who holds them, until when); a lease that runs out puts the rows back in the queue.
+
+States::
+
+    planned ──claim──► sending ──250──► sent
+       ▲                │  │ └─4xx, timeout, lost connection──► deferred ──(time)──► claim
+       └──release───────┘  ├─5xx──► failed (reason)
+                           └─lost after the final dot──► unknown ─resend─► claim
+                                                              └─hold─► operator
+
+Claims: PostgreSQL takes rows with ``FOR UPDATE SKIP LOCKED``, so any number of workers
+share the queue without waiting on each other; SQLite takes them inside ``BEGIN IMMEDIATE``,
+one writer at a time (run one sending process on SQLite).
 """
 
 from __future__ import annotations
@@ -10,14 +22,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Subscriber
+
+UnknownPolicy = Literal["resend", "hold"]
 
 # A returning subscriber's window never reaches back further than this.
 MAX_WINDOW = timedelta(days=8)
@@ -128,6 +143,14 @@ def unranked(session: Session, limit: int) -> list[Delivery]:
     return list(session.scalars(query))
 
 
+def begin_write(session: Session) -> None:
+    """Start the session's transaction as a writer now. On SQLite a plain (deferred)
+    transaction that reads and then writes can fail when another process wrote in between;
+    ``BEGIN IMMEDIATE`` takes the write lock first (waiting up to the busy timeout)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def claim(
     session: Session,
     now: datetime,
@@ -135,34 +158,80 @@ def claim(
     limit: int,
     lease: timedelta,
     subscriber_ids: Sequence[int] | None = None,
+    *,
+    policy: UnknownPolicy = "resend",
+    daily_cap: int = 0,
 ) -> list[Delivery]:
     """Take up to ``limit`` deliveries ready to send and lease them to ``owner``.
 
-    Ready: planned with content fixed, deferred whose next attempt has come, or sending
-    with a lease that ran out (its sender died).
+    Ready: planned with content fixed; deferred, or unknown under the resend policy, whose
+    next attempt has come; sending with a lease that ran out (its sender died). Under the
+    hold policy, a lapsed lease whose message had been handed over becomes unknown instead.
+    Deliveries of subscribers who left meanwhile are cancelled, not sent. With a daily cap,
+    claims stop when today's sends plus those in flight reach it.
     """
+    begin_write(session)
+    dialect = session.get_bind().dialect.name
+    if daily_cap:
+        if dialect == "postgresql":
+            # Claims take turns while a cap is set, so two workers cannot both take the
+            # last of today's allowance.
+            session.execute(select(func.pg_advisory_xact_lock(CAP_LOCK_KEY)))
+        limit = min(limit, max(daily_cap - used_today(session, now), 0))
+        if limit == 0:
+            return []
+    lapsed = and_(Delivery.status == "sending", Delivery.lease_until < now)
+    if policy == "hold":
+        session.execute(
+            update(Delivery)
+            .where(lapsed, Delivery.handed_over_at.is_not(None))
+            .values(status="unknown", lease_until=None, next_attempt_at=None)
+        )
     ready = or_(
         and_(Delivery.status == "planned", Delivery.ranked_at.is_not(None)),
         and_(Delivery.status == "deferred", Delivery.next_attempt_at <= now),
-        and_(Delivery.status == "sending", Delivery.lease_until < now),
+        lapsed,
     )
+    if policy == "resend":
+        ready = or_(ready, and_(Delivery.status == "unknown", Delivery.next_attempt_at <= now))
     if subscriber_ids is not None:
         ready = and_(ready, Delivery.subscriber_id.in_(list(subscriber_ids)))
     query = (
-        select(Delivery)
+        select(Delivery, Subscriber.status)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(ready)
         .order_by(Delivery.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Delivery)
     )
-    taken = list(session.scalars(query))
-    for delivery in taken:
+    taken: list[Delivery] = []
+    for delivery, subscriber_status in session.execute(query).all():
+        if subscriber_status != "active":
+            delivery.status = "cancelled"
+            delivery.lease_owner = delivery.lease_until = None
+            delivery.last_error = f"not sent: the subscriber is {subscriber_status}"
+            continue
         delivery.status = "sending"
         delivery.lease_owner = owner
         delivery.lease_until = now + lease
+        delivery.handed_over_at = None
         delivery.attempts += 1
+        taken.append(delivery)
     session.flush()
     return taken
+
+
+CAP_LOCK_KEY = 0x6469_6765_7374_0001  # "digest" + 1: the daily cap's claim lock
+
+
+def used_today(session: Session, now: datetime) -> int:
+    """Messages sent since midnight UTC plus those claimed and in flight now."""
+    midnight = datetime.combine(now.date(), time.min, now.tzinfo)
+    sent = session.scalar(select(func.count()).where(Delivery.sent_at >= midnight)) or 0
+    flying = session.scalar(
+        select(func.count()).where(Delivery.status == "sending", Delivery.lease_until >= now)
+    )
+    return sent + (flying or 0)
 
 
 def mark_sent(session: Session, delivery_id: int, owner: str, now: datetime, reply: str) -> bool:
@@ -170,7 +239,23 @@ def mark_sent(session: Session, delivery_id: int, owner: str, now: datetime, rep
     result = session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
-        .values(status="sent", sent_at=now, smtp_reply=reply[:1000], lease_until=None)
+        .values(
+            status="sent",
+            sent_at=now,
+            smtp_reply=reply[:1000],
+            lease_until=None,
+            next_attempt_at=None,
+        )
+    )
+    return result.rowcount == 1
+
+
+def mark_handed_over(session: Session, delivery_id: int, owner: str, now: datetime) -> bool:
+    """Note that the message's data is about to go (the hold policy's evidence)."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
+        .values(handed_over_at=now)
     )
     return result.rowcount == 1
 
@@ -182,15 +267,119 @@ def mark_failed(
     reason: str,
     *,
     retry_at: datetime | None = None,
-) -> None:
+) -> bool:
     """A permanent failure (``retry_at`` None) or a deferral until ``retry_at``."""
     values: dict[str, object] = {"last_error": reason[:2000], "lease_until": None}
     if retry_at is None:
-        values["status"] = "failed"
+        values.update(status="failed", next_attempt_at=None)
     else:
         values.update(status="deferred", next_attempt_at=retry_at)
-    session.execute(
+    result = session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
         .values(**values)
     )
+    return result.rowcount == 1
+
+
+def mark_unknown(
+    session: Session, delivery_id: int, owner: str, reason: str, *, retry_at: datetime | None
+) -> bool:
+    """The connection died after the final dot: resend at ``retry_at``, or hold (None)."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
+        .values(
+            status="unknown", last_error=reason[:2000], lease_until=None, next_attempt_at=retry_at
+        )
+    )
+    return result.rowcount == 1
+
+
+def release(
+    session: Session,
+    delivery_ids: Sequence[int],
+    owner: str,
+    retry_at: datetime | None = None,
+    reason: str | None = None,
+) -> int:
+    """Give back claimed deliveries that were never tried (a stop, a lease running short, a
+    server that refuses us): their attempt is not counted; with ``retry_at`` they wait."""
+    if not delivery_ids:
+        return 0
+    untried = Delivery.attempts <= 1
+    status = case((untried, "planned"), else_="deferred") if retry_at is None else "deferred"
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(delivery_ids)),
+            Delivery.lease_owner == owner,
+            Delivery.status == "sending",
+        )
+        .values(
+            status=status,
+            attempts=Delivery.attempts - 1,
+            lease_until=None,
+            lease_owner=None,
+            last_error=reason[:2000] if reason else Delivery.last_error,
+            next_attempt_at=retry_at
+            if retry_at is not None
+            else func.coalesce(Delivery.next_attempt_at, Delivery.planned_at),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def recover(session: Session, owner: str, now: datetime, policy: UnknownPolicy) -> int:
+    """A restarted worker with a stable name takes back what its previous run held: those
+    rows are treated as if their lease had run out, now rather than later."""
+    held = and_(Delivery.status == "sending", Delivery.lease_owner == owner)
+    count = 0
+    if policy == "hold":
+        count += session.execute(
+            update(Delivery)
+            .where(held, Delivery.handed_over_at.is_not(None))
+            .values(status="unknown", lease_until=None, next_attempt_at=None)
+        ).rowcount
+    count += session.execute(
+        update(Delivery)
+        .where(held)
+        .values(status="deferred", lease_until=None, next_attempt_at=now)
+    ).rowcount
+    return count
+
+
+def counts(session: Session) -> dict[str, int]:
+    """Deliveries per state."""
+    rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+    return {status: n for status, n in rows}
+
+
+def requeue(
+    session: Session,
+    now: datetime,
+    *,
+    statuses: Sequence[str] = (),
+    public_ids: Sequence[str] = (),
+) -> int:
+    """An operator's retry: the chosen failed, unknown or deferred deliveries go out at the
+    next claim (a failed one gets one more attempt whatever its age)."""
+    chosen = []
+    if statuses:
+        chosen.append(Delivery.status.in_(list(statuses)))
+    if public_ids:
+        chosen.append(
+            and_(
+                Delivery.public_id.in_(list(public_ids)),
+                Delivery.status.in_(["failed", "unknown", "deferred"]),
+            )
+        )
+    if not chosen:
+        return 0
+    result = session.execute(
+        update(Delivery)
+        .where(or_(*chosen))
+        .values(status="deferred", next_attempt_at=now, lease_until=None, lease_owner=None)
+    )
+    return result.rowcount

@@ -1,0 +1,281 @@
+"""SMTP faults against a scripted server: each lands the delivery in the right state, and a
+mended server gets the deferred mail once the clock passes its next attempt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from delivery_helpers import add_subscribers, fetch_sample, smtp_settings, states
+from scripted_smtp import DROP, HANG, Script, Scripted, port_refusing_connections, scripted_smtp
+from sqlalchemy import select
+
+from digest import pipeline
+from digest.config import Settings
+from digest.delivery import outbox
+from digest.delivery.limits import RateLimiter
+from digest.delivery.workers import SendSummary
+from digest.models import Bounce, Delivery, Subscriber
+from digest.store import Store
+from digest.tokens import Links, Tokens
+
+NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
+FAST = {
+    "SMTP__GREETING_TIMEOUT": "0.5",
+    "SMTP__TIMEOUT": "1",
+    "SMTP__DATA_TIMEOUT": "0.5",
+    "SMTP__CONNECT_TIMEOUT": "1",
+}
+
+
+@pytest.fixture
+def server() -> Iterator[Scripted]:
+    with scripted_smtp() as running:
+        yield running
+
+
+def prepared(settings: Settings, store: Store, server: Scripted, n: int = 3, **extra) -> Settings:
+    mail = smtp_settings(settings, server.host, server.port, **{**FAST, **extra})
+    fetch_sample(mail, store, NOW)
+    add_subscribers(store, n, now=NOW)
+    planned = pipeline.plan_and_rank(mail, store, NOW)
+    assert planned.planned == n
+    return mail
+
+
+def send(settings: Settings, store: Store, at: datetime = NOW) -> SendSummary:
+    links = Links(settings, Tokens(settings.web.secret_key))
+    return pipeline.send_all(
+        settings, store, pipeline.make_renderer(settings), links, clock=lambda: at
+    )
+
+
+def mend(script: Script) -> None:
+    for f in fields(Script):
+        setattr(script, f.name, getattr(Script(), f.name))
+
+
+def deliveries(store: Store) -> list[Delivery]:
+    with store.transaction() as session:
+        return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+STARTTLS_EHLO = ["250-scripted.test", "250-STARTTLS", "250 8BITMIME"]
+
+# name, script, settings, the state all three land in, whether mail reached the server's DATA
+CASES = [
+    ("421 at the greeting", {"greeting": "421 4.3.2 busy, try later"}, {}, "deferred", False),
+    ("450 to RCPT", {"rcpt": "450 4.2.1 mailbox busy"}, {}, "deferred", False),
+    ("451 after the dot", {"final": "451 4.3.0 local error"}, {}, "deferred", True),
+    ("452 to RCPT", {"rcpt": "452 4.5.3 too many recipients"}, {}, "deferred", False),
+    ("550 to RCPT", {"rcpt": "550 5.1.1 no such user"}, {}, "failed", False),
+    ("553 to RCPT", {"rcpt": "553 5.1.3 bad address syntax"}, {}, "failed", False),
+    ("554 after the dot", {"final": "554 5.7.1 message rejected"}, {}, "failed", True),
+    ("hang at the greeting", {"greeting": HANG}, {}, "deferred", False),
+    ("hang after the dot", {"final": HANG}, {}, "unknown", True),
+    ("drop after the dot", {"final": DROP}, {}, "unknown", True),
+    ("STARTTLS not offered", {}, {"SMTP__SECURITY": "starttls"}, "deferred", False),
+    (
+        "STARTTLS refused",
+        {"ehlo": STARTTLS_EHLO, "starttls": "454 4.7.0 TLS not available"},
+        {"SMTP__SECURITY": "starttls"},
+        "deferred",
+        False,
+    ),
+    ("sender refused", {"mail": "553 5.7.1 sender not allowed"}, {}, "deferred", False),
+    ("421 to MAIL", {"mail": "421 4.7.0 closing"}, {}, "deferred", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("script", "extra", "expected", "reached_data"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_fault_lands_in_the_right_state_and_a_mended_server_gets_the_mail(
+    settings: Settings,
+    store: Store,
+    server: Scripted,
+    script: dict,
+    extra: dict,
+    expected: str,
+    reached_data: bool,
+) -> None:
+    for key, value in script.items():
+        setattr(server.script, key, value)
+    mail = prepared(settings, store, server, **extra)
+    started = time.monotonic()
+    first = send(mail, store)
+    assert time.monotonic() - started < 8  # every hang is cut short by its timeout
+    assert states(store) == {expected: 3}, [d.last_error for d in deliveries(store)]
+    assert server.log.messages == []
+    assert bool(server.log.seen) == reached_data
+    if "SECURITY" in str(extra):
+        assert "MAIL" not in server.log.commands  # nothing went out in plain text
+    rows = deliveries(store)
+    for row in rows:
+        assert row.last_error and row.lease_until is None
+    with store.transaction() as session:
+        kinds = session.scalars(select(Bounce.kind)).all()
+        counts = session.scalars(select(Subscriber.bounce_count)).all()
+    if expected == "failed":
+        assert first.failed == 3 and kinds == ["failed"] * 3 and counts == [1, 1, 1]
+        assert all(row.next_attempt_at is None for row in rows)
+    else:
+        assert kinds == [] and counts == [0, 0, 0]  # a server's trouble is nobody's bounce
+    if expected == "deferred":
+        for row in rows:
+            # Backoff: the first retry after 60 s ± 20 % jitter.
+            assert NOW + timedelta(seconds=47) < row.next_attempt_at < NOW + timedelta(seconds=73)
+        if not script.get("rcpt") and not script.get("final"):
+            # The server refused us: one attempt, the rest of the batch given back untried.
+            assert sorted(row.attempts for row in rows) == [0, 0, 1]
+    if expected == "unknown":
+        assert first.unknown == 3  # the default policy resends them after a backoff
+        assert all(row.next_attempt_at is not None for row in rows)
+
+    if "SECURITY" in str(extra):
+        return  # mending means offering TLS, which this plain server cannot
+    # Mended: the retry comes once the clock passes the next attempt, not before.
+    mend(server.script)
+    assert send(mail, store, NOW + timedelta(seconds=30)).claimed == 0
+    later = send(mail, store, NOW + timedelta(minutes=5))
+    if expected == "failed":
+        assert later.claimed == 0 and server.log.messages == []
+        return
+    assert later.sent == 3 and states(store) == {"sent": 3}
+    got = sorted(m.recipient for m in server.log.messages)
+    assert got == [f"reader{n:05d}@example.org" for n in range(3)]
+    if reached_data:
+        # The messages in flight went twice: the same Message-ID, the same bytes.
+        for first_copy in server.log.seen[:3]:
+            again = [m for m in server.log.messages if m.recipient == first_copy.recipient]
+            assert again[0].data == first_copy.data
+
+
+def test_a_refused_connection_defers_the_batch(settings: Settings, store: Store) -> None:
+    with scripted_smtp() as server:
+        mail = prepared(settings, store, server)
+    closed = smtp_settings(settings, "127.0.0.1", port_refusing_connections(), **FAST)
+    summary = send(closed, store)
+    assert (summary.deferred, summary.released) == (1, 2)
+    assert states(store) == {"deferred": 3}
+    assert "cannot connect" in deliveries(store)[0].last_error
+    assert mail  # the first server only planned
+
+
+def test_one_refused_recipient_does_not_stop_the_others(
+    settings: Settings, store: Store, server: Scripted
+) -> None:
+    server.script.rcpt = lambda to, n: "550 5.1.1 no such user" if "00001" in to else "250 Ok"
+    mail = prepared(settings, store, server, n=4)
+    summary = send(mail, store)
+    assert (summary.sent, summary.failed) == (3, 1)
+    assert len(server.log.messages) == 3 and server.log.connections == 1
+
+
+def test_a_dropped_connection_is_reopened_and_nothing_is_deferred(
+    settings: Settings, store: Store, server: Scripted
+) -> None:
+    server.script.drop_after = 2  # the server hangs up at the third MAIL of each connection
+    mail = prepared(settings, store, server, n=5)
+    summary = send(mail, store)
+    assert summary.sent == 5 and states(store) == {"sent": 5}
+    assert server.log.connections == 3
+
+
+def test_messages_per_connection(settings: Settings, store: Store, server: Scripted) -> None:
+    mail = prepared(settings, store, server, n=5, SMTP__MESSAGES_PER_CONNECTION="2")
+    assert send(mail, store).sent == 5
+    assert server.log.connections == 3 and server.log.commands.count("QUIT") == 3
+
+
+def test_several_connections_at_once(settings: Settings, store: Store, server: Scripted) -> None:
+    def slow(to: str, n: int) -> str:
+        time.sleep(0.02)
+        return "250 2.0.0 Ok"
+
+    server.script.final = slow
+    mail = prepared(
+        settings, store, server, n=40, SMTP__MAX_CONNECTIONS="3", DELIVERY__BATCH_SIZE="4"
+    )
+    summary = send(mail, store)
+    assert summary.sent == 40 and len(server.log.messages) == 40
+    assert server.log.most_at_once == 3 and server.log.connections == 3
+
+
+def test_giving_up_after_the_give_up_age(
+    settings: Settings, store: Store, server: Scripted
+) -> None:
+    server.script.final = "451 4.3.0 try later"
+    mail = prepared(settings, store, server, n=1, DELIVERY__GIVE_UP_HOURS="2")
+    at = NOW
+    for _ in range(12):
+        send(mail, store, at)
+        at += timedelta(minutes=30)
+    [row] = deliveries(store)
+    assert row.status == "failed" and row.last_error.startswith("gave up after")
+    assert 1 < row.attempts <= 6
+
+
+def test_hold_policy_keeps_unknown_mail_for_the_operator(
+    settings: Settings, store: Store, server: Scripted
+) -> None:
+    server.script.final = HANG
+    mail = prepared(settings, store, server, n=2, DELIVERY__UNKNOWN_POLICY="hold")
+    send(mail, store)
+    assert states(store) == {"unknown": 2}
+    assert all(
+        r.handed_over_at is not None and r.next_attempt_at is None for r in deliveries(store)
+    )
+    mend(server.script)
+    assert send(mail, store, NOW + timedelta(days=1)).claimed == 0  # held: never by itself
+    with store.transaction() as session:
+        assert outbox.requeue(session, NOW, statuses=["unknown"]) == 2
+    assert send(mail, store, NOW + timedelta(minutes=1)).sent == 2
+
+
+def test_daily_cap(settings: Settings, store: Store, server: Scripted) -> None:
+    mail = prepared(settings, store, server, n=5, DELIVERY__DAILY_CAP="2")
+    first = send(mail, store)
+    assert first.sent == 2 and first.capped
+    assert send(mail, store, NOW + timedelta(hours=1)).sent == 0
+    nxt = send(mail, store, NOW + timedelta(days=1))  # a new UTC day
+    assert nxt.sent == 2 and states(store) == {"sent": 4, "planned": 1}
+
+
+def test_subscribers_who_left_are_not_mailed(
+    settings: Settings, store: Store, server: Scripted
+) -> None:
+    mail = prepared(settings, store, server, n=3)
+    with store.transaction() as session:
+        session.get(Subscriber, 1).status = "unsubscribed"
+    assert send(mail, store).sent == 2
+    assert states(store) == {"sent": 2, "cancelled": 1}
+
+
+def test_verp_envelope_sender(settings: Settings, store: Store, server: Scripted) -> None:
+    mail = prepared(settings, store, server, n=1, DELIVERY__RETURN_PATH="bounces+{id}@example.org")
+    send(mail, store)
+    [row] = deliveries(store)
+    [message] = server.log.messages
+    assert message.sender == f"bounces+{row.public_id}@example.org"
+
+
+def test_rate_limiter_spaces_messages() -> None:
+    clock = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    limiter = RateLimiter(4, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(12):
+        limiter.acquire()
+    # A burst of 4 goes at once, then one every 0.25 s: 8 more take 2 s.
+    assert clock[0] == pytest.approx(2.0)
+    assert RateLimiter(0).acquire() == 0.0

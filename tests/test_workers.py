@@ -1,0 +1,270 @@
+"""Many workers, one database: 2,000 digests by two and four `digest worker` processes on
+PostgreSQL (and one on SQLite), none sent twice and none missed; a database that goes away
+mid-run; a service that was down across send time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from delivery_helpers import add_subscribers, fetch_sample, midday_zone, smtp_settings, states
+from smtp_server import Recorder, smtp_server
+from sqlalchemy import create_engine, text
+
+from digest.config import Settings
+from digest.scheduler import Service
+from digest.store import Store
+
+from conftest import IN_CI
+
+ROOT = Path(__file__).parent.parent
+DIGESTS = 2000
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[int, Recorder]]:
+    with smtp_server() as (_, port, recorder):
+        yield port, recorder
+
+
+def seed(url: str, count: int, port: int) -> Settings:
+    settings = smtp_settings(url, "127.0.0.1", port)
+    store = Store.open(settings.database)
+    now = datetime.now(UTC)
+    fetch_sample(settings, store, now)
+    add_subscribers(store, count, zone=midday_zone(now), hour=0, max_papers=1, now=now)
+    store.close()
+    return settings
+
+
+def start_workers(url: str, port: int, count: int, tmp_path: Path, **extra: str) -> list:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DIGEST_DATABASE__URL": url,
+        "DIGEST_PATHS__VAR_DIR": str(tmp_path / "var"),
+        "DIGEST_MAIL__TRANSPORT": "smtp",
+        "DIGEST_MAIL__FROM_ADDRESS": "papers@digest.example.org",
+        "DIGEST_SMTP__HOST": "127.0.0.1",
+        "DIGEST_SMTP__PORT": str(port),
+        "DIGEST_SMTP__SECURITY": "none",
+        "DIGEST_WEB__BASE_URL": "https://digest.example.org",
+        "DIGEST_WEB__SECRET_KEY": "test-secret-key-0123456789",
+        "DIGEST_DELIVERY__POLL_SECONDS": "0.5",
+        **{f"DIGEST_{k}": v for k, v in extra.items()},
+    }
+    # Long-running workers, each planning and ranking too (safe in several processes).
+    command = [sys.executable, "-m", "digest", "worker"]
+    return [
+        subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(count)
+    ]
+
+
+def finish(workers: list, recorder: Recorder, count: int, timeout: float = 150) -> list[int]:
+    """Once ``count`` messages arrived (and a moment for any extra to show), stop the workers
+    with SIGTERM; each one's sent count, all having exited cleanly."""
+    deadline = time.monotonic() + timeout
+    while len(recorder.messages) < count and time.monotonic() < deadline:
+        if any(worker.poll() is not None for worker in workers):
+            break  # one died: its output says why
+        time.sleep(0.1)
+    time.sleep(1.0)
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    sent = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=30)
+        assert worker.returncode == 0, err.decode()[-3000:]
+        assert b"Traceback" not in err, err.decode()[-3000:]
+        sent.append(int(out.decode().split("sent ")[1].split(",")[0]))
+    return sent
+
+
+def assert_each_once(url: str, recorder: Recorder, count: int) -> None:
+    per_address = Counter(r for m in recorder.messages for r in m.recipients)
+    assert len(per_address) == count, f"{count - len(per_address)} missed"
+    twice = {a: n for a, n in per_address.items() if n > 1}
+    assert not twice, f"{len(twice)} sent more than once"
+    ids = Counter(m.message.get("Message-ID") for m in recorder.messages)
+    assert len(ids) == count and max(ids.values()) == 1
+    store = Store(create_engine(url))
+    try:
+        assert states(store) == {"sent": count}
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("workers", [2, 4])
+def test_workers_on_postgresql_send_each_digest_once(
+    postgres_url: str, sink, tmp_path: Path, workers: int
+) -> None:
+    port, recorder = sink
+    seed(postgres_url, DIGESTS, port)
+    started = time.monotonic()
+    sent = finish(start_workers(postgres_url, port, workers, tmp_path), recorder, DIGESTS)
+    seconds = time.monotonic() - started
+    print(f"\n{workers} workers on PostgreSQL: {DIGESTS} digests in {seconds:.1f} s, {sent}")
+    assert sum(sent) == DIGESTS
+    assert_each_once(postgres_url, recorder, DIGESTS)
+
+
+def test_one_worker_on_sqlite_sends_each_digest_once(sink, tmp_path: Path) -> None:
+    port, recorder = sink
+    url = f"sqlite:///{tmp_path / 'digest.db'}"
+    seed(url, DIGESTS, port)
+    started = time.monotonic()
+    [sent] = finish(start_workers(url, port, 1, tmp_path), recorder, DIGESTS)
+    print(f"\n1 worker on SQLite: {DIGESTS} digests in {time.monotonic() - started:.1f} s")
+    assert sent == DIGESTS
+    assert_each_once(url, recorder, DIGESTS)
+
+
+def _terminate_backends(base_url: str, application: str, stop: threading.Event) -> int:
+    """Kill every connection of the workers, again and again, until ``stop``."""
+    engine = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    killed = 0
+    try:
+        with engine.connect() as connection:
+            while not stop.wait(0.25):
+                killed += len(
+                    connection.execute(
+                        text(
+                            "select pg_terminate_backend(pid) from pg_stat_activity "
+                            "where application_name = :name and pid <> pg_backend_pid()"
+                        ),
+                        {"name": application},
+                    ).all()
+                )
+    finally:
+        engine.dispose()
+    return killed
+
+
+@pytest.mark.postgres
+def test_workers_ride_out_lost_database_connections(
+    postgres_url: str, sink, tmp_path: Path
+) -> None:
+    """Every connection the workers hold is killed four times a second for three seconds
+    (what a PostgreSQL restart does to them, without stopping the server other tests use):
+    the run finishes once they may reconnect, nothing lost, nothing twice."""
+    port, recorder = sink
+    count = 600
+    url = f"{postgres_url}&application_name=digest-outage-test"
+    seed(url, count, port)
+    workers = start_workers(url, port, 2, tmp_path, SMTP__MESSAGES_PER_SECOND="150")
+    stop = threading.Event()
+    killed: list[int] = []
+    killer = threading.Thread(
+        target=lambda: killed.append(
+            _terminate_backends(os.environ["TEST_POSTGRES_URL"], "digest-outage-test", stop)
+        )
+    )
+    killer.start()
+    time.sleep(3)
+    stop.set()
+    killer.join()
+    sent = finish(workers, recorder, count)
+    print(f"\nconnections killed: {killed[0]}; sent {sent}")
+    assert killed[0] > 0
+    assert_each_once(url, recorder, count)
+
+
+ALLOW_RESTART = IN_CI or os.environ.get("DIGEST_TEST_ALLOW_PG_RESTART") == "1"
+
+
+def _restart_postgresql() -> None:
+    versions = sorted(os.listdir("/etc/postgresql"))
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def restartable_postgres_url() -> Iterator[str]:
+    """Like conftest's ``postgres_url``, with an engine that survives the server's restart
+    (pre-ping) to drop the schema afterwards."""
+    base = os.environ.get("TEST_POSTGRES_URL")
+    if not base:
+        if IN_CI:
+            pytest.fail("CI=true but TEST_POSTGRES_URL is not set")
+        pytest.skip("PostgreSQL not configured (set TEST_POSTGRES_URL)")
+    engine = create_engine(base, pool_pre_ping=True)
+    schema = f"t_restart_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as connection:
+        connection.execute(text(f'create schema "{schema}"'))
+    yield f"{base}?options=-csearch_path%3D{schema}"
+    for _ in range(60):  # the server may still be starting
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(f'drop schema "{schema}" cascade'))
+            break
+        except Exception:
+            time.sleep(0.5)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not ALLOW_RESTART,
+    reason="restarts the machine's PostgreSQL: set DIGEST_TEST_ALLOW_PG_RESTART=1 (or CI=true)",
+)
+def test_postgresql_restarted_mid_run(restartable_postgres_url: str, sink, tmp_path: Path) -> None:
+    port, recorder = sink
+    count = 1000
+    postgres_url = restartable_postgres_url
+    seed(postgres_url, count, port)
+    workers = start_workers(postgres_url, port, 2, tmp_path, SMTP__MESSAGES_PER_SECOND="300")
+    deadline = time.monotonic() + 30
+    while len(recorder.messages) < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(recorder.messages) < count, "finished before the restart; slow the workers down"
+    _restart_postgresql()
+    sent = finish(workers, recorder, count)
+    print(f"\nPostgreSQL restarted after {100}+ messages; sent {sent}")
+    assert_each_once(postgres_url, recorder, count)
+
+
+def test_down_across_send_time_for_two_hours_then_one_digest_each(
+    settings: Settings, store: Store, sink
+) -> None:
+    """Readers in Berlin get their digest at 07:00 (05:00 UTC). The service ticks at 04:00
+    UTC, is down from 04:30 to 06:30, and comes back as two processes ticking at once."""
+    port, recorder = sink
+    mail = smtp_settings(settings, "127.0.0.1", port)
+    day = datetime(2026, 9, 24, tzinfo=UTC)
+    fetch_sample(mail, store, day + timedelta(hours=3))
+    add_subscribers(store, 40, zone="Europe/Berlin", hour=7, now=day)
+    clock = [day + timedelta(hours=4)]
+    first = Service(mail, store, clock=lambda: clock[0], owner="before")
+    first.tick()
+    assert recorder.messages == []  # 06:00 in Berlin: not yet
+    clock[0] = day + timedelta(hours=6, minutes=30)  # back after two hours down
+    services = [Service(mail, store, clock=lambda: clock[0], owner=f"after-{n}") for n in (1, 2)]
+    threads = [threading.Thread(target=service.tick) for service in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for minutes in (31, 45, 90):
+        clock[0] = day + timedelta(hours=6, minutes=minutes)
+        services[0].tick()
+    per_address = Counter(r for m in recorder.messages for r in m.recipients)
+    assert len(per_address) == 40 and set(per_address.values()) == {1}
+    assert states(store) == {"sent": 40}
