@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import sys
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -384,6 +385,10 @@ def list_subscribers(
                 "max_papers": s.max_papers,
                 "topics": subscribers.profile_of(s).describe(),
                 "created_at": s.created_at.isoformat(timespec="seconds"),
+                "bounces": s.bounce_count,
+                "last_bounce_at": s.last_bounce_at.isoformat(timespec="seconds")
+                if s.last_bounce_at
+                else None,
             }
             for s in rows
         ]
@@ -393,9 +398,15 @@ def list_subscribers(
             print(json.dumps(item, ensure_ascii=False))
         return
     table = Table("email", "status", "when", "papers", "topics", title=f"{len(data)} subscribers")
+    if bounced:
+        table.add_column("bounces")
+        table.add_column("last bounce")
     for item in data:
         when = f"{item['frequency']} {item['hour']:02d}:00 {item['timezone']}"
-        table.add_row(item["email"], item["status"], when, str(item["max_papers"]), item["topics"])
+        row = [item["email"], item["status"], when, str(item["max_papers"]), item["topics"]]
+        if bounced:
+            row += [str(item["bounces"]), str(item["last_bounce_at"] or "—")]
+        table.add_row(*row)
     _wide_console().print(table)
 
 
@@ -582,7 +593,6 @@ def _run_digests(
     state: State, *, for_date: date | None, only: list[int] | None, settings: Settings | None = None
 ) -> tuple[object, object]:
     from digest import pipeline
-    from digest.delivery.mailers import make_mailer
     from digest.tokens import Links, Tokens, secret_key
 
     settings = settings or state.settings
@@ -590,15 +600,13 @@ def _run_digests(
     now = datetime.now(UTC)
     with console.status("planning and ranking…"):
         planned = pipeline.plan_and_rank(settings, store, now, for_date=for_date, only=only)
-    mailer = make_mailer(settings)
     links = Links(settings, Tokens(secret_key(settings)))
     try:
         with console.status("sending…"):
-            sent = pipeline.send_ready(
-                settings, store, mailer, pipeline.make_renderer(settings), links, only=only
+            sent = pipeline.send_all(
+                settings, store, pipeline.make_renderer(settings), links, only=only
             )
     finally:
-        mailer.close()
         store.close()
     return planned, sent
 
@@ -607,9 +615,11 @@ def _report(planned: object, sent: object) -> None:
     from digest.pipeline import PlanSummary, SendSummary
 
     assert isinstance(planned, PlanSummary) and isinstance(sent, SendSummary)
+    unknown = f", unknown {sent.unknown}" if sent.unknown else ""
+    capped = " (daily cap reached)" if sent.capped else ""
     print(
         f"planned {planned.planned} digest(s), {planned.skipped} with nothing to send; "
-        f"sent {sent.sent}, deferred {sent.deferred}, failed {sent.failed}"
+        f"sent {sent.sent}, deferred {sent.deferred}, failed {sent.failed}{unknown}{capped}"
     )
 
 
@@ -685,16 +695,277 @@ def run_once(
 
 
 @app.command()
-def serve(ctx: typer.Context) -> None:
-    """Run the scheduler: fetch on a cron, and send each digest at its local hour."""
+def serve(
+    ctx: typer.Context,
+    web: Annotated[
+        bool, typer.Option("--web/--no-web", help="also serve the subscriber web app")
+    ] = True,
+) -> None:
+    """Run the service: the web app, fetching on a cron, and each digest at its local hour."""
+    import threading
+
     from digest.scheduler import serve as run_scheduler
 
     state: State = ctx.obj
     store = state.store()
+    server = None
+    thread = None
+    if web:
+        from digest.web.server import make_server
+
+        server = make_server(state.settings, store=store)
+        thread = threading.Thread(target=server.run, name="web", daemon=True)
+        thread.start()
+        print(
+            f"web app on http://{server.config.host}:{server.config.port} "
+            f"(public address {state.settings.web.base_url})",
+            flush=True,
+        )
     try:
         run_scheduler(state.settings, store)
     finally:
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(timeout=10)
         store.close()
+
+
+@app.command("web")
+def web_command(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="listen address (default: web.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: web.port)")] = None,
+) -> None:
+    """Serve only the subscriber web app (sign-up, preferences, unsubscribe, archive)."""
+    from digest.web.server import run
+
+    state: State = ctx.obj
+    state.store().close()  # a wrong database or pending migrations stop here, clearly
+    run(state.settings, host, port)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="send what is ready now, then exit")] = False,
+    plan: Annotated[
+        bool, typer.Option("--plan/--no-plan", help="also plan and rank the digests that are due")
+    ] = True,
+    name: Annotated[
+        str | None,
+        typer.Option(help="a stable name unique to this worker (default: delivery.worker_name)"),
+    ] = None,
+) -> None:
+    """Send from the shared outbox until stopped; run any number on PostgreSQL."""
+    import threading
+
+    from digest.scheduler import run_worker
+
+    state: State = ctx.obj
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger(__name__).warning("signal %d: finishing the messages in flight", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    store = state.store()
+    try:
+        total = run_worker(state.settings, store, once=once, plan=plan, owner=name, stop=stop)
+    finally:
+        store.close()
+    print(
+        f"sent {total.sent}, deferred {total.deferred}, failed {total.failed}, "
+        f"unknown {total.unknown}" + (" (daily cap reached)" if total.capped else "")
+    )
+
+
+EX_TEMPFAIL = 75  # sysexits.h: a mail system retries a pipe that exits with it
+
+
+@app.command()
+def bounce(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Argument(help="a bounce message (RFC 3464 report) file, or - for stdin")
+    ] = "-",
+    recipient: Annotated[
+        str | None,
+        typer.Option(help="the address the bounce was delivered to (the VERP address)"),
+    ] = None,
+) -> None:
+    """Record a bounce report (exit 0), or say why it was not understood (exit 1); exit 75
+    when the database is unavailable, so a mail server piping into it tries again."""
+    from digest.delivery.bounces import MAX_REPORT_BYTES, ingest_bounce
+    from digest.errors import StoreError
+
+    state: State = ctx.obj
+    if source == "-":
+        raw = sys.stdin.buffer.read(MAX_REPORT_BYTES + 1)
+    else:
+        try:
+            raw = Path(source).read_bytes()
+        except OSError as exc:
+            raise ValidationError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        store = state.store()
+        try:
+            result = ingest_bounce(state.settings, store, raw, envelope_recipient=recipient)
+        finally:
+            store.close()
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(EX_TEMPFAIL) from None
+    who = f" {result.email}" if result.email else ""
+    status = f" {result.status}" if result.status else ""
+    print(f"{result.outcome}:{who}{status} ({result.kind or '-'}): {result.detail}")
+    if not result.accepted:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reactivate(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="a bounced address that works again")],
+) -> None:
+    """Mail a bounced address again (its bounce count starts from zero)."""
+    from digest import subscribers
+    from digest.delivery.bounces import reactivate as run_reactivate
+
+    state: State = ctx.obj
+    store = state.store()
+    with store.transaction() as session:
+        person = subscribers.get(session, email)
+        changed = run_reactivate(session, person)
+        address, status = person.email, person.status
+    store.close()
+    if not changed:
+        raise ValidationError(f"{address} is {status}, not bounced; nothing to reactivate")
+    print(f"reactivated {address}")
+
+
+outbox_app = typer.Typer(
+    help="The outbox: deliveries by state; retry failed or held ones.", no_args_is_help=True
+)
+app.add_typer(outbox_app, name="outbox")
+
+OUTBOX_STATES = (
+    "planned",
+    "sending",
+    "sent",
+    "deferred",
+    "failed",
+    "unknown",
+    "skipped",
+    "cancelled",
+)
+
+
+@outbox_app.command("status")
+def outbox_status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """How many deliveries are in each state."""
+    from digest.delivery import outbox
+
+    state: State = ctx.obj
+    store = state.store()
+    with store.transaction() as session:
+        counts = outbox.counts(session)
+    store.close()
+    if as_json:
+        print(json.dumps({name: counts.get(name, 0) for name in OUTBOX_STATES}))
+        return
+    table = Table("state", "deliveries", title="outbox")
+    for name in OUTBOX_STATES:
+        table.add_row(name, str(counts.get(name, 0)))
+    console.print(table)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    ctx: typer.Context,
+    status: Annotated[str, typer.Option(help=f"one of: {', '.join(OUTBOX_STATES)}")] = "failed",
+    limit: Annotated[int, typer.Option(min=1, help="most rows to show")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Deliveries in one state, newest first, with their last error or reply."""
+    from sqlalchemy import select
+
+    from digest.models import Delivery, Subscriber
+
+    if status not in OUTBOX_STATES:
+        raise ValidationError(f"--status: expected one of {', '.join(OUTBOX_STATES)}")
+    state: State = ctx.obj
+    store = state.store()
+    with store.transaction() as session:
+        rows = [
+            {
+                "id": d.public_id,
+                "email": email,
+                "date": d.local_date.isoformat(),
+                "attempts": d.attempts,
+                "next_attempt_at": d.next_attempt_at.isoformat(timespec="seconds")
+                if d.next_attempt_at
+                else None,
+                "detail": d.smtp_reply if d.status == "sent" else d.last_error,
+            }
+            for d, email in session.execute(
+                select(Delivery, Subscriber.email)
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Delivery.status == status)
+                .order_by(Delivery.id.desc())
+                .limit(limit)
+            )
+        ]
+    store.close()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table("id", "email", "date", "attempts", "next attempt", "detail", title=status)
+    for row in rows:
+        table.add_row(
+            str(row["id"])[:12],
+            str(row["email"]),
+            str(row["date"]),
+            str(row["attempts"]),
+            str(row["next_attempt_at"] or "—"),
+            str(row["detail"] or ""),
+        )
+    _wide_console().print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ctx: typer.Context,
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="delivery ids (from `digest outbox list`)")
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(help="every delivery in this state: unknown, failed or deferred"),
+    ] = None,
+) -> None:
+    """Send the chosen unknown, failed or deferred deliveries again at the next claim."""
+    from digest.delivery import outbox
+
+    chosen = status or []
+    for name in chosen:
+        if name not in ("unknown", "failed", "deferred"):
+            raise ValidationError("--status: expected unknown, failed or deferred")
+    if not chosen and not ids:
+        raise ValidationError("name delivery ids or give --status")
+    state: State = ctx.obj
+    store = state.store()
+    with store.transaction() as session:
+        count = outbox.requeue(
+            session, datetime.now(UTC), statuses=chosen, public_ids=list(ids or [])
+        )
+    store.close()
+    print(f"{count} deliveries queued again")
 
 
 # -- demo -------------------------------------------------------------------------------
@@ -781,7 +1052,8 @@ def _demo_table(settings: Settings, database: Path) -> None:
     from digest.models import Delivery, DeliveryItem, Paper, Subscriber
 
     store = Store.open(settings.database)
-    table = Table("subscriber", "interests", "papers", "top paper", "open", title="demo digests")
+    table = Table("subscriber", "interests", "papers", "top paper", title="demo digests")
+    table.add_column("open in a browser", overflow="fold", min_width=30)
     with store.transaction() as session:
         rows = session.execute(
             select(Subscriber, Delivery).join(Delivery).order_by(Subscriber.email)

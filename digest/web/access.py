@@ -1,0 +1,158 @@
+"""What a signed link lets its holder do, checked in one place.
+
+Every link is a token from :mod:`digest.tokens` (one salt per purpose, so a token made for one
+purpose fails as "tampered" for any other) or, for a new address, from
+:class:`AddressTokens` here. The checks on top of the signature:
+
+- manage and confirm tokens carry the subscriber's token version: raising it ("sign out
+  everywhere", an address change) revokes every such link sent so far;
+- confirm and new-address tokens expire after ``web.confirm_days``;
+- unsubscribe and archive tokens never expire and are not revoked, so the links in old mails
+  keep working;
+- a token for a subscriber who has since been deleted is "unknown".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest import subscribers
+from digest.models import Delivery, Subscriber
+from digest.tokens import TokenData, TokenError, Tokens
+
+MAX_TOKEN_CHARS = 400
+
+# Status code and a short headline per reason; pages explain each in full.
+REASONS = {
+    "tampered": 400,
+    "expired": 410,
+    "revoked": 410,
+    "unknown": 404,
+}
+
+
+class LinkProblem(Exception):
+    """A link that cannot be used: tampered, expired, revoked or unknown."""
+
+    def __init__(self, reason: str, purpose: str, token: str = "") -> None:
+        super().__init__(f"{purpose} link {reason}")
+        self.reason = reason
+        self.purpose = purpose
+        self.token = token  # kept so an expired confirm link can offer a resend
+
+    @property
+    def status(self) -> int:
+        return REASONS[self.reason]
+
+
+def _read(tokens: Tokens, purpose: str, token: str, max_age: float | None = None) -> TokenData:
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        raise LinkProblem("tampered", purpose, token)
+    try:
+        return tokens.read(purpose, token, max_age=max_age)
+    except TokenError as exc:
+        raise LinkProblem(exc.reason, purpose, token) from None
+
+
+def _subscriber(session: Session, public_id: str, purpose: str, token: str) -> Subscriber:
+    found = subscribers.by_public_id(session, public_id)
+    if found is None:
+        raise LinkProblem("unknown", purpose, token)
+    return found
+
+
+def manage(session: Session, tokens: Tokens, token: str) -> Subscriber:
+    data = _read(tokens, "manage", token)
+    person = _subscriber(session, data.public_id, "manage", token)
+    if data.version != person.token_version:
+        raise LinkProblem("revoked", "manage", token)
+    return person
+
+
+def confirm(session: Session, tokens: Tokens, token: str, max_age: float) -> Subscriber:
+    data = _read(tokens, "confirm", token, max_age)
+    person = _subscriber(session, data.public_id, "confirm", token)
+    if data.version != person.token_version:
+        raise LinkProblem("revoked", "confirm", token)
+    return person
+
+
+def expired_confirm(session: Session, tokens: Tokens, token: str) -> Subscriber:
+    """The subscriber of a confirm link whose signature holds, however old it is.
+
+    Only for offering a fresh link: the new mail goes to the subscriber's own address.
+    """
+    data = _read(tokens, "confirm", token, max_age=None)
+    return _subscriber(session, data.public_id, "confirm", token)
+
+
+def unsubscribe(session: Session, tokens: Tokens, token: str) -> Subscriber:
+    data = _read(tokens, "unsubscribe", token)
+    return _subscriber(session, data.public_id, "unsubscribe", token)
+
+
+def archive(session: Session, tokens: Tokens, token: str) -> Delivery:
+    data = _read(tokens, "archive", token)
+    delivery = session.scalar(select(Delivery).where(Delivery.public_id == data.public_id))
+    if delivery is None:
+        raise LinkProblem("unknown", "archive", token)
+    return delivery
+
+
+# -- a new address's confirmation ------------------------------------------------------
+
+
+def address_key(email_key: str) -> str:
+    return hashlib.sha256(email_key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChange:
+    subscriber: Subscriber
+    new_address: str
+
+
+class AddressTokens:
+    """Links that confirm a subscriber's new address (salt ``digest.new-address``, timed).
+
+    The token binds the subscriber, their token version and the new address itself (as a
+    hash), so it confirms exactly the change it was sent for: not a later different one, and
+    not after the subscriber signed out everywhere.
+    """
+
+    purpose = "new-address"
+
+    def __init__(self, secret: str) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt="digest.new-address")
+
+    def make(self, person: Subscriber, new_address: str) -> str:
+        _, key = subscribers.normalise_email(new_address)
+        return self._serializer.dumps([person.public_id, person.token_version, address_key(key)])
+
+    def read(self, session: Session, token: str, max_age: float) -> AddressChange:
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            raise LinkProblem("tampered", self.purpose, token)
+        try:
+            payload = self._serializer.loads(token, max_age=max_age)
+        except SignatureExpired:
+            raise LinkProblem("expired", self.purpose, token) from None
+        except BadSignature:
+            raise LinkProblem("tampered", self.purpose, token) from None
+        if not (isinstance(payload, list) and len(payload) == 3):
+            raise LinkProblem("tampered", self.purpose, token)
+        public_id, version, wanted = payload
+        if not isinstance(public_id, str):
+            raise LinkProblem("tampered", self.purpose, token)
+        person = _subscriber(session, public_id, self.purpose, token)
+        pending = person.pending_email
+        if version != person.token_version or not pending:
+            raise LinkProblem("revoked", self.purpose, token)
+        _, key = subscribers.normalise_email(pending)
+        if address_key(key) != wanted:
+            raise LinkProblem("revoked", self.purpose, token)
+        return AddressChange(person, pending)

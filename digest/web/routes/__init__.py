@@ -1,0 +1,18 @@
+"""The routes, one module per area; ``routes()`` lists them all for the app."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from digest.web.routes import archive, confirm, health, manage, subscribe, unsubscribe
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        *subscribe.routes,
+        *confirm.routes,
+        *manage.routes,
+        *unsubscribe.routes,
+        *archive.routes,
+        *health.routes,
+    ]

@@ -1,0 +1,153 @@
+"""The front page: subscribe, the "check your inbox" answer, and the live preview fragment.
+
+The enumeration rule: whatever the state of the address (new, pending, active, unsubscribed),
+a valid sign-up gets the same page with the same status and the same bytes, after the same
+work (one lookup, one write, one mail rendered and queued). New, pending and unsubscribed
+addresses are sent a confirmation link; an active one is sent a link to its preferences
+instead, and nothing about it changes until that link is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from digest import subscribers
+from digest.profiles import Profile
+from digest.web import forms
+from digest.web.context import Web, web_of
+from digest.web.preview import Preview
+from digest.web.routes.common import (
+    address_limit,
+    address_value,
+    client_limit,
+    in_thread,
+    read_form,
+    too_many_for_address,
+    too_many_from_client,
+)
+
+HONEYPOT = "website"  # hidden from people; bots fill it in
+
+
+def preview_of(web: Web, profile: Profile | None, limit: int) -> Preview:
+    return web.previews.preview(profile or Profile(), max(1, min(limit, 50)), web.clock())
+
+
+async def front_page(
+    request: Request,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    *,
+    status: int = 200,
+    notice: str | None = None,
+    profile: Profile | None = None,
+) -> Response:
+    web = web_of(request)
+    limit = web.settings.subscribers.default_max_papers
+    preview = await in_thread(preview_of, web, profile, limit)
+    context = {
+        "values": values or forms.blank_values(web.settings),
+        "errors": errors or {},
+        "preview": preview,
+        "preview_errors": {},
+        "notice": notice,
+        "robots": "index",
+    }
+    return web.pages.response(request, "subscribe.html", context, status=status)
+
+
+async def show(request: Request) -> Response:
+    return await front_page(request)
+
+
+@dataclass
+class Outcome:
+    kind: str  # sent, invalid, client-limit, address-limit, bot
+    checked: forms.Checked | None = None
+    mail: tuple[EmailMessage, str] | None = None
+
+
+def _subscribe(web: Web, form: Any, client: str) -> Outcome:
+    now = web.clock()
+    with web.store.transaction() as session:
+        if not web.limiter.take(session, client_limit(web), client, now):
+            return Outcome("client-limit")
+    checked = forms.read_subscribe(form, web.settings)
+    if form.get(HONEYPOT):
+        return Outcome("bot", checked)
+    if not checked.ok:
+        return Outcome("invalid", checked)
+    assert checked.email and checked.profile and checked.schedule
+    key = address_value(checked.email)
+    with web.store.transaction() as session:
+        if not web.limiter.allows(session, address_limit(web), key, now):
+            return Outcome("address-limit", checked)
+        person = subscribers.find(session, checked.email)
+        if person is not None and person.status == "active":
+            # Someone may be trying this address out: change nothing, tell its owner.
+            url = web.links.manage(person.public_id, person.token_version)
+            message = web.mails.manage_link(person.email, url, "already")
+        else:
+            person, _ = subscribers.upsert(
+                session, checked.email, checked.profile, checked.schedule, confirmed=False, now=now
+            )
+            url = web.links.confirm(person.public_id, person.token_version)
+            message = web.mails.confirm_subscription(person.email, url)
+        web.limiter.record(session, address_limit(web).bucket, key, now)
+        recipient = person.email
+    return Outcome("sent", checked, (message, recipient))
+
+
+def check_inbox(web: Web, request: Request, address: str, status: int = 200) -> HTMLResponse:
+    return web.pages.response(request, "check_inbox.html", {"address": address}, status=status)
+
+
+async def submit(request: Request) -> Response:
+    web = web_of(request)
+    form = await read_form(request)
+    if not web.csrf.valid(request, form.get("csrf_token")):
+        checked = forms.read_subscribe(form, web.settings)
+        notice = (
+            "Your form had expired, so nothing was sent. Everything you typed is still here: "
+            "please press Subscribe again."
+        )
+        return await front_page(request, checked.values, {}, status=403, notice=notice)
+    outcome = await in_thread(_subscribe, web, form, web.client(request))
+    if outcome.kind == "client-limit":
+        return too_many_from_client(web, request)
+    assert outcome.checked is not None
+    if outcome.kind == "address-limit":
+        return too_many_for_address(web, request)
+    if outcome.kind == "invalid":
+        checked = outcome.checked
+        notice = "Please fix the fields marked below; everything else is kept."
+        return await front_page(request, checked.values, checked.errors, status=400, notice=notice)
+    address = outcome.checked.email or outcome.checked.values.get("email", "")
+    response = check_inbox(web, request, address)
+    if outcome.mail is not None:
+        response.background = web.send_later(outcome.mail)
+    return response
+
+
+async def preview_fragment(request: Request) -> Response:
+    """GET /preview?include=…: the preview panel's HTML for the topics being typed."""
+    web = web_of(request)
+    checked = forms.read_topics(request.query_params)
+    raw_limit = request.query_params.get("max_papers", "")
+    limit = int(raw_limit) if raw_limit.isdigit() else web.settings.subscribers.default_max_papers
+    preview = await in_thread(preview_of, web, checked.profile, limit) if checked.ok else None
+    html = web.pages.render("_preview.html", {"preview": preview, "preview_errors": checked.errors})
+    return HTMLResponse(html, headers={"X-Robots-Tag": "noindex"})
+
+
+routes = [
+    Route("/", show, methods=["GET"]),
+    Route("/", submit, methods=["POST"]),
+    Route("/preview", preview_fragment, methods=["GET"]),
+]

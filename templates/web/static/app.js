@@ -1,0 +1,175 @@
+// The subscriber pages' only script: served from /static/, no inline code, no build step.
+// Everything here is an enhancement; every form works without it.
+//  - the live preview: asks the server for the preview panel as you type (debounced)
+//  - the time zone: taken from the browser (Intl API) on the sign-up form, still editable
+//  - the category picker: a filter box and "n chosen" counts
+//  - the weekday field: shown only for a weekly digest
+(function () {
+  "use strict";
+
+  const DEBOUNCE_MS = 350;
+  const PREVIEW_FIELDS = ["include", "exclude", "authors", "categories", "also_trending", "max_papers"];
+
+  // -- live preview ------------------------------------------------------------------------
+
+  function setUpPreview(form) {
+    const url = form.dataset.previewUrl;
+    const panel = document.querySelector("[data-preview-panel]");
+    const body = document.getElementById("preview-body");
+    if (!url || !panel || !body) return;
+    const loading = panel.querySelector("[data-preview-loading]");
+    const status = panel.querySelector("[data-preview-status]");
+    let timer = null;
+    let controller = null;
+
+    function query() {
+      const data = new FormData(form);
+      const params = new URLSearchParams();
+      for (const name of ["include", "exclude", "authors", "max_papers"]) {
+        const value = data.get(name);
+        if (value !== null) params.append(name, value);
+      }
+      for (const value of data.getAll("categories")) params.append("categories", value);
+      if (data.get("also_trending")) params.append("also_trending", "1");
+      return params.toString();
+    }
+
+    let last = query();
+
+    function busy(on) {
+      panel.classList.toggle("is-loading", on);
+      panel.setAttribute("aria-busy", on ? "true" : "false");
+      if (loading) loading.hidden = !on;
+    }
+
+    function refresh() {
+      const current = query();
+      if (current === last) return;
+      last = current;
+      if (controller) controller.abort();
+      controller = new AbortController();
+      busy(true);
+      fetch(url + "?" + current, {
+        signal: controller.signal,
+        headers: { Accept: "text/html" },
+        credentials: "same-origin",
+      })
+        .then(function (response) {
+          if (!response.ok) throw new Error("preview answered " + response.status);
+          return response.text();
+        })
+        .then(function (html) {
+          body.innerHTML = html; // server-rendered and escaped; the CSP allows no script in it
+          const summary = body.querySelector("[data-preview-summary]");
+          if (status && summary) status.textContent = summary.textContent.trim();
+          busy(false);
+        })
+        .catch(function (error) {
+          if (error.name === "AbortError") return;
+          busy(false);
+          last = ""; // try again on the next keystroke
+          if (status) status.textContent = "The preview could not be updated.";
+        });
+    }
+
+    function changed(event) {
+      const name = event.target && event.target.name;
+      if (!PREVIEW_FIELDS.includes(name)) return;
+      window.clearTimeout(timer);
+      timer = window.setTimeout(refresh, DEBOUNCE_MS);
+    }
+
+    form.addEventListener("input", changed);
+    form.addEventListener("change", changed);
+  }
+
+  // -- time zone from the browser ----------------------------------------------------------
+
+  function detectTimezone() {
+    const input = document.querySelector("[data-detect-timezone]");
+    if (!input || input.value !== input.defaultValue) return;
+    let zone = "";
+    try {
+      zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    } catch (error) {
+      return;
+    }
+    const list = document.getElementById(input.getAttribute("list"));
+    const known = list && Array.from(list.options).some(function (o) { return o.value === zone; });
+    if (!known || zone === input.value) return;
+    input.value = zone;
+    const hint = document.querySelector("[data-timezone-hint]");
+    if (hint) hint.textContent = "Detected from your browser: " + zone + ". Change it if it's wrong.";
+  }
+
+  // -- category picker ---------------------------------------------------------------------
+
+  function setUpPicker() {
+    const tools = document.querySelector("[data-picker-tools]");
+    const filter = document.querySelector("[data-picker-filter]");
+    const total = document.querySelector("[data-picker-total]");
+    const groups = Array.from(document.querySelectorAll("[data-picker-group]"));
+    if (!groups.length) return;
+    if (tools) tools.hidden = false;
+
+    function count() {
+      let all = 0;
+      for (const group of groups) {
+        const chosen = group.querySelectorAll("input[type=checkbox]:checked").length;
+        all += chosen;
+        const label = group.querySelector("[data-picker-count]");
+        if (label) label.textContent = chosen ? chosen + " chosen" : "";
+      }
+      if (total) total.textContent = all ? all + " chosen" : "";
+    }
+
+    function applyFilter() {
+      const words = filter.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+      for (const group of groups) {
+        let shown = 0;
+        for (const option of group.querySelectorAll("[data-picker-option]")) {
+          const text = option.textContent.toLowerCase();
+          const match = words.every(function (w) { return text.includes(w); });
+          option.hidden = !match;
+          if (match) shown += 1;
+        }
+        group.hidden = shown === 0;
+        if (words.length) group.open = shown > 0;
+      }
+    }
+
+    document.addEventListener("change", function (event) {
+      if (event.target && event.target.name === "categories") count();
+    });
+    if (filter) filter.addEventListener("input", applyFilter);
+    count();
+  }
+
+  // -- weekly digests need a weekday -------------------------------------------------------
+
+  function setUpWeekday() {
+    const field = document.querySelector("[data-weekday]");
+    const radios = Array.from(document.querySelectorAll("[data-frequency]"));
+    if (!field || !radios.length) return;
+    function update() {
+      const weekly = radios.some(function (r) { return r.checked && r.value === "weekly"; });
+      field.hidden = !weekly && !field.classList.contains("has-error");
+    }
+    for (const radio of radios) radio.addEventListener("change", update);
+    update();
+  }
+
+  function start() {
+    detectTimezone();
+    setUpPicker();
+    setUpWeekday();
+    const form = document.querySelector("form[data-preview-form]");
+    if (form) setUpPreview(form);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
