@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format venv clean semantic bench-ranking
+.PHONY: demo test lint format venv clean bench semantic bench-ranking
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -41,6 +41,14 @@ semantic: $(STAMP)
 # Ranking quality on the labelled evaluation set (docs/ranking.md).
 bench-ranking: $(STAMP)
 	$(BIN)/python benchmarks/ranking/evaluate.py
+
+# The performance benchmark (docs/benchmarks.md): every run of its tables, with checks; finds or
+# installs Postfix's smtp-sink. BENCH_ARGS runs one configuration instead, e.g.
+# make bench BENCH_ARGS="--subscribers 10000 --papers 1000 --render-processes 1".
+BENCH_ARGS ?= --suite --json var/bench.json
+bench: $(STAMP)
+	@mkdir -p var
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

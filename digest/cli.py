@@ -1,7 +1,8 @@
 """The command line: thin commands over the pipeline.
 
 A ``DigestError`` becomes one line on stderr and its exit code; never a traceback for a
-user's mistake. Tables and progress go to a terminal; plain output when piped.
+user's mistake. Tables go to stdout (plain when piped); progress bars go to stderr, only when
+it is a terminal; logs go to stderr as set by ``[logging]`` (see :mod:`digest.logs`).
 """
 
 from __future__ import annotations
@@ -11,18 +12,33 @@ import logging
 import shutil
 import signal
 import sys
-from datetime import UTC, date, datetime, time
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
-from digest import __version__
+from digest import __version__, logs
 from digest.config import Settings, load_settings
-from digest.errors import DigestError, ValidationError
+from digest.errors import DigestError, StoreError, ValidationError
 from digest.sources.base import SOURCE_NAMES
 from digest.store import Store
 
@@ -63,6 +79,10 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+LogFormat = Literal["auto", "text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -70,27 +90,172 @@ def main_options(
         Path | None,
         typer.Option("--config", "-c", help="TOML settings file (default: config/digest.toml)"),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log more detail")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="log everything (the debug level)")
+    ] = False,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            "--log-format",
+            help="auto (coloured on a terminal), text (one plain line per event) or json "
+            "(default: logging.format)",
+        ),
+    ] = None,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(
+            "--log-level",
+            help="debug, info, warning or error (default: logging.level; auto: info for "
+            "serve, worker and web, warning otherwise)",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
     ] = False,
 ) -> None:
-    _setup_logging(verbose)
     state = State(config)
-    _ = state.settings  # a wrong setting stops here, before any work
+    settings = state.settings  # a wrong setting stops here, before any work
+    service = ctx.invoked_subcommand in SERVICES
+    _setup_logging(settings, verbose, log_format, log_level, service=service)
     ctx.obj = state
 
 
-def _setup_logging(verbose: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING
-    handler: logging.Handler
-    if sys.stderr.isatty():
-        handler = RichHandler(console=err_console, show_path=False, show_time=False)
-    else:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
+# Long-running commands: at logging.level = "auto" they log every event (info), the others
+# only problems (warning).
+SERVICES = frozenset({"serve", "worker", "web"})
+
+
+def _setup_logging(
+    settings: Settings,
+    verbose: bool = False,
+    log_format: str | None = None,
+    log_level: str | None = None,
+    *,
+    service: bool = False,
+) -> None:
+    """One line per event on stderr; addresses and tokens masked (see digest.logs)."""
+    logs.setup(
+        settings.logging, verbose=verbose, format=log_format, level=log_level, service=service
+    )
+
+
+# -- progress ---------------------------------------------------------------------------
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second, once there is a rate to show."""
+
+    def __init__(self, unit: str = "/s") -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f}{self.unit}" if speed else "", style="progress.data.speed")
+
+
+def make_progress(out: Console | None = None) -> Progress:
+    """A progress display on stderr (counts, rate, elapsed, time left), shown only when that
+    is a terminal: nothing at all is written to a pipe, a file or a log collector."""
+    out = out or err_console
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=out,
+        disable=not out.is_terminal,
+        transient=False,
+    )
+
+
+def _fetch_with_progress(
+    settings: Settings,
+    store: Store,
+    names: Sequence[str] | None = None,
+    day: date | None = None,
+) -> list:
+    """``pipeline.fetch``, with a bar over the sources on a terminal."""
+    from digest.pipeline import fetch as run_fetch
+
+    chosen = list(names or settings.sources.enabled)
+    with make_progress() as progress:
+        task = progress.add_task("fetching", total=len(chosen))
+        started: list[str] = []
+
+        def on_source(name: str) -> None:
+            if started:
+                progress.advance(task)
+            started.append(name)
+            progress.update(task, description=f"fetching {name}")
+
+        summaries = run_fetch(settings, store, chosen, day, on_source=on_source)
+        new = sum(s.new for s in summaries)
+        progress.update(task, completed=len(chosen), description=f"fetched: {new} new papers")
+    return summaries
+
+
+class _SendWatch:
+    """Counts a send run's progress from the database: the senders run on their own threads
+    and record each outcome as it happens, so what is left is what is still ready or in
+    flight among the deliveries that were ready when the run began."""
+
+    def __init__(self, store: Store, only: Sequence[int] | None, started: datetime) -> None:
+        self.store = store
+        self.only = list(only) if only is not None else None
+        self.started = started
+
+    def remaining(self) -> int:
+        from sqlalchemy import and_, func, or_, select
+
+        from digest.models import Delivery
+
+        ready = or_(
+            and_(Delivery.status == "planned", Delivery.ranked_at.is_not(None)),
+            Delivery.status == "sending",
+            and_(
+                Delivery.status.in_(["deferred", "unknown"]),
+                Delivery.next_attempt_at <= self.started,
+            ),
+        )
+        if self.only is not None:
+            ready = and_(ready, Delivery.subscriber_id.in_(self.only))
+        with self.store.transaction() as session:
+            return session.scalar(select(func.count()).where(ready)) or 0
+
+
+@contextmanager
+def _send_progress(
+    progress: Progress, store: Store, only: Sequence[int] | None, *, every: float = 0.5
+) -> Iterator[None]:
+    """A bar over the digests ready to send, updated from the database while sending."""
+    if progress.disable:
+        yield
+        return
+    watch = _SendWatch(store, only, datetime.now(UTC))
+    total = watch.remaining()
+    task: TaskID = progress.add_task("sending", total=total)
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(every):
+            try:
+                progress.update(task, completed=max(total - watch.remaining(), 0))
+            except Exception as exc:  # a display must never break a send
+                logging.getLogger(__name__).debug("progress: %s", exc)
+
+    thread = threading.Thread(target=poll, name="send-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        progress.update(task, completed=max(total - watch.remaining(), 0))
 
 
 def parse_day(value: str | None, option: str = "--date") -> date | None:
@@ -165,17 +330,8 @@ def fetch(
                 f"--source: unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}"
             )
     listing_day = parse_day(day)
-    from digest.pipeline import fetch as run_fetch
-
     store = state.store()
-    with console.status("fetching…") as status:
-        summaries = run_fetch(
-            state.settings,
-            store,
-            source or None,
-            listing_day,
-            on_source=lambda name: status.update(f"fetching {name}…"),
-        )
+    summaries = _fetch_with_progress(state.settings, store, source or None, listing_day)
     table = Table("source", "status", "fetched", "new", "updated", "failed", title="fetch")
     for s in summaries:
         table.add_row(
@@ -440,18 +596,42 @@ def profile(
         typer.Option("--also-trending/--no-also-trending", help='add "also trending today"'),
     ] = None,
     clear: Annotated[bool, typer.Option(help="start from an empty profile")] = False,
+    description: Annotated[
+        str | None, typer.Option(help="what they follow, in their own words (semantic matching)")
+    ] = None,
+    seed: Annotated[
+        Path | None,
+        typer.Option(
+            help="papers they like: a BibTeX, RIS or CSL-JSON export (Zotero…) or a list of "
+            "arXiv ids; each counts as 'more like this'",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    like: Annotated[
+        list[str] | None, typer.Option("--like", help="an arXiv id: more like this paper")
+    ] = None,
+    dislike: Annotated[
+        list[str] | None, typer.Option("--dislike", help="an arXiv id: fewer like this paper")
+    ] = None,
 ) -> None:
-    """Show a subscriber's interest profile; options replace the lists they name."""
+    """Show a subscriber's interest profile; options replace the lists they name.
+
+    --seed, --like and --dislike add feedback (papers not stored yet are fetched from the
+    arXiv API; ids it does not know are reported) and relearn the profile.
+    """
     from digest import subscribers
     from digest.profiles import Profile, build_profile
 
     state: State = ctx.obj
     store = state.store()
+    liked = _seed_ids(seed, like)
+    disliked = _seed_ids(None, dislike)
     with store.transaction() as session:
         subscriber = subscribers.get(session, email)
         old = Profile() if clear else subscribers.profile_of(subscriber)
         changing = clear or any(
-            v is not None for v in (include, exclude, category, author, also_trending)
+            v is not None for v in (include, exclude, category, author, also_trending, description)
         )
         if changing:
             new = build_profile(
@@ -463,9 +643,17 @@ def profile(
                 else (("; ".join(old.authors),) if old.authors else ()),
                 old.also_trending if also_trending is None else also_trending,
             )
+            text = old.description if description is None else " ".join(description.split())
+            # What feedback taught stays unless --clear: it follows the stored choices.
+            kept = None if clear else old.extra.get("learned")
+            new = new.with_extra(description=text or None, learned=kept)
             subscribers.set_profile(subscriber, new)
-        shown = subscribers.profile_of(subscriber)
         address = subscriber.email
+    if liked or disliked:
+        changing = True
+        _add_feedback(state.settings, store, address, liked, disliked)
+    with store.transaction() as session:
+        shown = subscribers.profile_of(subscribers.get(session, address))
     store.close()
     table = Table("", "", title=f"profile of {address}" + (" (updated)" if changing else ""))
     table.add_row("include", ", ".join(str(t) for t in shown.include) or "—")
@@ -473,7 +661,70 @@ def profile(
     table.add_row("categories", ", ".join(shown.categories) or "—")
     table.add_row("authors", "; ".join(shown.authors) or "—")
     table.add_row("also trending", "yes" if shown.also_trending else "no")
+    table.add_row("description", shown.description or "—")
+    learned = shown.learned
+    if learned.events or learned.removed_terms or learned.removed_authors:
+        table.add_row("feedback", f"{learned.likes} more like this, {learned.dislikes} fewer")
+        table.add_row(
+            "learned words",
+            ", ".join(f"{t.text} {t.weight:+.2f}" for t in learned.terms) or "—",
+        )
+        table.add_row("learned authors", "; ".join(a.name for a in learned.authors) or "—")
+        model = "off (switched off)" if learned.model_off else "not yet"
+        if learned.model_on:
+            model = "on: " + ", ".join(t.text for t in learned.model if t.weight > 0)[:200]
+        table.add_row("personal model", model)
     _wide_console().print(table)
+
+
+def _seed_ids(path: Path | None, given: list[str] | None) -> list[str]:
+    """arXiv ids from a seed file and/or --like/--dislike options; bad input is an error."""
+    from digest.seeds import SeedError, read_seed
+
+    ids: list[str] = []
+    try:
+        if path is not None:
+            found = read_seed(path.read_bytes(), path.name)
+            for skipped in found.skipped:
+                print(f"left out (no arXiv id): {skipped}", file=sys.stderr)
+            ids.extend(found.ids)
+        if given:
+            found = read_seed("\n".join(given))
+            if found.skipped:
+                raise SeedError("; ".join(found.skipped))
+            ids.extend(i for i in found.ids if i not in ids)
+    except SeedError as exc:
+        raise ValidationError(f"{path.name + ': ' if path else ''}{exc}") from None
+    return ids
+
+
+def _add_feedback(
+    settings: Settings, store: Store, email: str, liked: list[str], disliked: list[str]
+) -> None:
+    from sqlalchemy import select
+
+    from digest import feedback_store, subscribers
+    from digest.models import Paper
+    from digest.seeds import find_papers
+
+    now = datetime.now(UTC)
+    found = find_papers(settings, store, [*liked, *disliked], now)
+    if found.problem:
+        print(f"warning: {found.problem}", file=sys.stderr)
+    for missing in found.unknown:
+        print(f"not found on arXiv: {missing}", file=sys.stderr)
+    wanted = {p.id: (1 if p.canonical_id in liked else -1) for p in found.papers}
+    with store.transaction() as session:
+        person = subscribers.get(session, email)
+        for paper in session.scalars(select(Paper).where(Paper.id.in_(list(wanted)))):
+            feedback_store.record(session, person, paper, wanted[paper.id], now)
+        if wanted:
+            feedback_store.relearn(session, person, settings.feedback, now)
+    print(
+        f"added {sum(1 for v in wanted.values() if v > 0)} liked and "
+        f"{sum(1 for v in wanted.values() if v < 0)} disliked paper(s)"
+        + (f" ({found.fetched} fetched from arXiv)" if found.fetched else "")
+    )
 
 
 def _wide_console() -> Console:
@@ -598,14 +849,21 @@ def _run_digests(
     settings = settings or state.settings
     store = Store.open(settings.database)
     now = datetime.now(UTC)
-    with console.status("planning and ranking…"):
-        planned = pipeline.plan_and_rank(settings, store, now, for_date=for_date, only=only)
-    links = Links(settings, Tokens(secret_key(settings)))
     try:
-        with console.status("sending…"):
-            sent = pipeline.send_all(
-                settings, store, pipeline.make_renderer(settings), links, only=only
+        with make_progress() as progress:
+            task = progress.add_task("planning and ranking", total=None)
+            planned = pipeline.plan_and_rank(settings, store, now, for_date=for_date, only=only)
+            progress.update(
+                task,
+                total=planned.planned,
+                completed=planned.planned,
+                description=f"planned {planned.planned}",
             )
+            links = Links(settings, Tokens(secret_key(settings)))
+            with _send_progress(progress, store, only):
+                sent = pipeline.send_all(
+                    settings, store, pipeline.make_renderer(settings), links, only=only
+                )
     finally:
         store.close()
     return planned, sent
@@ -676,13 +934,13 @@ def run_once(
     ] = None,
 ) -> None:
     """Fetch, then plan, rank, render and send for everyone due, then exit."""
-    from digest.pipeline import fetch as run_fetch
-
     state: State = ctx.obj
     for_date = parse_day(day)
     store = state.store()
-    fetched = run_fetch(state.settings, store)
-    store.close()
+    try:
+        fetched = _fetch_with_progress(state.settings, store)
+    finally:
+        store.close()
     for s in fetched:
         if s.status == "failed":
             print(f"error: {s.source}: {s.error}", file=sys.stderr)
@@ -770,7 +1028,7 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    store = state.store()
+    store = _open_store_patiently(state, stop)
     try:
         total = run_worker(state.settings, store, once=once, plan=plan, owner=name, stop=stop)
     finally:
@@ -779,6 +1037,27 @@ def worker(
         f"sent {total.sent}, deferred {total.deferred}, failed {total.failed}, "
         f"unknown {total.unknown}" + (" (daily cap reached)" if total.capped else "")
     )
+
+
+def _open_store_patiently(state: State, stop: object, wait: float = 60.0) -> Store:
+    """A worker started while the database restarts (or its first connection is cut) waits
+    for it, up to ``wait`` seconds, rather than exiting; a wrong setting still fails at once."""
+    import threading
+    import time as clock
+
+    from digest.errors import StoreError
+
+    assert isinstance(stop, threading.Event)
+    deadline = clock.monotonic() + wait
+    while True:
+        try:
+            return state.store()
+        except StoreError as exc:
+            if "cannot use the database" not in str(exc) or clock.monotonic() > deadline:
+                raise
+            logging.getLogger(__name__).warning("database not ready (%s); retrying", exc)
+            if stop.wait(1.0):
+                raise
 
 
 EX_TEMPFAIL = 75  # sysexits.h: a mail system retries a pipe that exits with it
@@ -968,6 +1247,114 @@ def outbox_retry(
     print(f"{count} deliveries queued again")
 
 
+# -- status -----------------------------------------------------------------------------
+
+STATUS_OK = 0
+STATUS_ATTENTION = 1
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object, for machines")] = False,
+    max_queue_minutes: Annotated[
+        float,
+        typer.Option(min=0, help="a digest ready for longer than this needs attention"),
+    ] = 30.0,
+    max_fetch_hours: Annotated[
+        float,
+        typer.Option(min=0, help="an enabled source with no good fetch this long needs attention"),
+    ] = 24.0,
+) -> None:
+    """Did the last fetch work, did today's mail go out, is anything stuck?
+
+    Shows the last fetch of each source, the digests planned in the last 24 hours by state,
+    the queue (how many wait, since when), and subscribers by status. Exit codes: 0 all well;
+    1 something needs attention (each named on a line starting "attention:"); 2 a bad option
+    or setting; 3 the database is unreachable or its schema is behind. Changes nothing (it
+    does not apply migrations), so it can run from cron or a monitoring check.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from digest import status as health
+    from digest.store import make_engine
+
+    state: State = ctx.obj
+    settings = state.settings
+    store = Store(
+        make_engine(settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    )
+    try:
+        pending = store.pending_migrations()
+        if pending:
+            raise StoreError(
+                f"the database schema is behind by {len(pending)} migration(s) "
+                f"({', '.join(pending)}); run `digest db upgrade`"
+            )
+        try:
+            with store.transaction() as session:
+                found = health.report(
+                    session,
+                    settings,
+                    datetime.now(UTC),
+                    max_queue_age=timedelta(minutes=max_queue_minutes),
+                    max_fetch_age=timedelta(hours=max_fetch_hours),
+                )
+        except SQLAlchemyError as exc:  # an outage between the two queries
+            raise StoreError(f"cannot read the database: {str(exc).splitlines()[0]}") from None
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(found.as_json(), ensure_ascii=False))
+    else:
+        _print_status(found)
+    raise typer.Exit(STATUS_ATTENTION if found.problems else STATUS_OK)
+
+
+def _print_status(found: object) -> None:
+    from digest.status import StatusReport, ago
+
+    assert isinstance(found, StatusReport)
+    now = found.now
+
+    def when(moment: datetime | None) -> str:
+        if moment is None:
+            return "never"
+        return f"{moment.strftime('%Y-%m-%d %H:%M')} UTC ({ago(now - moment)} ago)"
+
+    fetches = Table("source", "last fetch", "status", "fetched", "new", "last good", "error")
+    fetches.title = "fetches"
+    for s in found.sources:
+        fetches.add_row(
+            s.source if s.enabled else f"{s.source} (not enabled)",
+            when(s.last_at),
+            s.last_status or "—",
+            str(s.fetched) if s.last_status else "—",
+            str(s.new) if s.last_status else "—",
+            when(s.last_ok_at),
+            s.error or "",
+        )
+    _wide_console().print(fetches)
+    shown = [
+        f"{count} {state_name}"
+        for state_name, count in found.recent.items()
+        if count or state_name in ("sent", "failed")
+    ]
+    print(f"digests planned in the last 24 hours: {', '.join(shown)}")
+    queue = found.queue
+    oldest = "" if queue.oldest_since is None else f", oldest ready {when(queue.oldest_since)}"
+    print(
+        f"queue: {queue.depth} waiting{oldest}; {queue.in_flight} being sent; "
+        f"{queue.held} held for an operator"
+    )
+    people = ", ".join(f"{n} {state_name}" for state_name, n in found.subscribers.items())
+    print(f"subscribers: {people} ({found.bounced_recently} bounced in the last 24 hours)")
+    for problem in found.problems:
+        print(f"attention: {problem}")
+    if not found.problems:
+        print("all well")
+
+
 # -- demo -------------------------------------------------------------------------------
 
 DEMO_SUBSCRIBERS = [
@@ -1012,7 +1399,6 @@ def demo(
     """One full cycle on the embedded default: fresh SQLite, the bundled sample, three
     subscribers, their mails written to the outbox folder."""
     from digest import subscribers
-    from digest.pipeline import fetch as run_fetch
     from digest.profiles import build_profile
 
     state: State = ctx.obj
@@ -1032,7 +1418,7 @@ def demo(
         for old in list(outbox_dir.glob("*.eml")) + list(outbox_dir.glob("*.html")):
             old.unlink()
     store = Store.open(settings.database)
-    [fetched] = run_fetch(settings, store, ["sample"])
+    [fetched] = _fetch_with_progress(settings, store, ["sample"])
     print(f"fetched the bundled sample: {fetched.new} papers stored in {database}")
     with store.transaction() as session:
         for email, interests, zone, trending in DEMO_SUBSCRIBERS:

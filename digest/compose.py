@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 from digest.items import PaperCard, RankedItem, Reason
 from digest.models import DeliveryItem, Paper
@@ -48,7 +49,8 @@ def item_rows(delivery_id: int, ranked: Sequence[RankedItem]) -> list[dict[str, 
     ]
 
 
-def ranked_item(row: DeliveryItem) -> RankedItem:
+def ranked_item(row: DeliveryItem | Any) -> RankedItem:
+    """From a ``delivery_items`` row, or any row with its columns (a Core select's)."""
     return RankedItem(
         paper_id=row.paper_id,
         score=row.score,

@@ -210,6 +210,37 @@ class RankingSettings(Section):
     )
 
 
+class FeedbackSettings(Section):
+    """Learning from "more like this" / "fewer like this" (see digest.feedback)."""
+
+    half_life_days: float = Field(
+        60.0, gt=0, description="a choice counts half as much after this many days"
+    )
+    term_weight: float = Field(
+        0.3, ge=0, le=5, description="weight of the strongest word learned from one choice"
+    )
+    terms_per_paper: int = Field(
+        5, ge=1, le=20, description="distinctive words taken from each judged paper"
+    )
+    max_terms: int = Field(20, ge=0, le=100, description="most learned words kept")
+    author_weight: float = Field(
+        0.5, ge=0, le=5, description="weight a liked paper gives each of its authors"
+    )
+    max_authors: int = Field(20, ge=0, le=100, description="most learned authors kept")
+    model_min_events: int = Field(
+        6, ge=1, description="choices (one a like) before the personal model joins the score"
+    )
+    model_weight: float = Field(
+        0.5, ge=0, le=5, description="what the personal model's words weigh together"
+    )
+    model_terms: int = Field(
+        20, ge=0, le=100, description="words the personal model lifts (half as many push down)"
+    )
+    liked_texts: int = Field(
+        10, ge=0, le=50, description="newest liked papers matched by meaning (semantic extra)"
+    )
+
+
 class SubscriberSettings(Section):
     default_timezone: str = Field("UTC", description="IANA zone for a subscriber who gives none")
     default_hour: int = Field(7, ge=0, le=23, description="local hour a digest is sent by default")
@@ -286,6 +317,13 @@ class DeliverySettings(Section):
         "resend it, or hold it for an operator",
     )
     batch_size: int = Field(20, ge=1, le=1000, description="deliveries one sender claims at once")
+    render_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="processes that render digests for one worker beside its sending threads; "
+        "0: the sending threads render. One sending process on SQLite: 1 per spare core",
+    )
     lease_seconds: float = Field(
         900.0, ge=1, description="a claim lasts this long; a dead sender's rows return after it"
     )
@@ -394,6 +432,34 @@ class ScheduleSettings(Section):
         return value
 
 
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+class LoggingSettings(Section):
+    format: Annotated[Literal["auto", "text", "json"], BeforeValidator(_lower)] = Field(
+        "auto",
+        description="auto: coloured lines on a terminal, plain one-line text otherwise; "
+        "text; json: one JSON object per line",
+    )
+    level: Annotated[
+        Literal["auto", "debug", "info", "warning", "error"], BeforeValidator(_lower)
+    ] = Field(
+        "auto",
+        description="the least severe event logged; auto: info for serve, worker and web, "
+        "warning for one-off commands; -v/--verbose means debug",
+    )
+
+
+class MetricsSettings(Section):
+    enabled: bool = Field(True, description="serve Prometheus metrics at /metrics on the web app")
+    token: str = Field(
+        "",
+        description="bearer token /metrics requires; empty: only clients on loopback or "
+        "private networks may read it",
+    )
+
+
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -426,12 +492,15 @@ class Settings(Section):
     http: HttpSettings = HttpSettings()
     sources: SourceSettings = SourceSettings()
     ranking: RankingSettings = RankingSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     subscribers: SubscriberSettings = SubscriberSettings()
     mail: MailSettings = MailSettings()
     smtp: SmtpSettings = SmtpSettings()
     web: WebSettings = WebSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     delivery: DeliverySettings = DeliverySettings()
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _lease_covers_a_send(self) -> Settings:

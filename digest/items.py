@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-ReasonKind = Literal["term", "phrase", "author", "category", "trending", "semantic"]
+ReasonKind = Literal["term", "phrase", "author", "category", "trending", "semantic", "learned"]
 Section = Literal["picks", "trending"]
 
 
@@ -16,7 +16,8 @@ class Reason:
 
     term/phrase: the subscriber's term as they wrote it ("graph neural network");
     author: the paper's author name as the paper spells it; category: "cs.LG";
-    trending: the upvote count as text ("42"); semantic: the profile text it was close to.
+    trending: the upvote count as text ("42"); semantic: the profile text it was close to;
+    learned: a word learned from the reader's feedback, as the papers spell it ("pruning").
     """
 
     kind: ReasonKind

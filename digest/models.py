@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -252,3 +253,38 @@ class RateEvent(Base):
     bucket: Mapped[str] = mapped_column(String(40))  # e.g. subscribe-ip, confirm-mail
     key: Mapped[str] = mapped_column(String(64))  # a hash of the address or client, never clear
     at: Mapped[datetime]
+
+
+class Feedback(Base):
+    """A reader's "more like this" (+1) or "fewer like this" (-1) on one paper.
+
+    One row per (subscriber, paper): a new choice replaces the old one, and undo deletes it.
+    """
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "paper_id", name="uq_feedback_subscriber_paper"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    # The digest the choice was made from; None for a seed (an uploaded list, a CLI --like).
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    value: Mapped[int]  # +1 more like this, -1 fewer like this
+    created_at: Mapped[datetime]
+
+
+class PaperEmbedding(Base):
+    """A paper's sentence vector, computed once when the paper is stored (semantic extra)."""
+
+    __tablename__ = "paper_embeddings"
+
+    paper_id: Mapped[int] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(100))  # a new model means re-embedding
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32
+    created_at: Mapped[datetime]

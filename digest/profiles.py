@@ -1,7 +1,9 @@
 """Interest profiles: what a subscriber cares about, parsed and checked once.
 
 A profile is plain data (stored as JSON on the subscriber): include terms (words or
-phrases, each with a weight), exclude terms, arXiv categories and authors to follow.
+phrases, each with a weight), exclude terms, arXiv categories and authors to follow. Its
+``extra`` holds the free-text ``description`` and, under ``learned``, what the reader's
+feedback taught (``Learned``: made by ``digest.feedback``, read by ``digest.ranking``).
 
 Term syntax, the same on the command line and in the web form: terms are separated by
 commas, semicolons or new lines; a multi-word term is a phrase and must match as one; quotes group a
@@ -14,9 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from digest.analysis import term_key
+from digest.analysis import author_key, term_key
 from digest.categories import canonical_category
 from digest.errors import ValidationError
 
@@ -57,7 +60,29 @@ class Profile:
 
     @property
     def has_topics(self) -> bool:
-        return bool(self.include or self.categories or self.authors)
+        """Something to match on: without, a reader gets the day's trending papers."""
+        return bool(self.include or self.categories or self.authors or self.learned.has_topics)
+
+    @property
+    def description(self) -> str:
+        """The reader's own words on what they follow (the web form's free-text field)."""
+        return " ".join(str(self.extra.get("description") or "").split())
+
+    @property
+    def learned(self) -> Learned:
+        return Learned.from_json(self.extra.get("learned"))
+
+    def with_extra(self, **changes: Any) -> Profile:
+        """A copy whose ``extra`` has ``changes`` applied (a value of None removes the key)."""
+        extra = {**self.extra, **changes}
+        return Profile(
+            include=self.include,
+            exclude=self.exclude,
+            categories=self.categories,
+            authors=self.authors,
+            also_trending=self.also_trending,
+            extra={k: v for k, v in extra.items() if v is not None},
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,7 +114,151 @@ class Profile:
         parts = [str(t) if weights else str(Term(t.text)) for t in shown]
         parts += [f"category {c}" for c in self.categories[:3]]
         parts += [f"author {a}" for a in self.authors[:3]]
+        likes = self.learned.likes
+        if likes:
+            parts.append(f"{likes} paper{'s' if likes != 1 else ''} you liked")
         return ", ".join(parts) if parts else "today's trending papers"
+
+
+# -- what feedback taught ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedTerm:
+    text: str  # a word as the papers spell it ("pruning"); matched by its stems like any term
+    weight: float  # signed: > 0 lifts matching papers, < 0 pushes them down (never lets one in)
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedAuthor:
+    name: str  # as a liked paper spells it
+    weight: float  # > 0; added to a paper's relevance when they wrote it
+
+
+@dataclass(frozen=True, slots=True)
+class LikedPaper:
+    canonical_id: str
+    title: str
+
+
+def term_id(text: str) -> str:
+    """The key a learned or removed term is remembered by: its stems ("prune")."""
+    return " ".join(term_key(text))
+
+
+def author_id(name: str) -> str:
+    """The key a learned or removed author is remembered by ("lecun y")."""
+    return " ".join(author_key(name)).strip()
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What a reader's feedback taught, as of ``as_of``; see ``digest.feedback``.
+
+    ``terms`` come from the distinctive words of liked (+) and disliked (-) papers, ``model``
+    from the per-reader classifier's largest coefficients, ``authors`` from liked papers.
+    All weights fade with the age of the feedback: ``decay(now)`` is the factor since
+    ``as_of`` (each event was already weighted by its age at ``as_of``). The ``removed_*``
+    keys are what the reader took away; they are never learned again.
+    """
+
+    terms: tuple[LearnedTerm, ...] = ()
+    authors: tuple[LearnedAuthor, ...] = ()
+    model: tuple[LearnedTerm, ...] = ()
+    liked: tuple[LikedPaper, ...] = ()  # newest first: their meaning joins the profile's
+    likes: int = 0
+    dislikes: int = 0
+    as_of: datetime | None = None
+    half_life_days: float = 0.0  # 0: no decay
+    removed_terms: tuple[str, ...] = ()  # term_id keys
+    removed_authors: tuple[str, ...] = ()  # author_id keys
+    model_off: bool = False  # the reader switched the per-reader model off
+
+    @property
+    def events(self) -> int:
+        return self.likes + self.dislikes
+
+    @property
+    def model_on(self) -> bool:
+        return bool(self.model)
+
+    @property
+    def has_topics(self) -> bool:
+        """Something positive to match on (a profile seeded from liked papers alone)."""
+        return any(t.weight > 0 for t in (*self.terms, *self.model)) or bool(self.authors)
+
+    def decay(self, now: datetime) -> float:
+        """How much of the learned weights is left at ``now`` (1.0 at ``as_of``)."""
+        if self.as_of is None or self.half_life_days <= 0:
+            return 1.0
+        moment = now if now.tzinfo else now.replace(tzinfo=UTC)
+        days = max(0.0, (moment - self.as_of).total_seconds() / 86400)
+        return float(0.5 ** (days / self.half_life_days))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "terms": [{"text": t.text, "weight": round(t.weight, 4)} for t in self.terms],
+            "authors": [{"name": a.name, "weight": round(a.weight, 4)} for a in self.authors],
+            "model": [{"text": t.text, "weight": round(t.weight, 4)} for t in self.model],
+            "liked": [{"id": p.canonical_id, "title": p.title} for p in self.liked],
+            "likes": self.likes,
+            "dislikes": self.dislikes,
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "half_life_days": self.half_life_days,
+            "removed_terms": list(self.removed_terms),
+            "removed_authors": list(self.removed_authors),
+            "model_off": self.model_off,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Learned:
+        """Tolerant: a hand-edited or older entry loses what it cannot read, not the profile."""
+        if not isinstance(data, Mapping):
+            return cls()
+
+        def items(name: str) -> list[Mapping[str, Any]]:
+            found = data.get(name)
+            return [x for x in found if isinstance(x, Mapping)] if isinstance(found, list) else []
+
+        def terms(name: str) -> tuple[LearnedTerm, ...]:
+            return tuple(
+                LearnedTerm(str(x["text"]), float(x["weight"]))
+                for x in items(name)
+                if x.get("text") and _finite(x.get("weight"))
+            )
+
+        as_of = data.get("as_of")
+        try:
+            moment = datetime.fromisoformat(as_of) if isinstance(as_of, str) else None
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return cls(
+            terms=terms("terms"),
+            authors=tuple(
+                LearnedAuthor(str(x["name"]), float(x["weight"]))
+                for x in items("authors")
+                if x.get("name") and _finite(x.get("weight"))
+            ),
+            model=terms("model"),
+            liked=tuple(
+                LikedPaper(str(x["id"]), str(x.get("title") or ""))
+                for x in items("liked")
+                if x.get("id")
+            ),
+            likes=int(data.get("likes") or 0),
+            dislikes=int(data.get("dislikes") or 0),
+            as_of=moment,
+            half_life_days=float(data.get("half_life_days") or 0.0),
+            removed_terms=tuple(str(x) for x in data.get("removed_terms") or ()),
+            removed_authors=tuple(str(x) for x in data.get("removed_authors") or ()),
+            model_off=bool(data.get("model_off", False)),
+        )
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and value == value and abs(value) != float("inf")
 
 
 def parse_terms(

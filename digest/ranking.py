@@ -66,6 +66,16 @@ profile with only a description has topics when semantic matching is on (trendin
 Vectors are put on an integer grid (``_GRID``) so the cosines are exact sums, the same in any
 batch. Without ``semantic`` (or when embedding fails) ranking is exactly keyword ranking.
 
+What feedback taught (``profile.learned``, made by ``digest.feedback``) joins the same sums,
+faded by ``Learned.decay(now)``: learned words (and the per-reader model's words) as more
+term rows whose weights may be negative, each with ``Reason("learned", <word>)``; the
+weights of one stem add up, and a stem among the profile's own include terms keeps the
+reader's weight (the learned one is ignored). A negative weight lowers relevance, so it can
+push a paper under the floor, and never lets one in; positive ones count like include terms.
+Learned authors count their own (modest) weight instead of ``author_boost``; a followed
+author keeps ``author_boost``. A liked paper is one more semantic text, matched by its stored
+vector (``SemanticMatch.stored_vectors``) with its cosines lowered by its ``offset``.
+
 Other rules: ties break by paper id, lower first; a paper whose ``first_seen_at`` is unknown is
 never "new since" a ``since`` and gets no freshness; naive datetimes are taken as UTC; a paper
 id given twice keeps its first card; a term given twice in one profile (same stems) counts
@@ -85,7 +95,7 @@ import math
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,8 +108,8 @@ from digest.analysis import author_key, stems, term_key
 from digest.categories import covers
 from digest.config import RankingSettings
 from digest.items import PaperCard, RankedItem, Reason
-from digest.profiles import Profile
-from digest.semantic import SemanticMatch
+from digest.profiles import Learned, Profile
+from digest.semantic import ProfileText, SemanticMatch
 
 _log = logging.getLogger(__name__)
 
@@ -149,10 +159,11 @@ class _TermVector:
 class _Row:
     """One request turned into indexes: what its chunk's matrices are built from."""
 
-    terms: list[tuple[tuple[str, ...], int, float, Reason]]  # (stems, term id, weight, reason)
+    # (stems, term id, weight, reason); learned terms may weigh < 0
+    terms: list[tuple[tuple[str, ...], int, float, Reason]]
     excludes: list[int]  # term ids
-    authors: list[int]  # indexes into the day's author keys
-    author_keys: frozenset[tuple[str, str]]
+    authors: list[tuple[int, float]]  # (index into the day's author keys, weight)
+    author_keys: dict[tuple[str, str], float]  # followed or learned author -> weight
     categories: list[int]  # indexes into the day's category tokens
     chosen_categories: tuple[str, ...]
     since: float  # POSIX seconds; -inf for "all"
@@ -228,7 +239,7 @@ class Ranker:
         self._term_keys: list[tuple[str, ...]] = []
         self._term_vectors: list[_TermVector] = []
         self._registering = threading.Lock()  # chunks on several threads meet new terms
-        self._includes: dict[str, tuple[tuple[str, ...], int, Reason] | None] = {}
+        self._includes: dict[tuple[str, str], tuple[tuple[str, ...], int, Reason] | None] = {}
         self._reasons: dict[tuple[str, str], Reason] = {}
         self._author_keys: dict[str, tuple[str, str]] = {}
         self._prepare_semantic(semantic)
@@ -341,6 +352,7 @@ class Ranker:
         self._semantic = semantic
         self._text_ids: dict[str, int] = {}  # profile text -> row of _text_grid
         self._text_grid = np.zeros((0, 0))
+        self._text_offsets = np.zeros(0)  # per text: lowers its cosines (liked papers)
         self._embedding = threading.Lock()
         self._paper_grid = np.zeros((self._n, 0))
         if semantic is None:
@@ -365,17 +377,15 @@ class Ranker:
         if semantic is None:
             return
         with self._embedding:
-            new: dict[str, None] = {}
+            new: dict[str, ProfileText] = {}
             for request in requests:
                 for text in semantic.texts(request.profile):
-                    if text.text not in self._text_ids:
-                        new[text.text] = None
+                    if text.key not in self._text_ids:
+                        new.setdefault(text.key, text)
             if not new:
                 return
             try:
-                vectors = np.asarray(semantic.embed(list(new)), dtype=np.float64)
-                if vectors.shape != (len(new), self._text_grid.shape[1]):
-                    raise ValueError(f"profile vectors of shape {vectors.shape}")
+                vectors = self._profile_vectors(semantic, list(new.values()))
             except Exception as error:  # one failing model must not stop the digests
                 _log.warning("semantic matching failed (%r); ranking on keywords alone", error)
                 self._semantic = None
@@ -384,8 +394,33 @@ class Ranker:
             grid = np.array([_on_grid(vector) for vector in vectors])
             # The grid first: a chunk on another thread may look a text up as soon as it has
             # an id.
+            offsets = np.array([text.offset for text in new.values()], dtype=float)
+            self._text_offsets = np.concatenate([self._text_offsets, offsets])
             self._text_grid = np.concatenate([self._text_grid, grid])
-            self._text_ids.update((text, start + i) for i, text in enumerate(new))
+            self._text_ids.update((key, start + i) for i, key in enumerate(new))
+
+    def _profile_vectors(self, semantic: SemanticMatch, texts: list[ProfileText]) -> np.ndarray:
+        """One vector per text: a liked paper's stored vector when there is one (papers are
+        embedded once, when stored), the model's embedding of the text otherwise."""
+        width = self._text_grid.shape[1]
+        vectors = np.zeros((len(texts), width))
+        stored: Mapping[str, np.ndarray] = {}
+        papers = [text.paper for text in texts if text.paper]
+        if papers and semantic.stored_vectors is not None:
+            stored = semantic.stored_vectors(papers)
+        missing = []
+        for i, text in enumerate(texts):
+            found = stored.get(text.paper) if text.paper else None
+            if found is not None and np.shape(found) == (width,):
+                vectors[i] = found
+            else:
+                missing.append(i)
+        if missing:
+            embedded = np.asarray(semantic.embed([texts[i].text for i in missing]), dtype=float)
+            if embedded.shape != (len(missing), width):
+                raise ValueError(f"profile vectors of shape {embedded.shape}")
+            vectors[missing] = embedded
+        return vectors
 
     # -- terms -----------------------------------------------------------------------------
 
@@ -503,18 +538,43 @@ class Ranker:
                     results.extend(part)
         return results
 
-    def _include(self, text: str) -> tuple[tuple[str, ...], int, Reason] | None:
-        """(stems, term id, reason) of an include term as written; None if it has no words."""
-        found = self._includes.get(text, False)
+    def _include(
+        self, text: str, learned: bool = False
+    ) -> tuple[tuple[str, ...], int, Reason] | None:
+        """(stems, term id, reason) of an include term as written (or a learned one, whose
+        reason is kind "learned"); None if it has no words."""
+        found = self._includes.get((text, "learned" if learned else ""), False)
         if found is False:
             tid = self._term_id(text)
             if tid is None:
                 found = None
             else:
                 key = self._term_keys[tid]
-                found = (key, tid, self._reason("phrase" if len(key) > 1 else "term", text))
-            self._includes[text] = found
+                kind = "learned" if learned else "phrase" if len(key) > 1 else "term"
+                found = (key, tid, self._reason(kind, text))
+            self._includes[(text, "learned" if learned else "")] = found
         return found  # type: ignore[return-value]
+
+    def _learned_terms(
+        self,
+        learned: Learned,
+        fade: float,
+        terms: dict[int, tuple[tuple[str, ...], int, float, Reason]],
+    ) -> None:
+        """Add the learned (and model) terms to ``terms``: weights of one stem summed, faded
+        with the feedback's age; a stem the reader chose explicitly keeps its own weight."""
+        summed: dict[int, tuple[tuple[str, ...], float, Reason]] = {}
+        for term in (*learned.terms, *learned.model):
+            found = self._include(term.text, learned=True)
+            weight = float(term.weight) * fade
+            if found is None or found[1] in terms or not math.isfinite(weight):
+                continue
+            key, tid, reason = found
+            _key, before, first = summed.get(tid, (key, 0.0, reason))
+            summed[tid] = (key, before + weight, first)
+        for tid, (key, weight, reason) in summed.items():
+            if weight:
+                terms[tid] = (key, tid, weight, reason)
 
     def _row(self, request: RankRequest) -> _Row:
         profile = request.profile
@@ -527,15 +587,27 @@ class Ranker:
             if found is not None and found[1] not in terms and 0 < weight < math.inf:
                 key, tid, reason = found
                 terms[tid] = (key, tid, weight, reason)
+        learned = profile.learned
+        fade = learned.decay(self.now)
+        if learned.terms or learned.model:
+            self._learned_terms(learned, fade, terms)
         excludes: set[int] = set()
         for text in profile.exclude:
             if (tid := self._term_id(text)) is not None:
                 excludes.add(tid)
-        author_keys: frozenset[tuple[str, str]] = frozenset()
-        authors: set[int] = set()
-        if profile.authors:
-            author_keys = frozenset(self._author_key(name) for name in profile.authors)
-            authors = {i for key in author_keys if (i := self._author_index.get(key)) is not None}
+        # Followed authors count author_boost; learned ones their own, smaller, faded weight.
+        author_keys: dict[tuple[str, str], float] = {}
+        for name in profile.authors:
+            author_keys[self._author_key(name)] = self.settings.author_boost
+        for author in learned.authors:
+            weight = float(author.weight) * fade
+            if 0 < weight < math.inf:
+                author_keys.setdefault(self._author_key(author.name), weight)
+        authors = sorted(
+            (i, weight)
+            for key, weight in author_keys.items()
+            if (i := self._author_index.get(key)) is not None
+        )
         categories = {
             i
             for chosen in profile.categories
@@ -545,7 +617,7 @@ class Ranker:
         semantic: list[tuple[int, Reason]] = []
         if self._semantic is not None:
             for text in self._semantic.texts(profile):
-                if (text_id := self._text_ids.get(text.text)) is not None:
+                if (text_id := self._text_ids.get(text.key)) is not None:
                     semantic.append((text_id, self._reason("semantic", text.label)))
         return _Row(
             terms=sorted(terms.values()),  # stem order: the same sum order in any batch
@@ -593,10 +665,10 @@ class Ranker:
             relevance.fill(0.0)
         if any(row.authors for row in rows):
             hits = (
-                _selection([row.authors for row in rows], len(self._author_index))
+                _weighted_selection([row.authors for row in rows], len(self._author_index))
                 @ self._paper_authors
             ).tocoo()
-            relevance[hits.row, hits.col] += settings.author_boost * hits.data
+            relevance[hits.row, hits.col] += hits.data  # each author's weight, summed
         if any(row.categories for row in rows):
             hits = (
                 _selection([row.categories for row in rows], len(self._category_index))
@@ -748,7 +820,7 @@ class Ranker:
         if row.author_keys:
             for key, name in self._author_names[col].items():
                 if key in row.author_keys:
-                    scored.append((self.settings.author_boost, self._reason("author", name)))
+                    scored.append((row.author_keys[key], self._reason("author", name)))
         if row.chosen_categories:
             scored.extend(self._category_reason(row.chosen_categories, col))
         if close is not None:
@@ -768,6 +840,7 @@ class Ranker:
             block = text_ids[start : start + _TEXT_BLOCK]
             cosines = self._text_grid[block] @ self._paper_grid.T
             cosines *= _UNGRID
+            cosines -= self._text_offsets[block][:, None]
             for k, text_id in enumerate(block):
                 for i in wanted[text_id]:
                     np.maximum(out[i], cosines[k], out=out[i])
@@ -789,7 +862,8 @@ class Ranker:
         for pair, value in zip(close.tolist(), bonus.tolist(), strict=True):
             row, col = rows[int(pick_rows[pair])], int(pick_cols[pair])
             ids = [text_id for text_id, _reason in row.semantic]
-            best = int(np.argmax(self._text_grid[ids] @ self._paper_grid[col]))  # first on ties
+            cosines = (self._text_grid[ids] @ self._paper_grid[col]) * _UNGRID
+            best = int(np.argmax(cosines - self._text_offsets[ids]))  # first on ties
             found[pair] = (value, row.semantic[best][1])
         return found
 
@@ -888,6 +962,15 @@ def _selection(chosen: Sequence[Sequence[int]], width: int) -> sp.csr_matrix:
     np.cumsum([len(c) for c in chosen], out=indptr[1:])
     indices = [index for c in chosen for index in c]
     return sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(chosen), width))
+
+
+def _weighted_selection(chosen: Sequence[Sequence[tuple[int, float]]], width: int) -> sp.csr_matrix:
+    """A matrix with a row per subscriber holding each chosen index's weight."""
+    indptr = np.zeros(len(chosen) + 1, dtype=np.int64)
+    np.cumsum([len(c) for c in chosen], out=indptr[1:])
+    indices = [index for c in chosen for index, _weight in c]
+    weights = [weight for c in chosen for _index, weight in c]
+    return sp.csr_matrix((weights, indices, indptr), shape=(len(chosen), width))
 
 
 def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -14,10 +14,20 @@ handed to premailer with every Jinja tag swapped for an inert placeholder (``{{ 
 plain token, ``{% %}``/``{# #}`` for an HTML comment), then the tags are put back and the
 result compiled. Per message only Jinja runs. The ``@media`` rules (phones, dark mode) stay
 in a ``<style>`` block. Highlights carry their own inline style, computed here.
+
+Speed (see docs/benchmarks.md): what depends only on a paper is worked out once per day
+(:func:`paper_view`, the text part's wrapped paragraphs, the words of titles and abstracts
+for highlighting), and the message's bytes are assembled directly (:meth:`Renderer._wire`):
+headers folded by the same ``email`` policy as before (the fixed ones once per renderer),
+parts quoted-printable encoded by ``binascii``. ``Rendered.message`` parses those bytes back
+for callers that want an ``EmailMessage``; tests/test_render_fast.py checks the bytes against
+a straightforward rendering (premailer over the whole page, ``EmailMessage`` assembly).
 """
 
 from __future__ import annotations
 
+import binascii
+import email
 import hashlib
 import logging
 import re
@@ -29,9 +39,9 @@ from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 from markupsafe import Markup, escape
@@ -39,7 +49,7 @@ from premailer import Premailer
 
 import digest
 from digest import links
-from digest.analysis import match_spans
+from digest.analysis import term_key, words
 from digest.config import MailSettings
 from digest.errors import ConfigError
 from digest.items import PaperCard, RankedItem, Reason
@@ -102,6 +112,9 @@ class DigestInput:
     unsubscribe_url: str  # https URL for List-Unsubscribe and the footer link
     archive_url: str | None = None  # "view in browser"
     return_path: str | None = None  # envelope sender, set by the delivery layer; ignored here
+    # Per item, in order: its "more like this" and "fewer like this" URLs (signed tokens);
+    # empty: no feedback links (a caller without a web app).
+    feedback_urls: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -109,7 +122,14 @@ class Rendered:
     subject: str
     text: str
     html: str
-    message: EmailMessage
+    raw: bytes  # the whole message as it goes on the wire (CRLF line ends)
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        """The message as an ``EmailMessage`` (parsed from :attr:`raw`)."""
+        parsed = email.message_from_bytes(self.raw, policy=POLICY)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
 def default_templates_dir() -> Path:
@@ -161,6 +181,52 @@ def trim_abstract(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:-–—(") + "…"
 
 
+@lru_cache(maxsize=8192)
+def _words(
+    text: str,
+) -> tuple[tuple[str, ...], tuple[tuple[str, int, int], ...], dict[str, list[int]]]:
+    """The stems of ``text``, each word's (stem, start, end), and where each stem occurs:
+    worked out once per title or abstract, not once per mail."""
+    found = tuple(words(text))
+    where: dict[str, list[int]] = {}
+    for index, (stem, _, _) in enumerate(found):
+        where.setdefault(stem, []).append(index)
+    return tuple(w[0] for w in found), found, where
+
+
+@lru_cache(maxsize=4096)
+def _term_keys(terms: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    return tuple(sorted({key for key in map(_term_key, terms) if key}))
+
+
+_term_key = lru_cache(maxsize=16384)(term_key)
+
+
+def highlight_spans(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
+    """``digest.analysis.match_spans`` (the ranking's own definition of a match), with the
+    text's words and the terms' stems worked out once rather than per mail."""
+    keys = _term_keys(tuple(terms))
+    if not keys or not text:
+        return []
+    stems, tokens, where = _words(text)
+    spans: list[tuple[int, int]] = []
+    for key in keys:
+        for index in where.get(key[0], ()):
+            end = index + len(key)
+            if stems[index:end] == key:
+                spans.append((tokens[index][1], tokens[end - 1][2]))
+    if not spans:
+        return spans
+    spans.sort()
+    merged = [spans[0]]
+    for start, end in spans[1:]:
+        if start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 @lru_cache(maxsize=16384)
 def highlight_html(text: str, terms: tuple[str, ...]) -> Markup:
     """``text`` escaped, with the spans where ``terms`` match wrapped in an inline <mark>.
@@ -168,15 +234,37 @@ def highlight_html(text: str, terms: tuple[str, ...]) -> Markup:
     The raw text is split at the spans first and each piece escaped on its own, so an entity
     is never cut or marked up.
     """
-    spans = match_spans(text, terms) if terms else []
+    spans = highlight_spans(text, terms) if terms else []
+    escaped, where = _escaped(text)
+    if not spans:
+        return Markup(escaped)
     parts: list[str] = []
     position = 0
     for start, end in spans:
-        parts.append(str(escape(text[position:start])))
-        parts.append(f'<mark class="hl" style="{HIGHLIGHT_STYLE}">{escape(text[start:end])}</mark>')
-        position = end
-    parts.append(str(escape(text[position:])))
+        # Escaping is character by character, so a slice of the escaped text at the
+        # characters' own positions is the escaped slice.
+        a, b = (start, end) if where is None else (where[start], where[end])
+        parts += (escaped[position:a], _MARK_OPEN, escaped[a:b], "</mark>")
+        position = b
+    parts.append(escaped[position:])
     return Markup("".join(parts))
+
+
+_MARK_OPEN = f'<mark class="hl" style="{HIGHLIGHT_STYLE}">'
+_ESCAPED_LENGTH = {"&": 5, "<": 4, ">": 4, '"': 5, "'": 5}  # &amp; &lt; &gt; &#34; &#39;
+
+
+@lru_cache(maxsize=8192)
+def _escaped(text: str) -> tuple[str, list[int] | None]:
+    """``text`` HTML-escaped, and where each of its characters starts in the escaped text
+    (None when nothing needed escaping, so positions are the same); once per text."""
+    escaped = str(escape(text))
+    if len(escaped) == len(text):
+        return escaped, None
+    where = [0]
+    for ch in text:
+        where.append(where[-1] + _ESCAPED_LENGTH.get(ch, 1))
+    return escaped, where
 
 
 def format_authors(authors: Sequence[str], shown: int) -> str:
@@ -187,15 +275,27 @@ def format_authors(authors: Sequence[str], shown: int) -> str:
     return ", ".join(names)
 
 
+@lru_cache(maxsize=16384)
+def _label(text: str) -> str:
+    return one_line(text, 120)
+
+
 def format_reasons(reasons: Sequence[Reason]) -> str:
+    """'Matched "graph neural network", diffusion · author Yann LeCun · cs.LG'."""
+    return _format_reasons(tuple(reasons))
+
+
+@lru_cache(maxsize=16384)
+def _format_reasons(reasons: tuple[Reason, ...]) -> str:
     """'Matched "graph neural network", diffusion · author Yann LeCun · cs.LG'."""
     terms: list[str] = []
     authors: list[str] = []
     categories: list[str] = []
     similar: list[str] = []
+    learned: list[str] = []
     trending: list[str] = []
     for reason in reasons:
-        label = one_line(reason.label, 120)
+        label = _label(reason.label)
         if not label:
             continue
         if reason.kind == "phrase" or (reason.kind == "term" and " " in label):
@@ -208,6 +308,8 @@ def format_reasons(reasons: Sequence[Reason]) -> str:
             categories.append(label)
         elif reason.kind == "semantic":
             similar.append(f'"{label}"')
+        elif reason.kind == "learned":
+            learned.append(label)
         elif reason.kind == "trending":
             trending.append(label)
     parts: list[str] = []
@@ -219,6 +321,8 @@ def format_reasons(reasons: Sequence[Reason]) -> str:
         parts.append(", ".join(dict.fromkeys(categories)))
     if similar:
         parts.append("close to " + ", ".join(dict.fromkeys(similar)))
+    if learned:
+        parts.append("from your feedback: " + ", ".join(dict.fromkeys(learned)))
     for count in dict.fromkeys(trending):
         unit = "upvote" if count == "1" else "upvotes"
         parts.append(f"Trending: {count} {unit}" if count.isdigit() else f"Trending: {count}")
@@ -260,6 +364,7 @@ def _papers(n: int) -> str:
 _LONG_WORD = re.compile(rf"\S{{{TEXT_WIDTH + 1},}}")
 
 
+@lru_cache(maxsize=16384)
 def wrap(text: str, indent: str = "", first: str | None = None) -> str:
     """Plain text wrapped at ~78 columns; URLs are never broken, other giant words are."""
 
@@ -374,8 +479,7 @@ class _Link:
     url: str
 
 
-@dataclass(frozen=True)
-class _Card:
+class _Card(NamedTuple):  # a tuple: made for every card of every mail, cheaply
     number: int
     title: str
     title_html: Markup
@@ -388,6 +492,8 @@ class _Card:
     upvotes: str | None
     category: str | None
     links: tuple[_Link, ...]
+    more_url: str | None = None  # "more like this"
+    fewer_url: str | None = None  # "fewer like this"
 
 
 @dataclass(frozen=True)
@@ -499,6 +605,16 @@ class Renderer:
         list_label = re.sub(r"[^A-Za-z0-9.-]", "", f"digest.{domain}")
         list_name = re.sub(r'["\\]', "", one_line(settings.from_name, 80)) or "Digest"
         self._list_id = f'"{list_name}" <{list_label}>'
+        # The headers every digest shares, folded once as the email policy folds them.
+        self._head = _fold("From", self._from)
+        self._reply_to_line = _fold("Reply-To", self._reply_to) if self._reply_to else b""
+        self._list_lines = _fold("List-Id", self._list_id)
+        self._tail = (
+            _fold("Auto-Submitted", "auto-generated")
+            + _fold("Precedence", "bulk")
+            + _fold("X-Auto-Response-Suppress", "OOF, AutoReply")
+            + b"MIME-Version: 1.0\r\n"
+        )
 
     # ----------------------------------------------------------------------------------------
 
@@ -517,6 +633,11 @@ class Renderer:
             raise ValueError("date_header must be timezone-aware")
         urls = {"manage_url": manage_url, "unsubscribe_url": unsubscribe_url}
         urls["archive_url"] = archive_url
+        if data.feedback_urls and len(data.feedback_urls) != len(data.items):
+            raise ValueError("feedback_urls must have one pair per item")
+        for more, fewer in data.feedback_urls:
+            checked_url(more, "feedback URL")
+            checked_url(fewer, "feedback URL")
 
         # Gmail clips an HTML part over 102 KB; a digest that would be larger is rendered again
         # with shorter abstracts (then none), keeping every paper and every link.
@@ -529,13 +650,13 @@ class Renderer:
             log.warning("%s: HTML is %d bytes; shortening abstracts", message_id, size)
         text = self._text.render(context)
         subject = context["subject"]
-        message = self._message(data, subject, text, html, message_id, unsubscribe_url)
-        return Rendered(subject=subject, text=text, html=html, message=message)
+        raw = self._wire(data, subject, text, html, message_id, unsubscribe_url)
+        return Rendered(subject=subject, text=text, html=html, raw=raw)
 
     def _context(
         self, data: DigestInput, abstract_chars: int, urls: dict[str, str | None]
     ) -> dict[str, Any]:
-        sections = self._sections(data.items, abstract_chars)
+        sections = self._sections(data.items, abstract_chars, data.feedback_urls)
         cards = [card for section in sections for card in section.cards]
         picks = sum(len(s.cards) for s in sections if s.heading is None)
         trending = len(cards) - picks
@@ -577,16 +698,27 @@ class Renderer:
         }
 
     def _sections(
-        self, items: Sequence[tuple[RankedItem, PaperCard]], abstract_chars: int
+        self,
+        items: Sequence[tuple[RankedItem, PaperCard]],
+        abstract_chars: int,
+        feedback: Sequence[tuple[str, str]] = (),
     ) -> list[_Section]:
         picks = _Section(None, None)
         trending = _Section(TRENDING_HEADING, TRENDING_NOTE)
         for number, (item, card) in enumerate(items, start=1):
             section = trending if item.section == "trending" else picks
-            section.cards.append(self._card(number, item, card, abstract_chars))
+            urls = feedback[number - 1] if feedback else None
+            section.cards.append(self._card(number, item, card, abstract_chars, urls))
         return [s for s in (picks, trending) if s.cards]
 
-    def _card(self, number: int, item: RankedItem, card: PaperCard, abstract_chars: int) -> _Card:
+    def _card(
+        self,
+        number: int,
+        item: RankedItem,
+        card: PaperCard,
+        abstract_chars: int,
+        feedback: tuple[str, str] | None = None,
+    ) -> _Card:
         paper = paper_view(card, abstract_chars, self.settings.authors_shown)
         terms = tuple(item.highlight)
         return _Card(
@@ -598,13 +730,15 @@ class Renderer:
             tldr=paper.tldr,
             abstract=paper.abstract,
             abstract_html=highlight_html(paper.abstract, terms),
-            reason=format_reasons(item.reasons),
+            reason=_format_reasons(tuple(item.reasons)),
             upvotes=paper.upvotes,
             category=paper.category,
             links=paper.links,
+            more_url=feedback[0] if feedback else None,
+            fewer_url=feedback[1] if feedback else None,
         )
 
-    def _message(
+    def _wire(
         self,
         data: DigestInput,
         subject: str,
@@ -612,26 +746,124 @@ class Renderer:
         html: str,
         message_id: str,
         unsubscribe_url: str,
-    ) -> EmailMessage:
-        message = EmailMessage(policy=POLICY)
-        message["From"] = self._from
-        message["To"] = data.to_address.strip()
-        if self._reply_to:
-            message["Reply-To"] = self._reply_to
-        message["Subject"] = subject
-        message["Date"] = format_datetime(data.date_header)
-        message.set_raw("Message-ID", message_id)
-        message["List-Id"] = self._list_id
-        message.set_raw("List-Unsubscribe", f"<{unsubscribe_url}>")
-        message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
-        message["Auto-Submitted"] = "auto-generated"
-        message["Precedence"] = "bulk"
-        message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
-        message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-        message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-        for part in message.iter_parts():
-            del part["MIME-Version"]  # only the top level carries it
+    ) -> bytes:
+        """The message's bytes: the headers, in this order, as ``EmailMessage`` with
+        :data:`POLICY` writes them (From, To, Reply-To, Subject, Date, Message-ID, List-Id,
+        List-Unsubscribe, List-Unsubscribe-Post, Auto-Submitted, Precedence,
+        X-Auto-Response-Suppress, MIME-Version, Content-Type), then a multipart/alternative
+        body: the text part, then the HTML part, each UTF-8 and quoted-printable."""
         digest_of_id = hashlib.sha256(message_id.encode()).hexdigest()[:32]
         # "=_" never occurs in quoted-printable output, so the boundary cannot collide.
-        message.set_boundary(f"=_digest_{digest_of_id}")
-        return message
+        boundary = f"=_digest_{digest_of_id}".encode("ascii")
+        head = b"".join(
+            (
+                self._head,
+                _to_line(data.to_address.strip()),
+                self._reply_to_line,
+                _fold_cached("Subject", subject),
+                _date_line(data.date_header),
+                _raw_line("Message-ID", message_id),
+                self._list_lines,
+                _raw_line("List-Unsubscribe", f"<{unsubscribe_url}>"),
+                b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                self._tail,
+                _CONTENT_TYPE.replace(_BOUNDARY_SLOT, boundary),
+            )
+        )
+        delimiter = b"--" + boundary
+        return b"".join(
+            (
+                head,
+                b"\r\n",
+                delimiter,
+                b"\r\n",
+                _PART_HEADERS % b"plain",
+                quoted_printable(text),
+                b"\r\n",
+                delimiter,
+                b"\r\n",
+                _PART_HEADERS % b"html",
+                quoted_printable(html),
+                b"\r\n",
+                delimiter,
+                b"--\r\n",
+            )
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Message bytes
+
+
+def _fold(name: str, value: object) -> bytes:
+    """One header as ``EmailMessage`` (with :data:`POLICY`) writes it: parsed by the header
+    registry, folded at 78 columns, RFC 2047 words for non-ASCII text, CRLF."""
+    return POLICY.header_factory(name, value).fold(policy=POLICY).encode("ascii")
+
+
+@lru_cache(maxsize=4096)
+def _fold_cached(name: str, value: str) -> bytes:
+    # Subjects repeat: everyone whose top paper and count are the same shares one.
+    return _fold(name, value)
+
+
+def _date_line(when: datetime) -> bytes:
+    # Keyed by the text: equal datetimes in two zones are different headers. One planning
+    # round gives a whole batch the same Date.
+    return _fold_cached("Date", format_datetime(when))
+
+
+# A plain address the header registry leaves as it is: dot-atoms, ASCII, short enough that
+# nothing is folded. Anything else goes through the registry.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+",
+    re.ASCII,
+)
+
+
+def _to_line(address: str) -> bytes:
+    if len(address) <= 70 and _PLAIN_ADDRESS.fullmatch(address):
+        return f"To: {address}\r\n".encode("ascii")
+    return _fold("To", address)
+
+
+def _raw_line(name: str, value: str) -> bytes:
+    # As ``EmailMessage.set_raw`` stores it: written as given (already checked to be one
+    # ASCII line under 998 octets).
+    return f"{name}: {value}\r\n".encode("ascii")
+
+
+_BOUNDARY_SLOT = b"=_digest_" + b"0" * 32
+_CONTENT_TYPE = _fold(
+    "Content-Type", f'multipart/alternative; boundary="{_BOUNDARY_SLOT.decode()}"'
+)
+_PART_HEADERS = (
+    b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+)
+
+
+_QP_LINES: dict[bytes, bytes] = {}
+_QP_CACHE_LINES = 30_000
+
+
+def quoted_printable(text: str) -> bytes:
+    """``text`` as a UTF-8, quoted-printable body with CRLF line ends (RFC 2045: lines of at
+    most 76 characters, soft breaks, trailing white space encoded); its lines normalised as
+    ``EmailMessage.set_content`` normalises them, ending with a line break.
+
+    The encoding is line by line (a line's encoding never depends on its neighbours), so the
+    lines every digest shares (the template's, a paper's authors, links and wrapped
+    abstract) are encoded once and looked up after.
+    """
+    cache = _QP_LINES
+    if len(cache) > _QP_CACHE_LINES:
+        cache.clear()
+    out = []
+    for line in text.encode("utf-8").splitlines():
+        encoded = cache.get(line)
+        if encoded is None:
+            encoded = binascii.b2a_qp(line + b"\n", istext=True).replace(b"\n", b"\r\n")
+            cache[line] = encoded
+        out.append(encoded)
+    return b"".join(out)

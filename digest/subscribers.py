@@ -149,6 +149,12 @@ def upsert(
             token_version=1,
         )
         session.add(subscriber)
+    if not created and "learned" not in profile.extra:
+        # What feedback taught stays with the reader when they sign up again or edit their
+        # topics: it follows their stored choices, which stay too.
+        kept = profile_of(subscriber).extra.get("learned")
+        if kept:
+            profile = profile.with_extra(learned=kept)
     subscriber.profile = profile.to_json()
     subscriber.timezone = schedule.timezone
     subscriber.send_hour = schedule.send_hour

@@ -4,6 +4,10 @@ One salt per purpose, so a token made for one cannot be used for another. Manage
 carry the subscriber's token version, so raising it revokes every manage link sent so far;
 unsubscribe tokens do not, so the link in an old mail keeps working. Mail tokens are not
 timed (re-rendering a delivery must give the same message); confirmation tokens are.
+
+Feedback tokens ("more like this" / "fewer like this" under each paper of a digest) name the
+subscriber's public id, the paper's canonical id and the direction (+1 or -1): never a row
+id or an address. Like unsubscribe tokens they are neither timed nor revoked.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLS
 from digest.config import Settings
 from digest.errors import ConfigError
 
-PURPOSES = ("manage", "unsubscribe", "archive", "confirm")
+PURPOSES = ("manage", "unsubscribe", "archive", "confirm", "feedback")
 
 
 class TokenError(Exception):
@@ -34,6 +38,13 @@ class TokenData:
     version: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FeedbackData:
+    public_id: str  # the subscriber's
+    paper: str  # the paper's canonical id
+    value: int  # +1 more like this, -1 fewer like this
+
+
 class Tokens:
     def __init__(self, secret: str) -> None:
         self._plain = {p: URLSafeSerializer(secret, salt=f"digest.{p}") for p in PURPOSES}
@@ -44,6 +55,26 @@ class Tokens:
         if purpose == "confirm":
             return self._timed.dumps(payload)
         return self._plain[purpose].dumps(payload)
+
+    def make_feedback(self, public_id: str, paper: str, value: int) -> str:
+        if value not in (1, -1):
+            raise ValueError("feedback is +1 or -1")
+        return self._plain["feedback"].dumps([public_id, paper, value])
+
+    def read_feedback(self, token: str) -> FeedbackData:
+        try:
+            payload = self._plain["feedback"].loads(token)
+        except BadSignature:
+            raise TokenError("tampered") from None
+        if (
+            not isinstance(payload, list)
+            or len(payload) != 3
+            or not all(isinstance(part, str) and part for part in payload[:2])
+            or payload[2] not in (1, -1)
+            or isinstance(payload[2], bool)
+        ):
+            raise TokenError("tampered")
+        return FeedbackData(payload[0], payload[1], payload[2])
 
     def read(self, purpose: str, token: str, max_age: float | None = None) -> TokenData:
         try:
@@ -102,3 +133,7 @@ class Links:
 
     def confirm(self, public_id: str, version: int) -> str:
         return f"{self.base}/confirm/{self.tokens.make('confirm', public_id, version)}"
+
+    def feedback(self, public_id: str, paper: str, value: int) -> str:
+        """A "more like this" (+1) or "fewer like this" (-1) link for one paper of a digest."""
+        return f"{self.base}/feedback/{self.tokens.make_feedback(public_id, paper, value)}"

@@ -15,6 +15,31 @@ from digest.store import Store
 FIXTURES = Path(__file__).parent / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# The semantic extra may be installed here (`make semantic`). Tests run as without it: the
+# model takes seconds to load and a minute to embed the sample papers, so a command run in a
+# subprocess gets semantic matching switched off, and in-process code gets an embedder that
+# behaves as if the extra were missing (the `semantic_model` fixture lifts this).
+os.environ.setdefault("DIGEST_RANKING__SEMANTIC", "false")
+NO_MODEL = {"DIGEST_RANKING__SEMANTIC": "false"}  # for the environment of a command under test
+
+
+@pytest.fixture(autouse=True)
+def _no_semantic_model(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "semantic_model" in request.fixturenames:
+        return
+    from digest import embeddings
+    from digest.semantic import Embedder
+
+    def missing() -> object:
+        raise ImportError("the semantic extra is switched off in tests")
+
+    monkeypatch.setattr(embeddings, "_shared", Embedder(loader=missing))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def semantic_model() -> None:
+    """Marks a test that may load the real model (when the extra is installed)."""
+
 
 def fixture_bytes(relative: str) -> bytes:
     return (FIXTURES / relative).read_bytes()
@@ -29,6 +54,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             "DIGEST_DATABASE__URL": f"sqlite:///{tmp_path / 'digest.db'}",
             "DIGEST_PATHS__VAR_DIR": str(tmp_path / "var"),
             "DIGEST_PATHS__OUTBOX_DIR": str(tmp_path / "var" / "outbox"),
+            "DIGEST_RANKING__SEMANTIC": "false",  # see the top of this file
         }
     )
 

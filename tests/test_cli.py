@@ -8,9 +8,11 @@ from pathlib import Path
 
 from digest import __version__
 
+from conftest import NO_MODEL
+
 
 def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200", **env}
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200", **NO_MODEL, **env}
     return subprocess.run(
         [sys.executable, "-m", "digest", *args],
         cwd=cwd,

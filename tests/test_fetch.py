@@ -23,7 +23,7 @@ from digest.sources.arxiv_api import ArxivApiSource
 from digest.sources.http import Fetcher
 from digest.store import Store
 
-from conftest import fixture_bytes
+from conftest import NO_MODEL, fixture_bytes
 
 HF_0813 = "huggingface/daily_papers_2026-08-13_reserialized.json"
 RSS_MULTI = "arxiv_rss/rss_multi_category_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_4_items.xml"
@@ -291,7 +291,7 @@ def local_server() -> Iterator[str]:
 
 
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env}
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **NO_MODEL, **env}
     return subprocess.run(
         [sys.executable, "-m", "digest", *args],
         cwd=tmp_path,

@@ -182,3 +182,20 @@ def test_the_evaluation_is_deterministic() -> None:
     first = E.evaluate(PROFILES, E.keywords(CARDS))
     again = E.evaluate(PROFILES, E.keywords(CARDS))
     assert first == again
+
+
+def test_simulated_feedback_improves_the_second_digest() -> None:
+    """(d) against (d0) on keywords alone: liking the first digest's relevant papers must
+    lift the second digest, and never make a reader who gave no feedback worse off."""
+    first = [ranked[: E.FIRST_DIGEST] for ranked in E.keywords(CARDS)(PROFILES)]
+    plain = E.second_digest(CARDS, PROFILES, first)
+    learned = E.second_digest(CARDS, PROFILES, first, feedback=E.FeedbackSettings())
+    ids = [j.id for j in PROFILES]
+    before = E.scores(plain.judged, plain.results)
+    after = E.scores(learned.judged, learned.results)
+    assert E.mean(after, ids)["ndcg@10"] >= E.mean(before, ids)["ndcg@10"] + 0.05
+    for judged, sent in zip(PROFILES, first, strict=True):
+        # The first digest is gone from the second, and from what it is scored on.
+        assert not set(sent) & set(learned.judged[PROFILES.index(judged)].grades)
+        if not any(judged.grade(i) >= E.RELEVANT for i in sent):
+            assert after[judged.id] == before[judged.id]

@@ -17,6 +17,8 @@ from digest.config import Settings, load_settings
 from digest.scheduler import Service, build_scheduler
 from digest.store import Store
 
+from conftest import NO_MODEL
+
 
 def test_jobs_follow_the_settings(settings: Settings, store: Store) -> None:
     custom = load_settings(
@@ -43,6 +45,7 @@ def test_serve_process_fetches_and_mails_whats_due_then_stops_on_sigterm(tmp_pat
         "HOME": str(tmp_path),
         "DIGEST_SCHEDULE__TICK_SECONDS": "5",
         "DIGEST_SCHEDULE__FETCH_CRON": "* * * * *",
+        **NO_MODEL,
     }
     run = [sys.executable, "-m", "digest"]
     subprocess.run([*run, "fetch"], cwd=tmp_path, env=env, check=True, capture_output=True)

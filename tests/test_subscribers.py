@@ -15,6 +15,8 @@ from digest.errors import ValidationError
 from digest.profiles import Profile, Term, build_profile, parse_terms
 from digest.store import Store
 
+from conftest import NO_MODEL
+
 
 def test_terms_words_phrases_and_weights() -> None:
     terms = parse_terms(
@@ -134,7 +136,7 @@ def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "digest", *args],
         cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200"},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200", **NO_MODEL},
         capture_output=True,
         text=True,
         timeout=120,

@@ -25,7 +25,7 @@ from digest.config import Settings
 from digest.scheduler import Service
 from digest.store import Store
 
-from conftest import IN_CI
+from conftest import IN_CI, NO_MODEL
 
 ROOT = Path(__file__).parent.parent
 DIGESTS = 2000
@@ -61,6 +61,7 @@ def start_workers(url: str, port: int, count: int, tmp_path: Path, **extra: str)
         "DIGEST_WEB__BASE_URL": "https://digest.example.org",
         "DIGEST_WEB__SECRET_KEY": "test-secret-key-0123456789",
         "DIGEST_DELIVERY__POLL_SECONDS": "0.5",
+        **NO_MODEL,
         **{f"DIGEST_{k}": v for k, v in extra.items()},
     }
     # Long-running workers, each planning and ranking too (safe in several processes).

@@ -41,6 +41,7 @@ def web_settings(settings: Settings, smtp_host: str, smtp_port: int, **extra: st
         "DIGEST_SMTP__SECURITY": "none",
         "DIGEST_WEB__BASE_URL": BASE,
         "DIGEST_WEB__SECRET_KEY": SECRET,
+        "DIGEST_RANKING__SEMANTIC": "false",  # keywords alone, as without the extra
     }
     environ.update({f"DIGEST_{key.upper()}": value for key, value in extra.items()})
     return load_settings(environ=environ)

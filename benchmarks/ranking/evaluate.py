@@ -3,7 +3,7 @@
     python benchmarks/ranking/evaluate.py            # a Markdown table (as in docs/ranking.md)
     python benchmarks/ranking/evaluate.py --json     # the same numbers as JSON
     python benchmarks/ranking/evaluate.py --sweep    # (c) over a grid of blend settings
-    python benchmarks/ranking/evaluate.py --floor 0.75   # (b), (c) with another relevance floor
+    python benchmarks/ranking/evaluate.py --floor 0.75   # (b)-(d) with another relevance floor
 
 The corpus is ``digest/data/sample/listing.jsonl`` (251 papers); the judgements are
 ``judgements.jsonl`` beside this file (one profile a line: its terms, description, grading
@@ -16,7 +16,9 @@ guideline and grades 0-3 by paper index, unlisted = 0). Systems compared:
     the day's trending papers, as in a real digest.
 (c) semantic: the same ``Ranker`` with ``digest.semantic`` matching (needs the ``semantic``
     extra; reported as "not installed" without it).
-(d) after simulated feedback: a reserved place, see ``after_feedback`` below.
+(d) after simulated feedback: the second digest of a reader who liked the relevant papers of
+    their first one; see ``after_feedback`` below. It is scored on the second digest, so its
+    baseline is (d0), the same second digest without feedback.
 
 Every paper is new (first seen one hour before NOW) and none has upvotes, so the
 trending/freshness prior is the same for all and only relevance orders them. A paper is
@@ -41,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from digest.config import RankingSettings
+from digest.config import FeedbackSettings, RankingSettings
+from digest.feedback import Event, Vocabulary, learn
 from digest.items import PaperCard
 from digest.profiles import Profile, build_profile
 from digest.ranking import MAX_LIMIT, Ranker, RankRequest
@@ -53,6 +56,7 @@ JUDGEMENTS = HERE / "judgements.jsonl"
 NOW = datetime(2026, 9, 25, 12, 0, tzinfo=UTC)
 RELEVANT = 2  # grade from which a paper counts as relevant for precision and recall
 K_NDCG, K_PRECISION, K_RECALL = 10, 5, 20
+FIRST_DIGEST = 10  # papers in the simulated reader's first digest
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -212,25 +216,84 @@ def semantic_system(
     return (keywords(cards, match, settings) if match is not None else None), note
 
 
-def after_feedback(cards: Sequence[PaperCard]) -> tuple[Rank | None, str]:
-    """(d) Reserved: ranking after simulated feedback (issue 8, "Feedback from the mail").
+@dataclass(frozen=True)
+class SecondDigest:
+    """Ranked lists of a reader's second digest, with the judgements they are scored on.
 
-    Planned protocol, so the numbers stay comparable: for each profile, rank with the best
-    system above and take the first digest (top 10); the simulated reader likes its papers of
-    grade >= 2 (and, optionally, dislikes those of grade 0); the profile learns from that
-    feedback the way the product does; the second ranking is then scored over the same corpus
-    with the liked papers removed from both the ranking and the judgements. Return a Rank here
-    once feedback exists, and it becomes column (d) without other changes.
+    The first digest (the best system's top ``FIRST_DIGEST``) was sent, so its papers are
+    never candidates again, as in the product, and they leave the judgements too: the second
+    digest is measured on what was left to find.
     """
-    return None, "not implemented yet (feedback is a later part of issue 8)"
+
+    results: list[list[int]]
+    judged: list[Judged]
 
 
-SYSTEMS = ("baseline", "keywords", "semantic", "feedback")
+def without(judged: Judged, sent: Sequence[int]) -> Judged:
+    gone = set(sent)
+    return replace(judged, grades={i: g for i, g in judged.grades.items() if i not in gone})
+
+
+def second_digest(
+    cards: Sequence[PaperCard],
+    profiles: Sequence[Judged],
+    first: Sequence[Sequence[int]],
+    *,
+    semantic: Any = None,
+    settings: RankingSettings | None = None,
+    feedback: FeedbackSettings | None = None,
+) -> SecondDigest:
+    """(d0) the second digest as is, or (d) with ``feedback``: the reader liked each paper of
+    grade >= 2 in the first digest, and the profile learned from it as the product learns."""
+    ranker = Ranker(cards, settings or RankingSettings(), NOW, semantic=semantic)
+    vocabulary = Vocabulary(cards)  # the stored corpus, as the product's tf-idf uses it
+    requests = []
+    for judged, sent in zip(profiles, first, strict=True):
+        profile = judged.profile
+        liked = [i for i in sent if judged.grade(i) >= RELEVANT]
+        if feedback is not None and liked:
+            # Liked the morning the first digest came: a day before the second is ranked.
+            events = [Event(cards[i], 1, NOW - timedelta(days=1)) for i in liked]
+            learned = learn(events, cards, feedback, NOW, vocabulary=vocabulary)
+            profile = profile.with_extra(learned=learned.to_json())
+        requests.append(RankRequest(profile, MAX_LIMIT, exclude_ids=frozenset(sent)))
+    results = [[item.paper_id for item in items] for items in ranker.rank(requests)]
+    judged = [without(p, sent) for p, sent in zip(profiles, first, strict=True)]
+    return SecondDigest(results, judged)
+
+
+def after_feedback(
+    cards: Sequence[PaperCard],
+    profiles: Sequence[Judged],
+    best: Rank,
+    semantic: Any = None,
+    settings: RankingSettings | None = None,
+) -> tuple[SecondDigest, SecondDigest]:
+    """(d0) and (d): the second digest without and with simulated feedback.
+
+    For each profile, rank with the best system available ((c) with the extra, (b) without)
+    and take the first digest (top 10); the simulated reader likes its papers of grade >= 2
+    (a reader who gets nothing relevant gives no feedback); the profile learns from that the
+    way the product does (``digest.feedback.learn``: the liked papers' distinctive terms and
+    authors, their meaning as profile texts with semantic matching, the per-reader model from
+    six choices on); the second ranking is then scored over the same corpus with the first
+    digest removed from both the ranking and the judgements.
+    """
+    first = [ranked[:FIRST_DIGEST] for ranked in best(profiles)]
+    plain = second_digest(cards, profiles, first, semantic=semantic, settings=settings)
+    learned = second_digest(
+        cards, profiles, first, semantic=semantic, settings=settings, feedback=FeedbackSettings()
+    )
+    return plain, learned
+
+
+SYSTEMS = ("baseline", "keywords", "semantic", "second", "feedback")
 TITLES = {
     "baseline": "(a) baseline: raw word count",
     "keywords": "(b) keywords: the product's Ranker",
     "semantic": "(c) keywords + semantic",
-    "feedback": "(d) after simulated feedback",
+    "second": "(d0) second digest, no feedback",
+    "feedback": "(d) second digest after simulated feedback",
 }
 
 
@@ -283,8 +346,22 @@ def run(settings: RankingSettings | None = None) -> dict[str, Any]:
         "baseline": (baseline(cards), "count of raw include-term words"),
         "keywords": (keywords(cards, None, settings), f"digest.ranking.Ranker, {_named(settings)}"),
     }
-    systems["semantic"] = semantic_system(cards, settings)
-    systems["feedback"] = after_feedback(cards)
+    match, semantic_note = semantic_match_for(cards)
+    systems["semantic"] = (
+        (keywords(cards, match, settings) if match is not None else None),
+        semantic_note,
+    )
+    best = systems["semantic"][0] or systems["keywords"][0]
+    assert best is not None
+    plain, learned = after_feedback(cards, profiles, best, match, settings)
+    on = "(c)" if match is not None else "(b)"
+    second = {
+        "second": (plain, f"{on} with the first {FIRST_DIGEST} papers sent; scored without them"),
+        "feedback": (
+            learned,
+            f"as (d0), after liking the first digest's papers of grade >= {RELEVANT}",
+        ),
+    }
     report: dict[str, Any] = {
         "corpus": str(LISTING.relative_to(ROOT)),
         "papers": len(cards),
@@ -302,8 +379,16 @@ def run(settings: RankingSettings | None = None) -> dict[str, Any]:
         "literal": [p.id for p in profiles if not {"synonyms", "described"} & set(p.kind)],
     }
     for name in SYSTEMS:
+        if name in second:
+            digest, note = second[name]
+            entry: dict[str, Any] = {"title": TITLES[name], "note": note, "available": True}
+            measured = scores(digest.judged, digest.results)
+            entry["per_profile"] = measured
+            entry["mean"] = {group: mean(measured, ids) for group, ids in groups.items()}
+            report["systems"][name] = entry
+            continue
         rank, note = systems[name]
-        entry: dict[str, Any] = {"title": TITLES[name], "note": note, "available": rank is not None}
+        entry = {"title": TITLES[name], "note": note, "available": rank is not None}
         if rank is not None:
             measured = evaluate(profiles, rank)
             entry["per_profile"] = measured

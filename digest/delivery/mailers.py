@@ -22,12 +22,14 @@ to ``smtp.messages_per_connection`` messages.
 from __future__ import annotations
 
 import contextlib
+import email
 import os
 import re
 import smtplib
 import socket
 import ssl
 from collections.abc import Callable
+from email import policy as email_policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal, Protocol
@@ -36,6 +38,8 @@ from digest.config import Settings, SmtpSettings
 from digest.errors import DeliveryError
 
 Stage = Literal["server", "connection", "recipient", "unknown"]
+# A message: an ``EmailMessage``, or its bytes as they go on the wire (CRLF line ends).
+Message = EmailMessage | bytes
 Signer = Callable[[bytes], bytes]
 OnData = Callable[[], None]
 
@@ -54,7 +58,7 @@ class SendError(DeliveryError):
 class Mailer(Protocol):
     def send(
         self,
-        message: EmailMessage,
+        message: Message,
         *,
         sender: str,
         recipient: str,
@@ -79,9 +83,12 @@ def make_mailer(settings: Settings) -> Mailer:
     return FileMailer(Path(settings.paths.outbox_dir), signer=signer)
 
 
-def payload_of(message: EmailMessage, signer: Signer | None = None) -> bytes:
+def payload_of(message: Message, signer: Signer | None = None) -> bytes:
     """The bytes that go on the wire: CRLF lines, headers as the renderer set them, signed."""
-    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    if isinstance(message, bytes):
+        data = message
+    else:
+        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
     return signer(data) if signer else data
 
 
@@ -94,7 +101,7 @@ class FileMailer:
 
     def send(
         self,
-        message: EmailMessage,
+        message: Message,
         *,
         sender: str,
         recipient: str,
@@ -107,6 +114,9 @@ class FileMailer:
         if on_data:
             on_data()
         _write_atomically(target, payload_of(message, self.signer))
+        if isinstance(message, bytes):
+            message = email.message_from_bytes(message, policy=email_policy.default)
+            assert isinstance(message, EmailMessage)
         html = message.get_body(("html",))
         if html is not None:
             preview = html.get_content()
@@ -207,7 +217,7 @@ class SmtpMailer:
 
     def send(
         self,
-        message: EmailMessage,
+        message: Message,
         *,
         sender: str,
         recipient: str,
@@ -349,7 +359,10 @@ def _close_quietly(connection: smtplib.SMTP) -> None:
 
 def _dot_stuffed(payload: bytes) -> bytes:
     # RFC 5321 §4.5.2: a line starting with "." gets another; then CRLF "." CRLF ends it.
-    data = re.sub(rb"(?m)^\.", b"..", payload)
+    # (What re.sub(rb"(?m)^\.", b"..", payload) does, a good deal faster.)
+    data = payload.replace(b"\n.", b"\n..")
+    if data.startswith(b"."):
+        data = b"." + data
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"

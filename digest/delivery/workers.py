@@ -57,10 +57,14 @@ class Outgoing:
     attempts: int  # including this one
     planned_at: datetime
     name: str  # names it in files and logs
-    build: Callable[[], EmailMessage]  # renders the message; runs outside any transaction
+    # Renders the message (an EmailMessage or its wire bytes); runs outside any transaction.
+    build: Callable[[], EmailMessage | bytes]
 
 
 Prepare = Callable[[Session, Delivery], Outgoing]
+# Called once per claimed batch before ``Prepare`` runs for each of its deliveries, so what
+# they need can be loaded with a few queries for the whole batch.
+PrepareBatch = Callable[[Session, Sequence[Delivery]], None]
 
 
 @dataclass(slots=True)
@@ -73,6 +77,9 @@ class SendSummary:
     errors: int = 0  # a lane stopped by an error it could not record (the database was away)
     capped: bool = False  # the daily cap was reached
     files: list[str] = field(default_factory=list)
+    # Where the time went, summed over lanes: rendering messages, handing them to the mailer.
+    render_seconds: float = 0.0
+    send_seconds: float = 0.0
 
     @property
     def claimed(self) -> int:
@@ -110,10 +117,12 @@ class Sender:
         lease: timedelta | None = None,
         limiter: RateLimiter | None = None,
         rng: random.Random | None = None,
+        prepare_batch: PrepareBatch | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.prepare = prepare
+        self.prepare_batch = prepare_batch
         self.owner = owner
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.stop = stop or threading.Event()
@@ -185,6 +194,13 @@ class Sender:
                     daily_cap=self.settings.delivery.daily_cap,
                 )
                 ready: list[Outgoing] = []
+                if claimed and self.prepare_batch is not None:
+                    try:
+                        self.prepare_batch(session, claimed)
+                    except SQLAlchemyError:
+                        raise
+                    except Exception:  # each delivery's ``prepare`` then says what is wrong
+                        log.exception("cannot prepare a batch of %d deliveries", len(claimed))
                 for delivery in claimed:
                     try:
                         ready.append(self.prepare(session, delivery))
@@ -240,6 +256,7 @@ class Sender:
     def _send_one(
         self, mailer: Mailer, outgoing: Outgoing, summary: SendSummary, lease_end: datetime
     ) -> None:
+        clock = time.perf_counter()
         try:
             message = outgoing.build()
         except Exception as exc:  # a bug in one message must not stop the rest
@@ -251,6 +268,8 @@ class Sender:
             )
             summary.failed += 1
             return
+        sending = time.perf_counter()
+        summary.render_seconds += sending - clock
         on_data = None
         if self.settings.delivery.unknown_policy == "hold":
 
@@ -271,6 +290,7 @@ class Sender:
                 on_data=on_data,
             )
         except SendError as exc:
+            summary.send_seconds += time.perf_counter() - sending
             self._failed(outgoing, exc, exc.stage, exc.code, summary, lease_end)
             return
         except DeliveryError as exc:  # another mailer's plain error
@@ -286,6 +306,7 @@ class Sender:
             )
             summary.failed += 1
             return
+        summary.send_seconds += time.perf_counter() - sending
         # Accepted: record it now, before anything else can happen to this process.
         recorded = self._record(
             lambda s: outbox.mark_sent(s, outgoing.delivery_id, self.owner, self.clock(), reply),

@@ -7,8 +7,9 @@ purpose fails as "tampered" for any other) or, for a new address, from
 - manage and confirm tokens carry the subscriber's token version: raising it ("sign out
   everywhere", an address change) revokes every such link sent so far;
 - confirm and new-address tokens expire after ``web.confirm_days``;
-- unsubscribe and archive tokens never expire and are not revoked, so the links in old mails
-  keep working;
+- unsubscribe, archive and feedback tokens never expire and are not revoked, so the links in
+  old mails keep working (a feedback link therefore never leads to the preferences page: it
+  offers to mail a fresh link, as the unsubscribe page does);
 - a token for a subscriber who has since been deleted is "unknown".
 """
 
@@ -22,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest import subscribers
-from digest.models import Delivery, Subscriber
+from digest.models import Delivery, Paper, Subscriber
 from digest.tokens import TokenData, TokenError, Tokens
 
 MAX_TOKEN_CHARS = 400
@@ -94,6 +95,21 @@ def expired_confirm(session: Session, tokens: Tokens, token: str) -> Subscriber:
 def unsubscribe(session: Session, tokens: Tokens, token: str) -> Subscriber:
     data = _read(tokens, "unsubscribe", token)
     return _subscriber(session, data.public_id, "unsubscribe", token)
+
+
+def feedback(session: Session, tokens: Tokens, token: str) -> tuple[Subscriber, Paper, int]:
+    """The reader, the paper and the direction (+1 more, -1 fewer) a feedback link names."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        raise LinkProblem("tampered", "feedback", token)
+    try:
+        data = tokens.read_feedback(token)
+    except TokenError as exc:
+        raise LinkProblem(exc.reason, "feedback", token) from None
+    person = _subscriber(session, data.public_id, "feedback", token)
+    paper = session.scalar(select(Paper).where(Paper.canonical_id == data.paper))
+    if paper is None:
+        raise LinkProblem("unknown", "feedback", token)
+    return person, paper, data.value
 
 
 def archive(session: Session, tokens: Tokens, token: str) -> Delivery:

@@ -32,7 +32,7 @@ from digest.web.preview import PreviewIndex
 from digest.web.ratelimit import RateLimiter
 from digest.web.routes import routes
 from digest.web.routes.common import link_problem, message
-from digest.web.security import HEADERS, AccessLog, SecurityHeaders
+from digest.web.security import HEADERS, AccessLog, SecurityHeaders, redact_path
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     # Outside the other middleware: the security headers are added here.
-    log.exception("error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception("error on %s %s", request.method, redact_path(request.url.path), exc_info=exc)
     body = (
         "<!doctype html><html lang=en><meta charset=utf-8><title>Something went wrong</title>"
         "<h1>Something went wrong</h1><p>The error is logged. Please try again in a moment.</p>"

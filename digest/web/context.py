@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 
@@ -37,6 +38,8 @@ class Web:
     previews: PreviewIndex
     clock: Callable[[], datetime]
     make_renderer: Callable[[], Renderer]
+    # For fetching seed papers from arXiv; tests put an httpx.MockTransport here.
+    http_transport: httpx.BaseTransport | None = None
     _renderer: Renderer | None = field(default=None, repr=False)
     _renderer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -28,6 +28,7 @@ from digest.profiles import (
 from digest.subscribers import MAX_PAPERS, WEEKDAYS, Schedule
 
 MAX_FIELD_CHARS = 4000
+MAX_DESCRIPTION_CHARS = 1000  # the model reads ~1,000 characters; more would go unread
 MAX_PAUSE_DAYS = 90
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -171,10 +172,16 @@ def read_topics(form: Any) -> Checked:
         "authors": _text(form, "authors"),
         "categories": _list(form, "categories")[:200],
         "also_trending": _checked(form, "also_trending"),
+        "description": _text(form, "description"),
     }
     checked = Checked(values)
     errors = checked.errors
     _too_long(values, errors, "include", "exclude", "authors")
+    description = " ".join(values["description"].split())
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        errors["description"] = (
+            f"Please keep this under {MAX_DESCRIPTION_CHARS:,} characters: a few sentences."
+        )
     include: list[Term] = []
     exclude: list[Term] = []
     categories: list[str] = []
@@ -205,6 +212,7 @@ def read_topics(form: Any) -> Checked:
             categories=tuple(categories),
             authors=tuple(authors),
             also_trending=values["also_trending"],
+            extra={"description": description} if description else {},
         )
     return checked
 
@@ -311,6 +319,7 @@ def blank_values(settings: Settings) -> dict[str, Any]:
         "authors": "",
         "categories": [],
         "also_trending": False,
+        "description": "",
         "timezone": d.default_timezone,
         "send_hour": str(d.default_hour),
         "frequency": "daily",
@@ -329,6 +338,7 @@ def subscriber_values(person: Subscriber) -> dict[str, Any]:
         "authors": "\n".join(profile.authors),
         "categories": list(profile.categories),
         "also_trending": profile.also_trending,
+        "description": profile.description,
         "timezone": person.timezone,
         "send_hour": str(person.send_hour),
         "frequency": person.frequency,

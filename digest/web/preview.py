@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from markupsafe import Markup, escape
 from sqlalchemy import func, select
 
-from digest import compose
+from digest import compose, embeddings
 from digest.analysis import match_spans
 from digest.config import Settings
 from digest.items import PaperCard, RankedItem, Reason
-from digest.models import Paper
+from digest.models import Paper, PaperEmbedding
 from digest.profiles import Profile
 from digest.ranking import Ranker, RankRequest
 from digest.render import one_line, paper_view
@@ -82,6 +82,8 @@ def chips(reasons: tuple[Reason, ...]) -> tuple[Chip, ...]:
             found.append(Chip("category", label))
         elif reason.kind == "semantic":
             found.append(Chip("term", f"close to “{label}”"))
+        elif reason.kind == "learned":
+            found.append(Chip("term", f"from your feedback: {label}"))
         elif reason.kind == "trending":
             if label.isdigit():
                 found.append(Chip("trending", f"▲ {label} upvote{'' if label == '1' else 's'}"))
@@ -136,12 +138,17 @@ class PreviewIndex:
                     func.count(Paper.id), func.max(Paper.id), func.max(Paper.last_seen_at)
                 ).where(window)
             ).one()
-            key = (since, *stamp)
+            vectors = session.scalar(select(func.count()).select_from(PaperEmbedding))
+            key = (since, *stamp, vectors)  # papers embedded since: prepare again
             with self._lock:
                 if self._prepared is not None and self._prepared.key == key:
                     return self._prepared
             papers = [compose.paper_card(p) for p in session.scalars(select(Paper).where(window))]
-        prepared = _Prepared(key, Ranker(papers, self.settings.ranking, now), {})
+        # Semantic matching on the vectors already stored: a page never waits for the model
+        # to embed papers (the fetch does that).
+        semantic = embeddings.semantic_for(self.settings, self.store, papers, embed_missing=False)
+        ranker = Ranker(papers, self.settings.ranking, now, semantic=semantic)
+        prepared = _Prepared(key, ranker, {})
         prepared.cards.update((p.paper_id, p) for p in papers)
         with self._lock:
             self._prepared = prepared

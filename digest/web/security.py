@@ -109,6 +109,8 @@ def client_address(scope: Scope, behind_proxy: bool) -> str:
     return str(address)
 
 
+QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+
 _TOKENISH = re.compile(r"/[A-Za-z0-9._~-]{20,}")
 
 
@@ -139,7 +141,10 @@ class AccessLog:
         try:
             await self.app(scope, receive, record)
         finally:
-            log.info(
+            # Probes and scrapes arrive every few seconds: logged only at debug when fine.
+            quiet = scope["path"] in QUIET_PATHS and status < 400
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
                 "%s %s %d %.0fms",
                 scope["method"],
                 redact_path(scope["path"]),

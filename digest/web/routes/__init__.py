@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from digest.web.routes import archive, confirm, health, manage, subscribe, unsubscribe
+from digest.web.routes import (
+    archive,
+    confirm,
+    feedback,
+    health,
+    manage,
+    metrics,
+    subscribe,
+    unsubscribe,
+)
 
 
 def routes() -> list[BaseRoute]:
@@ -14,5 +23,7 @@ def routes() -> list[BaseRoute]:
         *manage.routes,
         *unsubscribe.routes,
         *archive.routes,
+        *feedback.routes,
         *health.routes,
+        *metrics.routes,
     ]

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from digest import compose, subscribers
 from digest.models import Delivery, DeliveryItem, Paper, Subscriber
+from digest.outgoing import feedback_urls
 from digest.render import DigestInput
 from digest.web import access
 from digest.web.access import LinkProblem
@@ -42,16 +43,18 @@ def archive_input(session: Session, web: Web, delivery: Delivery, token: str) ->
         for p in session.scalars(select(Paper).where(Paper.id.in_([r.paper_id for r in rows])))
     }
     base = web.settings.web.base_url
+    items = [(compose.ranked_item(r), compose.paper_card(papers[r.paper_id])) for r in rows]
     return DigestInput(
         to_address=person.email,
         local_date=delivery.local_date,
-        items=[(compose.ranked_item(r), compose.paper_card(papers[r.paper_id])) for r in rows],
+        items=items,
         profile_summary=subscribers.profile_of(person).describe(weights=False),
         message_id=compose.message_id(delivery.public_id, web.settings.mail.from_address),
         date_header=delivery.planned_at,
         manage_url=f"{base}/archive/{token}/manage",
         unsubscribe_url=web.links.unsubscribe(person.public_id),
         archive_url=web.links.archive(delivery.public_id),
+        feedback_urls=feedback_urls(web.links, person.public_id, items),
     )
 
 

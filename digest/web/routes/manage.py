@@ -1,16 +1,19 @@
 """The preferences page, reached through the signed link in every digest.
 
-Edit everything chosen at sign-up (with the live preview), pause for some days, change the
-address (the new one must confirm), download everything stored as JSON, sign out everywhere
-(raise the token version, revoking every link to this page sent so far), resubscribe, and
-delete everything. Each change is a POST with a CSRF token, answered by a redirect back to the
-page (so a reload never repeats it) or, for a bad field, by the page again with the message
-next to the field and what was typed kept.
+Edit everything chosen at sign-up (with the live preview), see and remove what feedback
+taught (words, authors, the personal model), seed the profile from papers already liked (arXiv
+ids, or a BibTeX / Zotero export), pause for some days, change the address (the new one must
+confirm), download everything stored as JSON, sign out everywhere (raise the token version,
+revoking every link to this page sent so far), resubscribe, and delete everything. Each
+change is a POST with a CSRF token, answered by a redirect back to the page (so a reload never
+repeats it) or, for a bad field, by the page again with the message next to the field and what
+was typed kept. Seeding answers with the page itself: it reports what was found.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -21,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest import subscribers
-from digest.models import Bounce, Delivery, DeliveryItem, Paper, SentPaper, Subscriber
+from digest import feedback_store, seeds, subscribers
+from digest.models import Bounce, Delivery, DeliveryItem, Feedback, Paper, SentPaper, Subscriber
 from digest.profiles import Profile
 from digest.subscribers import WEEKDAYS
-from digest.web import access, forms
+from digest.web import access, forms, learned
 from digest.web.access import LinkProblem
 from digest.web.context import Web, web_of
 from digest.web.routes.common import (
@@ -55,6 +58,9 @@ NOTICES = {
     "email_changed": "Your address is changed. Links to this page in older mails no "
     "longer work; this page has a new one.",
     "resubscribed": "Welcome back: your digests start again.",
+    "removed": "Removed. It will not be learned again.",
+    "forgotten": "Everything learned from your feedback is forgotten.",
+    "model": "Done: your personal model is switched as you asked.",
 }
 
 
@@ -100,11 +106,13 @@ async def _page(
     status: int = 200,
     notice: str | None = None,
     profile: Profile | None = None,
+    seed_report: SeedReport | None = None,
 ) -> Response:
     web = web_of(request)
     token = request.path_params["token"]
-    if profile is None:
-        profile = subscribers.profile_of(person)
+    stored = subscribers.profile_of(person)
+    # A form being corrected has no learned state of its own: show the stored one.
+    profile = stored if profile is None else profile.with_extra(learned=stored.extra.get("learned"))
     limit = int(values["max_papers"]) if str(values.get("max_papers", "")).isdigit() else 10
     preview = await in_thread(preview_of, web, profile, limit)
     flag = next((name for name in NOTICES if name in request.query_params), None)
@@ -116,6 +124,8 @@ async def _page(
         "notice_tone": "warn" if errors or status >= 400 else "ok",
         "preview": preview,
         "preview_errors": {},
+        "learned": learned.view(profile, web.clock(), web.settings.feedback.model_min_events),
+        "seed_report": seed_report,
     }
     return web.pages.response(request, "manage.html", context, status=status)
 
@@ -181,6 +191,122 @@ async def save(request: Request) -> Response:
     except LinkProblem as problem:
         return link_problem(web, request, problem)
     return redirect(f"/manage/{request.path_params['token']}?saved=1#topics")
+
+
+# -- what feedback taught ----------------------------------------------------------------
+
+
+def _remove(web: Web, token: str, kind: str, value: str) -> None:
+    now = web.clock()
+    with web.store.transaction() as session:
+        person = access.manage(session, web.tokens, token)
+        if kind == "forget":
+            feedback_store.forget_all(session, person, now)
+        else:
+            feedback_store.remove(session, person, kind, value, web.settings.feedback, now)
+
+
+async def remove_learned(request: Request) -> Response:
+    guarded = await _guarded(request)
+    if isinstance(guarded, Response):
+        return guarded
+    web, form, person, values = guarded
+    token = request.path_params["token"]
+    kind = str(form.get("kind", ""))
+    value = str(form.get("value", ""))[:200]
+    if kind not in (*feedback_store.REMOVABLE, "model-on", "forget"):
+        return await _page(
+            request, person, values, status=400, notice="That cannot be removed.", errors={}
+        )
+    await in_thread(_remove, web, token, kind, value)
+    flag = "forgotten" if kind == "forget" else "model" if kind.startswith("model") else "removed"
+    return redirect(f"/manage/{token}?{flag}=1#learned")
+
+
+# -- seed from papers already liked ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeedReport:
+    added: tuple[str, ...]  # titles of the papers now marked "more like this"
+    fetched: int
+    unknown: tuple[str, ...]  # ids arXiv does not know (or could not be asked about)
+    skipped: tuple[str, ...]  # entries or words without an arXiv id
+    problem: str | None
+
+
+def _seed(web: Web, token: str, found: seeds.SeedList) -> SeedReport:
+    now = web.clock()
+    papers = seeds.find_papers(
+        web.settings, web.store, found.ids, now, transport=web.http_transport
+    )
+    with web.store.transaction() as session:
+        person = access.manage(session, web.tokens, token)
+        by_id = {
+            p.id: p
+            for p in session.scalars(
+                select(Paper).where(Paper.id.in_([p.id for p in papers.papers]))
+            )
+        }
+        rows = [by_id[p.id] for p in papers.papers if p.id in by_id]
+        if rows:
+            feedback_store.like_many(session, person, rows, web.settings.feedback, now)
+    return SeedReport(
+        added=tuple(p.title for p in papers.papers),
+        fetched=papers.fetched,
+        unknown=tuple(papers.unknown),
+        skipped=tuple(found.skipped),
+        problem=papers.problem,
+    )
+
+
+async def seed(request: Request) -> Response:
+    web = web_of(request)
+    token = request.path_params["token"]
+    form = await request.form(max_files=1, max_fields=10, max_part_size=seeds.MAX_SEED_BYTES)
+    if not web.csrf.valid(request, form.get("csrf_token")):
+        return csrf_failed(web, request)
+    try:
+        person, values = await in_thread(_load, web, token)
+    except LinkProblem as problem:
+        return link_problem(web, request, problem)
+    upload = form.get("seed_file")
+    pasted = str(form.get("seed_ids", "") or "")[: seeds.MAX_SEED_BYTES]
+    values["seed_ids"] = pasted
+    try:
+        if upload is not None and not isinstance(upload, str) and upload.filename:
+            data = await upload.read(seeds.MAX_SEED_BYTES + 1)
+            found = seeds.read_seed(data, upload.filename)
+        elif pasted.strip():
+            found = seeds.read_seed(pasted)
+        else:
+            raise seeds.SeedError("choose a file, or paste some arXiv ids")
+    except seeds.SeedError as exc:
+        error = str(exc)[:1].upper() + str(exc)[1:] + "."
+        return await _page(
+            request,
+            person,
+            values,
+            errors={"seed": error},
+            status=400,
+            notice="Nothing was added: " + str(exc) + ".",
+        )
+    report = await in_thread(_seed, web, token, found)
+    person, values = await in_thread(_load, web, token)
+    count = len(report.added)
+    notice = (
+        f"Added {count} paper{'s' if count != 1 else ''} you like; your digest learns from them."
+        if count
+        else "None of those papers could be found, so nothing was added."
+    )
+    return await _page(
+        request,
+        person,
+        values,
+        notice=notice,
+        status=200 if count else 400,
+        seed_report=report,
+    )
 
 
 # -- pause -------------------------------------------------------------------------------
@@ -321,6 +447,12 @@ def export(session: Session, person: Subscriber, now: datetime) -> dict[str, Any
     bounces = session.scalars(
         select(Bounce).where(Bounce.subscriber_id == person.id).order_by(Bounce.received_at)
     ).all()
+    choices = session.execute(
+        select(Feedback, Paper)
+        .join(Paper, Paper.id == Feedback.paper_id)
+        .where(Feedback.subscriber_id == person.id)
+        .order_by(Feedback.created_at, Feedback.id)
+    ).all()
     return {
         "about": "Everything this digest service stores about you. Rate-limit records hold "
         "only keyed hashes and cannot be tied back to you.",
@@ -352,6 +484,15 @@ def export(session: Session, person: Subscriber, now: datetime) -> dict[str, Any
                 "papers": items[d.id],
             }
             for d in deliveries
+        ],
+        "feedback": [
+            {
+                "at": _iso(choice.created_at),
+                "choice": "more like this" if choice.value > 0 else "fewer like this",
+                "arxiv_id": paper.arxiv_id,
+                "title": paper.title,
+            }
+            for choice, paper in choices
         ],
         "bounces": [
             {
@@ -456,6 +597,7 @@ def delete_subscriber(session: Session, person: Subscriber) -> None:
     mine = select(Delivery.id).where(Delivery.subscriber_id == person.id)
     session.execute(delete(DeliveryItem).where(DeliveryItem.delivery_id.in_(mine)))
     session.execute(delete(SentPaper).where(SentPaper.subscriber_id == person.id))
+    session.execute(delete(Feedback).where(Feedback.subscriber_id == person.id))
     session.execute(delete(Bounce).where(Bounce.subscriber_id == person.id))
     session.execute(delete(Delivery).where(Delivery.subscriber_id == person.id))
     session.execute(delete(Subscriber).where(Subscriber.id == person.id))
@@ -501,6 +643,8 @@ routes = [
     Route("/manage/{token}", show, methods=["GET"]),
     Route("/manage/{token}", save, methods=["POST"]),
     Route("/manage/{token}/pause", pause, methods=["POST"]),
+    Route("/manage/{token}/learned", remove_learned, methods=["POST"]),
+    Route("/manage/{token}/seed", seed, methods=["POST"]),
     Route("/manage/{token}/email", change_address, methods=["POST"]),
     Route("/manage/{token}/email/cancel", cancel_address, methods=["POST"]),
     Route("/manage/{token}/data.json", download, methods=["GET"]),

@@ -8,7 +8,7 @@
   "use strict";
 
   const DEBOUNCE_MS = 350;
-  const PREVIEW_FIELDS = ["include", "exclude", "authors", "categories", "also_trending", "max_papers"];
+  const PREVIEW_FIELDS = ["include", "exclude", "authors", "categories", "also_trending", "max_papers", "description"];
 
   // -- live preview ------------------------------------------------------------------------
 
@@ -25,7 +25,7 @@
     function query() {
       const data = new FormData(form);
       const params = new URLSearchParams();
-      for (const name of ["include", "exclude", "authors", "max_papers"]) {
+      for (const name of ["include", "exclude", "authors", "max_papers", "description"]) {
         const value = data.get(name);
         if (value !== null) params.append(name, value);
       }

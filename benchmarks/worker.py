@@ -1,0 +1,78 @@
+"""One benchmark worker: exactly what `digest worker --once --name NAME` runs
+(``digest.scheduler.run_worker``), with settings from the DIGEST_* environment, plus a JSON
+line on stdout with what it did, how long each stage took and its peak memory.
+
+    python -m benchmarks.worker NAME
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+
+from digest.config import load_settings
+from digest.scheduler import run_worker
+from digest.store import Store
+
+
+class _Stages(logging.Handler):
+    """Collects the stage timings the pipeline logs (``extra={"stage": ...}``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.totals: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stage = getattr(record, "stage", None)
+        if not stage:
+            return
+        for key, value in getattr(record, "stage_numbers", {}).items():
+            name = f"{stage}_{key}"
+            self.totals[name] = self.totals.get(name, 0) + value
+
+
+def main() -> None:
+    name = sys.argv[1]
+    started = time.monotonic()
+    stages = _Stages()
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    for logger in ("digest.pipeline", "digest.delivery.workers"):
+        logging.getLogger(logger).setLevel(logging.INFO)
+        logging.getLogger(logger).addHandler(stages)
+    settings = load_settings()
+    store = Store.open(settings.database)
+    try:
+        total = run_worker(settings, store, once=True, owner=name)
+    finally:
+        store.close()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "sent": total.sent,
+                "deferred": total.deferred,
+                "failed": total.failed,
+                "unknown": total.unknown,
+                "errors": total.errors,
+                "render_seconds": total.render_seconds,
+                "send_seconds": total.send_seconds,
+                "seconds": time.monotonic() - started,
+                "cpu_seconds": own.ru_utime + own.ru_stime,
+                "user_seconds": own.ru_utime,
+                "system_seconds": own.ru_stime,
+                "children_cpu_seconds": children.ru_utime + children.ru_stime,
+                "max_rss_kb": own.ru_maxrss,
+                "children_max_rss_kb": children.ru_maxrss,
+                **stages.totals,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""The fast rendering path against a straightforward one, on the same digests.
+
+Fast (what is sent): CSS inlined once per template, per-paper work cached, the message's
+bytes assembled directly (headers folded by the email policy, binascii quoted-printable).
+Straightforward (written out here): Jinja over the template as written, premailer over the
+whole page, then ``EmailMessage`` with ``set_content``/``add_alternative`` and ``as_bytes``.
+
+They must be the same mail: the same elements, attributes, inline styles (highlights
+included) and text; the same phone and dark-mode ``@media`` rules; byte-identical headers;
+the same decoded parts with the same part headers; both strictly parseable.
+"""
+
+from __future__ import annotations
+
+import binascii
+import email
+import hashlib
+import logging
+import quopri
+import random
+import re
+from dataclasses import replace
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+from html.parser import HTMLParser
+
+import jinja2
+import pytest
+import test_render as base
+from markupsafe import escape
+from premailer import Premailer
+
+from digest.analysis import match_spans
+from digest.config import MailSettings
+from digest.items import PaperCard, Reason
+from digest.render import (
+    HIGHLIGHT_STYLE,
+    HTML_TEMPLATE,
+    POLICY,
+    DigestInput,
+    Renderer,
+    highlight_html,
+    highlight_spans,
+    quoted_printable,
+    wrap,
+)
+from digest.sources.huggingface import parse_daily_papers
+from digest.sources.sample import read_listing
+
+# -- the straightforward rendering ----------------------------------------------------------
+
+
+def straightforward_html(renderer: Renderer, data: DigestInput) -> str:
+    """Jinja over the template as written (its <style> block intact), then premailer over
+    the whole page, with the options the renderer gives premailer."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(renderer.templates_dir)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap
+    urls = {
+        "manage_url": data.manage_url,
+        "unsubscribe_url": data.unsubscribe_url,
+        "archive_url": data.archive_url,
+    }
+    context = renderer._context(data, renderer.settings.abstract_chars, urls)
+    page = env.get_template(HTML_TEMPLATE).render(context)
+    return Premailer(
+        page,
+        keep_style_tags=False,
+        strip_important=False,
+        disable_validation=True,
+        remove_classes=False,
+        allow_network=False,
+        disable_link_rewrites=True,
+        align_floating_images=False,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform(pretty_print=False)
+
+
+def straightforward_message(
+    renderer: Renderer, data: DigestInput, subject: str, text: str, html: str
+) -> EmailMessage:
+    """The message as the email package assembles it (the renderer's previous way)."""
+    message = EmailMessage(policy=POLICY)
+    message["From"] = renderer._from
+    message["To"] = data.to_address.strip()
+    if renderer._reply_to:
+        message["Reply-To"] = renderer._reply_to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(data.date_header)
+    message.set_raw("Message-ID", data.message_id)
+    message["List-Id"] = renderer._list_id
+    message.set_raw("List-Unsubscribe", f"<{data.unsubscribe_url}>")
+    message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+    message["Auto-Submitted"] = "auto-generated"
+    message["Precedence"] = "bulk"
+    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for part in message.iter_parts():
+        del part["MIME-Version"]
+    digest_of_id = hashlib.sha256(data.message_id.encode()).hexdigest()[:32]
+    message.set_boundary(f"=_digest_{digest_of_id}")
+    return message
+
+
+# -- comparing ------------------------------------------------------------------------------
+
+
+class Dom(HTMLParser):
+    """Start tags with their attributes (style as a set of declarations), text, and the
+    <style> block's rules, each whitespace-normalised."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, tuple[tuple[str, object], ...]]] = []
+        self.text: list[str] = []
+        self.css: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        normal: dict[str, object] = {}
+        for name, value in attrs:
+            if name == "style" and value is not None:
+                normal[name] = frozenset(" ".join(d.split()) for d in value.split(";") if d.strip())
+            else:
+                normal[name] = value
+        self.tags.append((tag, tuple(sorted(normal.items()))))
+        self._in_style = tag == "style"
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        words = " ".join(data.split())
+        if not words:
+            return
+        (self.css if self._in_style else self.text).append(words)
+
+    def handle_comment(self, data: str) -> None:
+        self.text.append(f"<!--{' '.join(data.split())}-->")
+
+
+def dom(html: str) -> Dom:
+    parsed = Dom()
+    parsed.feed(html)
+    parsed.close()
+    return parsed
+
+
+def hf_cards() -> list[PaperCard]:
+    body = (base.SAMPLE / "huggingface_daily_papers_2026-08-13.json").read_bytes()
+    cards = [base._card(i + 1, r) for i, r in enumerate(parse_daily_papers(body, base.HF_DAY))]
+    return [replace(c, categories=("cs.LG",)) if i % 2 else c for i, c in enumerate(cards)]
+
+
+def listing_cards() -> list[PaperCard]:
+    records = read_listing((base.SAMPLE / "listing.jsonl").read_bytes(), "listing.jsonl")
+    return [base._card(1000 + i, r) for i, r in enumerate(records[:12])]
+
+
+def digests() -> list[tuple[str, DigestInput]]:
+    hf = hf_cards()
+    listing = listing_cards()
+    ten = [(base.pick(c), c) for c in hf[:7]] + [(base.trending(c), c) for c in hf[7:10]]
+    long = [replace(c, abstract=(c.abstract + " ") * 3) for c in hf[:10]]
+    hostile_card = replace(
+        hf[0],
+        title=base.HOSTILE_TITLE[:300],
+        abstract='See <a href="javascript:alert(2)">x</a> & "quotes" \'too\' {% raw %}',
+        authors=('"><img src=x onerror=alert(1)>',),
+    )
+    return [
+        ("ten papers", base.make_input(ten)),
+        ("only trending", base.make_input(ten[7:], n=2)),
+        (
+            "highlights",
+            base.make_input([(base.pick(c, terms=("transformer",)), c) for c in listing]),
+        ),
+        ("long abstracts", base.make_input([(base.pick(c), c) for c in long], n=3)),
+        (
+            "hostile text",
+            base.make_input(
+                [(base.pick(hostile_card, terms=("script", "quotes")), hostile_card)],
+                profile_summary="x <b>bold</b> & more",
+            ),
+        ),
+        ("empty", base.make_input([], n=4)),
+        (
+            "non-ASCII subject and odd address",
+            base.make_input(
+                [(base.pick(c), c) for c in hf[:2]],
+                to='"odd name"@example.com',
+                n=5,
+            ),
+        ),
+    ]
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(
+        MailSettings(
+            from_address="digest@papers.example.org",
+            from_name="Trending Papers — Ünïcode",
+            reply_to="help@papers.example.org",
+        )
+    )
+
+
+@pytest.mark.parametrize("name", [name for name, _ in digests()])
+def test_fast_html_is_the_straightforward_html(renderer: Renderer, name: str) -> None:
+    data = dict(digests())[name]
+    fast = dom(renderer.render(data).html)
+    plain = dom(straightforward_html(renderer, data))
+    assert fast.tags == plain.tags
+    assert fast.text == plain.text
+    assert fast.css == plain.css
+    css = " ".join(fast.css)
+    assert "@media (max-width: 600px)" in css and "@media (prefers-color-scheme: dark)" in css
+    assert ".hl {" in css  # dark-mode highlight override
+    # Inline styles everywhere a class is styled, highlights included.
+    for tag, attrs in fast.tags:
+        names = dict(attrs)
+        if tag == "mark":
+            assert "style" in names and "hl" in str(names["class"])
+        if tag in ("td", "p", "h1", "h2", "h3", "a", "div") and names.get("class"):
+            assert "style" in names, (tag, names)
+
+
+@pytest.mark.parametrize("name", [name for name, _ in digests()])
+def test_fast_message_is_the_straightforward_message(renderer: Renderer, name: str) -> None:
+    data = dict(digests())[name]
+    out = renderer.render(data)
+    plain = straightforward_message(renderer, data, out.subject, out.text, out.html).as_bytes()
+    fast = out.raw
+    # Headers: byte for byte.
+    assert fast.split(b"\r\n\r\n", 1)[0] == plain.split(b"\r\n\r\n", 1)[0]
+    a = email.message_from_bytes(fast, policy=policy.strict)
+    b = email.message_from_bytes(plain, policy=policy.strict)
+    assert a.defects == [] and all(part.defects == [] for part in a.walk())
+    assert a.get_boundary() == b.get_boundary()
+    fast_parts, plain_parts = list(a.iter_parts()), list(b.iter_parts())
+    assert len(fast_parts) == len(plain_parts) == 2
+    for x, y in zip(fast_parts, plain_parts, strict=True):
+        assert list(x.items()) == list(y.items())  # the part headers
+        assert x.get_content() == y.get_content()  # the decoded text
+    # Every line CRLF and within RFC 2045's 76 characters in the bodies.
+    assert b"\n" not in fast.replace(b"\r\n", b"")
+    body = fast.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    # ``Rendered.message`` is those bytes, parsed.
+    assert [(k, str(v)) for k, v in out.message.items()] == [(k, str(v)) for k, v in a.items()]
+
+
+def test_highlight_spans_are_the_rankings_match_spans() -> None:
+    rng = random.Random(3)
+    hf = hf_cards() + listing_cards()
+    texts = [c.title for c in hf] + [c.abstract for c in hf]
+    vocabulary = sorted({w for t in texts for w in re.findall(r"[A-Za-z][\w-]+", t)})
+    for text in texts:
+        for _ in range(8):
+            words = rng.sample(vocabulary, rng.randint(1, 6))
+            phrase = " ".join(text.split()[3:5]) if len(text.split()) > 5 else "a b"
+            terms = tuple([*words, phrase, "LLMs", "transformers"])
+            assert highlight_spans(text, terms) == match_spans(text, terms), (text[:40], terms)
+
+
+def test_highlighting_escapes_as_before() -> None:
+    text = "A <b>\"quoted\"</b> & 'single' transformer, <transformers>"
+    mark = f'<mark class="hl" style="{HIGHLIGHT_STYLE}">'
+    assert str(highlight_html(text, ("transformer",))) == (
+        "A &lt;b&gt;&#34;quoted&#34;&lt;/b&gt; &amp; &#39;single&#39; "
+        f"{mark}transformer</mark>, &lt;{mark}transformers</mark>&gt;"
+    )
+    assert str(highlight_html(text, ())) == str(escape(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain\n",
+        ".\nalone dot\n.\n",
+        "trailing space \nand tab\t\n",
+        "x" * 75 + "=" + "y" * 10 + "\n",
+        "x" * 74 + "é" + "y" * 200 + "\n",
+        "= " * 100 + "\n",
+        "no newline at the end",
+        "crlf\r\nlines\rmixed\n",
+        "",
+    ],
+)
+def test_quoted_printable_decodes_to_the_text(text: str) -> None:
+    encoded = quoted_printable(text)
+    lines = text.encode().splitlines()
+    normal = b"\n".join(lines) + b"\n" if lines else b""
+    assert quopri.decodestring(encoded.replace(b"\r\n", b"\n")) == normal
+    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+    # Line by line (cached) is the same as all at once.
+    whole = binascii.b2a_qp(normal, istext=True).replace(b"\n", b"\r\n")
+    assert encoded == whole
+
+
+def test_quoted_printable_line_by_line_equals_whole_on_random_text() -> None:
+    rng = random.Random(5)
+    alphabet = ["a"] * 20 + [" "] * 5 + ["="] * 2 + ["."] * 2 + ["é", "\t", "\n", "\n", "—"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
+        lines = text.encode().splitlines()
+        normal = b"\n".join(lines) + b"\n" if lines else b""
+        whole = binascii.b2a_qp(normal, istext=True).replace(b"\n", b"\r\n")
+        assert quoted_printable(text) == whole
+
+
+def test_reason_and_wrap_caches_do_not_change_results(renderer: Renderer) -> None:
+    data = dict(digests())["ten papers"]
+    first = renderer.render(data).raw
+    reasons = (Reason("term", "agents"), Reason("phrase", "reinforcement learning"))
+    again = renderer.render(
+        replace(data, items=[(replace(i, reasons=reasons), c) for i, c in data.items])
+    ).raw
+    assert renderer.render(data).raw == first
+    assert again != first

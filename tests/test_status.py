@@ -1,0 +1,256 @@
+"""`digest status`: its exit code in each condition that needs an operator, on a real SQLite
+database filled by the real pipeline (fetch, plan, rank, send over SMTP)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from delivery_helpers import add_subscribers, smtp_settings
+from scripted_smtp import Script, scripted_smtp
+from sqlalchemy import create_engine, inspect
+from typer.testing import CliRunner
+
+from digest import pipeline
+from digest.cli import app
+from digest.config import Settings
+from digest.delivery import outbox
+from digest.models import FetchRun
+from digest.store import Store
+from digest.tokens import Links, Tokens
+
+
+@pytest.fixture(autouse=True)
+def _keep_root_logging() -> Iterator[None]:
+    """The CLI configures the root logger; give the next test the one it had."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def env_of(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        "DIGEST_DATABASE__URL": settings.database.url,
+        "DIGEST_PATHS__VAR_DIR": str(settings.paths.var_dir),
+        "DIGEST_PATHS__OUTBOX_DIR": str(settings.paths.outbox_dir),
+        "DIGEST_MAIL__FROM_ADDRESS": "papers@digest.example.org",
+        "DIGEST_WEB__SECRET_KEY": "test-secret-key-0123456789",
+        **extra,
+    }
+
+
+def status(settings: Settings, *args: str, **extra: str) -> tuple[int, str]:
+    done = CliRunner().invoke(app, ["status", *args], env=env_of(settings, **extra))
+    return done.exit_code, done.stdout
+
+
+def status_json(settings: Settings, *args: str, **extra: str) -> tuple[int, dict]:
+    code, out = status(settings, "--json", *args, **extra)
+    return code, json.loads(out)
+
+
+def send(settings: Settings, store: Store, now: datetime | None = None) -> pipeline.SendSummary:
+    links = Links(settings, Tokens("test-secret-key-0123456789"))
+    kwargs = {"clock": lambda: now} if now else {}
+    return pipeline.send_all(settings, store, pipeline.make_renderer(settings), links, **kwargs)
+
+
+def a_good_day(settings: Settings, store: Store, subscribers: int = 2) -> None:
+    """Fetch the sample, subscribe some readers, plan and send everyone's digest."""
+    assert pipeline.fetch(settings, store, ["sample"])[0].status == "ok"
+    add_subscribers(store, subscribers)
+    now = datetime.now(UTC)
+    planned = pipeline.plan_and_rank(settings, store, now, for_date=now.date())
+    assert planned.planned == subscribers
+    assert send(settings, store).sent == subscribers
+
+
+def test_all_well_exits_0_and_says_so(settings: Settings, store: Store) -> None:
+    a_good_day(settings, store)
+    code, out = status(settings)
+    assert code == 0, out
+    assert "all well" in out and "attention" not in out
+    assert "2 sent, 0 failed" in out
+    assert "2 active" in out
+    code, data = status_json(settings)
+    assert code == 0
+    assert data["ok"] is True and data["problems"] == []
+    [sample] = data["sources"]
+    assert (sample["source"], sample["last_status"], sample["enabled"]) == ("sample", "ok", True)
+    assert sample["new"] > 200 and sample["error"] is None
+    assert data["deliveries_last_24h"]["sent"] == 2
+    assert data["queue"] == {
+        "depth": 0,
+        "oldest_ready_since": None,
+        "age_seconds": None,
+        "in_flight": 0,
+        "held": 0,
+    }
+    assert data["subscribers"]["active"] == 2
+
+
+def test_a_failed_last_fetch_needs_attention(settings: Settings, store: Store) -> None:
+    a_good_day(settings, store)
+    failing = settings.model_copy(update={"http": settings.http.model_copy(update={"retries": 0})})
+    [summary] = pipeline.fetch(
+        failing,
+        store,
+        ["huggingface"],
+        transport=httpx.MockTransport(lambda request: httpx.Response(503)),
+    )
+    assert summary.status == "failed"
+    enabled = {"DIGEST_SOURCES__ENABLED": "sample,huggingface"}
+    code, data = status_json(settings, **enabled)
+    assert code == 1
+    hf = next(s for s in data["sources"] if s["source"] == "huggingface")
+    assert hf["last_status"] == "failed" and "503" in hf["error"]
+    assert any(p.startswith("the last fetch of huggingface failed") for p in data["problems"])
+    # A source that is not enabled any more is shown, never alarming.
+    code, data = status_json(settings)
+    assert code == 0
+    assert [s["enabled"] for s in data["sources"]] == [True, False]
+
+
+def test_no_fetch_for_over_a_day_needs_attention(settings: Settings, store: Store) -> None:
+    a_good_day(settings, store)
+    with store.transaction() as session:
+        for run in session.query(FetchRun):
+            run.started_at -= timedelta(hours=30)
+            run.finished_at -= timedelta(hours=30)
+    code, out = status(settings)
+    assert code == 1
+    assert "attention: no successful fetch of sample in 24 h (last 30 h ago)" in out
+    assert status(settings, "--max-fetch-hours", "48")[0] == 0
+
+
+def test_a_source_never_fetched_needs_attention(settings: Settings, store: Store) -> None:
+    code, out = status(settings)
+    assert code == 1
+    assert "attention: source sample has never been fetched" in out
+
+
+def test_failed_deliveries_today_need_attention(settings: Settings, store: Store) -> None:
+    # The recipient's server refuses the address: a real 550 over a real SMTP exchange.
+    script = Script(rcpt=lambda address, count: f"550 5.1.1 <{address}>: Recipient unknown")
+    with scripted_smtp(script) as server:
+        mail = smtp_settings(settings, server.host, server.port)
+        assert pipeline.fetch(mail, store, ["sample"])[0].status == "ok"
+        add_subscribers(store, 2)
+        now = datetime.now(UTC)
+        pipeline.plan_and_rank(mail, store, now, for_date=now.date())
+        assert send(mail, store).failed == 2
+    code, data = status_json(settings)
+    assert code == 1
+    assert data["deliveries_last_24h"]["failed"] == 2
+    assert data["problems"] == [
+        "2 digest(s) of the last 24 hours failed (`digest outbox list --status failed`)"
+    ]
+    # The text form names the same problem, and no address.
+    code, out = status(settings)
+    assert code == 1 and "attention: 2 digest(s) of the last 24 hours failed" in out
+    assert "@example.org" not in out
+
+
+def test_a_queue_older_than_the_threshold_needs_attention(settings: Settings, store: Store) -> None:
+    assert pipeline.fetch(settings, store, ["sample"])[0].status == "ok"
+    add_subscribers(store, 3)
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    pipeline.plan_and_rank(settings, store, two_hours_ago, for_date=two_hours_ago.date())
+    # Planned two hours ago and nothing sent since: no worker is running.
+    code, data = status_json(settings)
+    assert code == 1
+    assert data["queue"]["depth"] == 3
+    assert 2 * 3600 - 60 <= data["queue"]["age_seconds"] <= 2 * 3600 + 60
+    assert any("ready digest(s) has waited 2 h" in p for p in data["problems"])
+    assert status(settings, "--max-queue-minutes", "180")[0] == 0
+    # Once a sender has been through, the queue is empty and all is well again.
+    assert send(settings, store).sent == 3
+    code, data = status_json(settings)
+    assert code == 0 and data["queue"]["depth"] == 0
+
+
+def test_held_unknown_deliveries_need_attention(settings: Settings, store: Store) -> None:
+    assert pipeline.fetch(settings, store, ["sample"])[0].status == "ok"
+    add_subscribers(store, 1)
+    now = datetime.now(UTC)
+    pipeline.plan_and_rank(settings, store, now, for_date=now.date())
+    with store.transaction() as session:
+        [claimed] = outbox.claim(session, now, "w1", 10, timedelta(minutes=15))
+        outbox.mark_unknown(session, claimed.id, "w1", "connection lost after data", retry_at=None)
+    code, data = status_json(settings)
+    assert code == 1
+    assert data["queue"]["held"] == 1
+    assert data["deliveries_last_24h"]["unknown"] == 1
+    assert any("held for an operator" in p for p in data["problems"])
+    assert any("may or may not have arrived" in p for p in data["problems"])
+
+
+def test_bounced_subscribers_are_counted(settings: Settings, store: Store) -> None:
+    a_good_day(settings, store, subscribers=3)
+    from digest.models import Subscriber
+
+    with store.transaction() as session:
+        person = session.query(Subscriber).order_by(Subscriber.id).first()
+        person.status = "bounced"
+        person.last_bounce_at = datetime.now(UTC)
+    code, data = status_json(settings)
+    assert code == 0  # a bounce is information, not an alarm
+    assert data["subscribers"]["bounced"] == 1 and data["bounced_last_24h"] == 1
+
+
+def test_a_database_behind_or_away_exits_3_and_changes_nothing(tmp_path: Path) -> None:
+    def run(url: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DIGEST_DATABASE__URL": url}
+        return subprocess.run(
+            [sys.executable, "-m", "digest", "status"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    empty = tmp_path / "empty.db"
+    behind = run(f"sqlite:///{empty}")
+    assert behind.returncode == 3
+    assert behind.stderr.strip().endswith("run `digest db upgrade`")
+    # A status check never migrates.
+    assert inspect(create_engine(f"sqlite:///{empty}")).get_table_names() == []
+    away = run("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert away.returncode == 3 and "Traceback" not in away.stderr
+
+
+@pytest.mark.postgres
+def test_status_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    from digest.config import load_settings
+
+    settings = load_settings(
+        environ={
+            "DIGEST_DATABASE__URL": postgres_url,
+            "DIGEST_PATHS__VAR_DIR": str(tmp_path / "var"),
+            "DIGEST_PATHS__OUTBOX_DIR": str(tmp_path / "var" / "outbox"),
+        }
+    )
+    store = Store.open(settings.database)
+    try:
+        assert pipeline.fetch(settings, store, ["sample"])[0].status == "ok"
+        add_subscribers(store, 2)
+        earlier = datetime.now(UTC) - timedelta(hours=1)
+        pipeline.plan_and_rank(settings, store, earlier, for_date=earlier.date())
+        code, data = status_json(settings)
+        assert code == 1 and data["queue"]["depth"] == 2
+        assert 3500 <= data["queue"]["age_seconds"] <= 3700
+        send(settings, store)
+        code, data = status_json(settings)
+        assert code == 0 and data["deliveries_last_24h"]["sent"] == 2
+    finally:
+        store.close()
