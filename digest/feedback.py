@@ -43,7 +43,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize
 
 from digest.analysis import author_key, stem, term_key, words
 from digest.config import FeedbackSettings
@@ -421,6 +420,10 @@ def fit_logistic(
     move a paper relative to others. L-BFGS from zero with a fixed iteration cap: the same
     inputs give the same coefficients.
     """
+    # Imported here: scipy.optimize takes a fifth of a second to import, and every worker
+    # imports this module while few ever train a model.
+    from scipy.optimize import minimize
+
     features = matrix.shape[1]
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:

@@ -166,7 +166,13 @@ def test_workers_ride_out_lost_database_connections(
     count = 600
     url = f"{postgres_url}&application_name=digest-outage-test"
     seed(url, count, port)
-    workers = start_workers(url, port, 2, tmp_path, SMTP__MESSAGES_PER_SECOND="150")
+    # 50 a second each: sending takes ~6 s, so the kill window below falls inside it.
+    workers = start_workers(url, port, 2, tmp_path, SMTP__MESSAGES_PER_SECOND="50")
+    # Start killing once the workers are connected and sending (a loaded machine starts them
+    # slowly; killing before they connect would test nothing).
+    started = time.monotonic()
+    while not recorder.messages and time.monotonic() - started < 90:
+        time.sleep(0.05)
     stop = threading.Event()
     killed: list[int] = []
     killer = threading.Thread(
