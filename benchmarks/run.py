@@ -768,6 +768,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"CHECK FAILED: {exc}", file=sys.stderr)
             failed = True
             continue
+        except Exception as exc:  # the machine's trouble (a database restarted under us)
+            print(f"RUN FAILED: {exc!r:.500}", file=sys.stderr)
+            failed = True
+            continue
         results.append(result)
         print(summary_line(result), file=sys.stderr, flush=True)
     ranking = rank_only(100_000, 2_000, args.seed) if args.suite else None
