@@ -2,24 +2,36 @@
 
 One definition of "a word matches a term", so the mail highlights exactly what the ranking
 matched: lower-cased, English Snowball stems ("transformers" and "transformer" meet), an
-acronym's plural folded ("LLMs" -> "llm"). Pure functions, no I/O.
+acronym's plural folded ("LLMs" -> "llm"). Pure functions, no I/O, safe from any thread.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 
 import snowballstemmer
+from snowballstemmer.basestemmer import BaseStemmer
 
 # Words: letters and digits, with inner hyphens or apostrophes kept apart as separate words
 # ("state-of-the-art" -> state, of, the, art) so hyphenated and spaced spellings meet.
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _ACRONYM_PLURAL = re.compile(r"^[A-Z][A-Z0-9]+s$")  # LLMs, GNNs, VLMs
 
-_stemmer = snowballstemmer.stemmer("english")
+# A Snowball stemmer keeps the word it is working on in its own fields, so one shared by
+# threads (the sending lanes render at once) mixes their words up: wrong stems, IndexError.
+# Each thread gets its own; the cache below is shared (lru_cache is safe across threads).
+_local = threading.local()
+
+
+def _stemmer() -> BaseStemmer:
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = snowballstemmer.stemmer("english")
+    return stemmer
 
 
 @lru_cache(maxsize=200_000)
@@ -27,7 +39,7 @@ def stem(word: str) -> str:
     """The stem of one word as it appears in text (case is folded here)."""
     if _ACRONYM_PLURAL.match(word):
         word = word[:-1]
-    return _stemmer.stemWord(word.lower())
+    return _stemmer().stemWord(word.lower())
 
 
 def words(text: str) -> list[tuple[str, int, int]]:
