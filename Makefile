@@ -44,7 +44,7 @@ bench-ranking: $(STAMP)
 
 # The performance benchmark (docs/benchmarks.md): every run of its tables, with checks; finds or
 # installs Postfix's smtp-sink. BENCH_ARGS runs one configuration instead, e.g.
-# make bench BENCH_ARGS="--subscribers 10000 --papers 1000 --render-processes 1".
+# make bench BENCH_ARGS="--subscribers 10000 --papers 1000".
 BENCH_ARGS ?= --suite --json var/bench.json
 bench: $(STAMP)
 	@mkdir -p var

@@ -109,7 +109,6 @@ def environment(
     port: int,
     folder: Path,
     connections: int | None,
-    render_processes: int | None,
     semantic: bool = False,
 ) -> dict[str, str]:
     env = {
@@ -128,8 +127,6 @@ def environment(
     }
     if connections:
         env["DIGEST_SMTP__MAX_CONNECTIONS"] = str(connections)
-    if render_processes is not None:
-        env["DIGEST_DELIVERY__RENDER_PROCESSES"] = str(render_processes)
     if not semantic:
         # Keyword ranking, what the base install has: semantic matching needs the optional
         # [semantic] extra and a model (see docs/benchmarks.md for what it costs).
@@ -211,7 +208,6 @@ class Options:
     papers: int = 1_000
     workers: int = 1
     connections: int | None = None  # smtp.max_connections per worker; None: the setting's default
-    render_processes: int | None = None  # delivery.render_processes; None: the setting's default
     semantic: bool = False  # ranking.semantic as configured (on with the extra) or off
     database: str | None = None
     sample: int = 40
@@ -254,7 +250,6 @@ def run(options: Options) -> dict[str, Any]:
             sink.port,
             folder,
             options.connections,
-            options.render_processes,
             options.semantic,
         )
         connections = options.connections or load_settings(environ=env).smtp.max_connections
@@ -670,17 +665,15 @@ def scaling(results: list[dict[str, Any]], key: str, fixed: str, value: int) -> 
     return "\n".join(lines)
 
 
-# Each run: (subscribers, papers, workers, database, smtp.max_connections per worker,
-# delivery.render_processes). SQLite: one sending process with one render process beside it
-# (the setting docs/benchmarks.md recommends there); PostgreSQL: workers render themselves.
+# Each run: (subscribers, papers, workers, database, smtp.max_connections per worker).
 SUITE = (
-    (1_000, 1_000, 1, "sqlite", 4, 1),
-    (10_000, 1_000, 1, "sqlite", 4, 1),
-    (100_000, 1_000, 1, "sqlite", 4, 1),
-    (10_000, 250, 1, "sqlite", 4, 1),
-    (10_000, 5_000, 1, "sqlite", 4, 1),
-    (10_000, 1_000, 1, "postgresql", 4, 0),
-    (10_000, 1_000, 2, "postgresql", 4, 0),
+    (1_000, 1_000, 1, "sqlite", 4),
+    (10_000, 1_000, 1, "sqlite", 4),
+    (100_000, 1_000, 1, "sqlite", 4),
+    (10_000, 250, 1, "sqlite", 4),
+    (10_000, 5_000, 1, "sqlite", 4),
+    (10_000, 1_000, 1, "postgresql", 4),
+    (10_000, 1_000, 2, "postgresql", 4),
 )
 
 
@@ -691,9 +684,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
         "--connections", type=int, default=None, help="smtp.max_connections per worker"
-    )
-    parser.add_argument(
-        "--render-processes", type=int, default=None, help="delivery.render_processes"
     )
     parser.add_argument(
         "--database",
@@ -739,10 +729,9 @@ def main(argv: list[str] | None = None) -> int:
                 papers=p,
                 workers=w,
                 connections=args.connections or connections,
-                render_processes=rp,
                 database=None if db == "sqlite" else args.postgres,
             )
-            for s, p, w, db, connections, rp in SUITE
+            for s, p, w, db, connections in SUITE
         ]
         if args.suite
         else [
@@ -751,7 +740,6 @@ def main(argv: list[str] | None = None) -> int:
                 papers=args.papers,
                 workers=args.workers,
                 connections=args.connections,
-                render_processes=args.render_processes,
                 database=args.database,
             )
         ]

@@ -317,13 +317,6 @@ class DeliverySettings(Section):
         "resend it, or hold it for an operator",
     )
     batch_size: int = Field(20, ge=1, le=1000, description="deliveries one sender claims at once")
-    render_processes: int = Field(
-        0,
-        ge=0,
-        le=64,
-        description="processes that render digests for one worker beside its sending threads; "
-        "0: the sending threads render. One sending process on SQLite: 1 per spare core",
-    )
     lease_seconds: float = Field(
         900.0, ge=1, description="a claim lasts this long; a dead sender's rows return after it"
     )
@@ -610,6 +603,13 @@ def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
+# Settings an earlier version had, and what to do instead (an old config names them).
+RETIRED = {
+    "delivery.render_processes": "removed (sending threads render their own messages now); "
+    "delete the line",
+}
+
+
 def _describe(exc: PydanticValidationError, origins: Mapping[str, str]) -> str:
     """One line: the first problem, its key, where it came from."""
     error = exc.errors()[0]
@@ -624,7 +624,8 @@ def _describe(exc: PydanticValidationError, origins: Mapping[str, str]) -> str:
     if not key:  # a rule across settings (a model validator) names its keys itself
         return f"bad settings: {error['msg'].removeprefix('Value error, ')}{tail}"
     if error["type"] == "extra_forbidden":
-        return f"unknown setting {key}{where}{tail}"
+        hint = RETIRED.get(key)
+        return f"unknown setting {key}{where}{f': {hint}' if hint else ''}{tail}"
     message = error["msg"].removeprefix("Value error, ")
     message = message[0].lower() + message[1:]
     if "input" in error and not isinstance(error["input"], dict):

@@ -186,6 +186,37 @@ class Delivery(Base):
     handed_over_at: Mapped[datetime | None]
 
 
+class TransactionalMail(Base):
+    """A mail someone's action asked for (confirm a subscription or a new address, a link to
+    the preferences page), waiting in an outbox of its own with the digests' leases, states
+    and retries, and sent ahead of them. Its bytes are made when it is asked for (the links in
+    it are signed then) and dropped once it is sent."""
+
+    __tablename__ = "transactional_mails"
+    __table_args__ = (Index("ix_transactional_mails_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # The subscriber it concerns; a deleted subscriber's waiting mail goes with them.
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # confirm, confirm_address, manage_link
+    recipient: Mapped[str] = mapped_column(String(320))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the message as it goes on the wire
+    # The same states as a delivery's: planned, sending, sent, deferred, failed, unknown.
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    planned_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    handed_over_at: Mapped[datetime | None]
+
+
 class DeliveryItem(Base):
     """A paper chosen for a delivery, with its rank, score and reasons."""
 

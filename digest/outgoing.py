@@ -1,32 +1,19 @@
-"""What a claimed delivery's message is made of, and making it: here, or in other processes.
+"""What a claimed delivery's message is made of.
 
 :class:`Digests` loads what a claimed batch's digests need (subscribers, chosen items,
-paper cards) with a few queries per batch and builds each ``DigestInput``;
-:class:`RenderPool` makes messages (load and render) in other processes so that one sending
-process can use more than one core (``delivery.render_processes``). This module imports
-nothing of ranking, so the pool's processes stay small.
+paper cards) with a few queries per batch and builds each ``DigestInput``; the sending
+thread that claimed the batch renders it.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import pickle
-import signal
 import threading
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from datetime import date, datetime
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from digest import compose
@@ -35,8 +22,7 @@ from digest.items import PaperCard
 from digest.models import Delivery, DeliveryItem, Paper, Subscriber
 from digest.profiles import Profile
 from digest.render import DigestInput, Renderer
-from digest.store import Store, make_engine
-from digest.tokens import Links, Tokens, secret_key
+from digest.tokens import Links
 
 log = logging.getLogger(__name__)
 
@@ -44,33 +30,6 @@ log = logging.getLogger(__name__)
 def make_renderer(settings: Settings) -> Renderer:
     folder = settings.paths.templates_dir
     return Renderer(settings.mail, Path(folder) if folder else None)
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """What rendering needs of a claimed delivery, without its session."""
-
-    id: int
-    public_id: str
-    subscriber_id: int
-    local_date: date
-    planned_at: datetime
-
-    @classmethod
-    def of(cls, delivery: Delivery) -> Claimed:
-        return cls(
-            delivery.id,
-            delivery.public_id,
-            delivery.subscriber_id,
-            delivery.local_date,
-            delivery.planned_at,
-        )
-
-
-def render_here(store: Store, digests: Digests, renderer: Renderer, claimed: Claimed) -> bytes:
-    with store.transaction() as session:
-        data = digests.input(session, claimed)  # type: ignore[arg-type]
-    return renderer.render(data).raw
 
 
 class Digests:
@@ -169,148 +128,3 @@ def feedback_urls(
         )
         for _item, card in items
     ]
-
-
-class RenderPool:
-    """Makes digests in ``processes`` other processes, so that one sending process can use
-    more than one core: its threads keep claims, SMTP and the outcomes, the pool loads each
-    claimed digest's subscriber, papers and items (reading only) and renders it. Claimed
-    deliveries go over in small chunks, wire bytes come back.
-
-    A message the pool cannot make fails as an in-process render would (the same error); if
-    the pool itself breaks (a process killed), the message is made in-process and the pool
-    is started afresh. Its processes end with this one, also when it is killed (each
-    watches its parent).
-    """
-
-    CHUNK = 8
-
-    def __init__(self, settings: Settings) -> None:
-        # Not "fork": the sending threads may hold locks (logging, the database pool). Not
-        # "forkserver" either: its server outlives a worker killed with SIGKILL.
-        context = multiprocessing.get_context("spawn")
-        self.processes = settings.delivery.render_processes
-        self._start = partial(
-            ProcessPoolExecutor,
-            self.processes,
-            mp_context=context,
-            initializer=_render_process_start,
-            initargs=(settings, os.getpid()),
-        )
-        self._executor = self._start()
-        self._lock = threading.Lock()
-
-    def submit(
-        self, claimed: Sequence[Claimed], here: Callable[[Claimed], bytes]
-    ) -> dict[int, Callable[[], bytes]]:
-        """Start making ``claimed``'s messages; a function per delivery id that waits for its
-        bytes (``here`` makes one in this process when the pool cannot)."""
-        builds: dict[int, Callable[[], bytes]] = {}
-        for start in range(0, len(claimed), self.CHUNK):
-            chunk = claimed[start : start + self.CHUNK]
-            future: Future[list[object]] | None
-            try:
-                future = self._executor.submit(_render_chunk, chunk)
-            except (BrokenProcessPool, RuntimeError):
-                self._restart()
-                future = None
-            for index, one in enumerate(chunk):
-                builds[one.id] = partial(self._result, future, index, one, here)
-        return builds
-
-    def _result(
-        self,
-        future: Future[list[object]] | None,
-        index: int,
-        claimed: Claimed,
-        here: Callable[[Claimed], bytes],
-    ) -> bytes:
-        if future is not None:
-            try:
-                result = future.result()[index]
-            except BrokenProcessPool:
-                log.warning("a render process was lost; rendering here, starting another")
-                self._restart()
-            else:
-                if isinstance(result, BaseException):
-                    raise result
-                assert isinstance(result, bytes)
-                return result
-        return here(claimed)
-
-    def _restart(self) -> None:
-        with self._lock:
-            old = self._executor
-            if not getattr(old, "_broken", False):
-                return
-            self._executor = self._start()
-        old.shutdown(wait=False, cancel_futures=True)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-_POOLS: dict[str, RenderPool] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def render_pool(settings: Settings) -> RenderPool:
-    """The process's pool for these settings, started on first use and kept for the
-    process's life (a worker's ticks share it)."""
-    key = settings.model_dump_json()
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = _POOLS[key] = RenderPool(settings)
-        return pool
-
-
-_MAKER: tuple[Store, Digests, Renderer] | None = None
-
-
-def _render_process_start(settings: Settings, parent: int) -> None:
-    global _MAKER
-    # Ctrl-C reaches the whole process group; the worker decides what stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    store = Store(make_engine(settings.database.url, settings.database.busy_timeout_ms))
-    links = Links(settings, Tokens(secret_key(settings)))
-    _MAKER = (store, Digests(settings, links), make_renderer(settings))
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    """End this process once the worker that started it is gone (killed, say)."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(0)
-
-
-def _render_chunk(claimed: Sequence[Claimed]) -> list[object]:
-    """In a render process: each claimed digest's bytes, or the exception making it raised
-    (a database error is raised for the whole chunk)."""
-    assert _MAKER is not None
-    store, digests, renderer = _MAKER
-    results: list[object] = []
-    with store.transaction() as session:
-        digests.load(session, claimed)  # type: ignore[arg-type]
-        inputs: list[object] = []
-        for one in claimed:
-            try:
-                inputs.append(digests.input(session, one))  # type: ignore[arg-type]
-            except SQLAlchemyError:
-                raise
-            except Exception as exc:
-                inputs.append(exc)
-    for data in inputs:
-        try:
-            if isinstance(data, Exception):
-                raise data
-            assert isinstance(data, DigestInput)
-            results.append(renderer.render(data).raw)
-        except Exception as exc:
-            try:
-                pickle.dumps(exc)
-            except Exception:
-                exc = RuntimeError(repr(exc))
-            results.append(exc)
-    return results

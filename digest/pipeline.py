@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import httpx
@@ -34,7 +33,7 @@ from digest.errors import SourceError
 from digest.ingest import merge_batch, upsert
 from digest.items import PaperCard, RankedItem
 from digest.models import Delivery, DeliveryItem, FetchRun, Paper, SentPaper, Subscriber
-from digest.outgoing import Claimed, Digests, render_here, render_pool
+from digest.outgoing import Digests
 from digest.outgoing import make_renderer as make_renderer  # where callers look for it
 from digest.profiles import Profile
 from digest.ranking import Ranker, RankRequest
@@ -381,38 +380,14 @@ def make_sender(
     only: Sequence[int] | None = None,
     stop: threading.Event | None = None,
 ) -> Sender:
-    """A sender whose messages are the digests the pipeline ranked.
-
-    Each claimed batch's inputs are loaded with a few queries (:class:`Digests`); with
-    ``delivery.render_processes`` the messages are made in a :class:`RenderPool` while the
-    sending threads deliver the ones before them, otherwise by the sending thread itself.
-    """
+    """A sender whose messages are the digests the pipeline ranked (and the transactional
+    mail waiting ahead of them). Each claimed batch's inputs are loaded with a few queries
+    (:class:`Digests`); the sending thread renders each message just before it sends it."""
     digests = Digests(settings, links)
-    if not settings.delivery.render_processes:
 
-        def prepare(session: Session, delivery: Delivery) -> Outgoing:
-            data = digests.input(session, delivery)
-            return _outgoing(delivery, data.to_address, lambda: renderer.render(data).raw)
-
-        prepare_batch = digests.load
-    else:
-        pool = render_pool(settings)
-        lane = threading.local()  # each sending thread prepares its own batch
-
-        def prepare_batch(session: Session, deliveries: Sequence[Delivery]) -> None:
-            lane.addresses = dict(
-                session.execute(
-                    select(Subscriber.id, Subscriber.email).where(
-                        Subscriber.id.in_({d.subscriber_id for d in deliveries})
-                    )
-                ).all()
-            )
-            claimed = [Claimed.of(d) for d in deliveries]
-            lane.builds = pool.submit(claimed, partial(render_here, store, digests, renderer))
-
-        def prepare(session: Session, delivery: Delivery) -> Outgoing:
-            address = lane.addresses[delivery.subscriber_id]
-            return _outgoing(delivery, address, lane.builds.pop(delivery.id))
+    def prepare(session: Session, delivery: Delivery) -> Outgoing:
+        data = digests.input(session, delivery)
+        return _outgoing(delivery, data.to_address, lambda: renderer.render(data).raw)
 
     return Sender(
         settings,
@@ -424,7 +399,7 @@ def make_sender(
         only=only,
         batch=batch,
         lease=lease,
-        prepare_batch=prepare_batch,
+        prepare_batch=digests.load,
     )
 
 

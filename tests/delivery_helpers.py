@@ -13,6 +13,7 @@ from sqlalchemy import insert, select
 from digest import pipeline
 from digest.config import Settings, load_settings
 from digest.models import Delivery, Paper, Subscriber
+from digest.profiles import build_profile
 from digest.store import Store
 
 
@@ -57,9 +58,15 @@ def add_subscribers(
     max_papers: int = 2,
     prefix: str = "reader",
     now: datetime | None = None,
+    topics: bool = False,
 ) -> list[str]:
-    """``count`` active subscribers with no topics (they get the day's trending papers)."""
+    """``count`` active subscribers with no topics (they get the day's trending papers), or
+    with ``topics``, each one of a few keyword profiles (their mail highlights the matches,
+    which stems text as it renders)."""
     now = now or datetime.now(UTC)
+    profiles = [
+        build_profile(include=terms).to_json() if topics else EMPTY_PROFILE for terms in TOPICS
+    ]
     rows = []
     for n in range(count):
         email = f"{prefix}{n:05d}@example.org"
@@ -74,7 +81,7 @@ def add_subscribers(
                 "frequency": "daily",
                 "max_papers": max_papers,
                 "send_when_empty": True,
-                "profile": {"include": [], "exclude": [], "categories": [], "authors": []},
+                "profile": profiles[n % len(profiles)],
                 "token_version": 1,
                 "bounce_count": 0,
                 "created_at": now,
@@ -85,6 +92,17 @@ def add_subscribers(
         for start in range(0, len(rows), 500):
             session.execute(insert(Subscriber), rows[start : start + 500])
     return [r["email"] for r in rows]
+
+
+EMPTY_PROFILE = {"include": [], "exclude": [], "categories": [], "authors": []}
+TOPICS = [
+    ["language models", "reasoning"],
+    ["neural architecture search"],
+    ["diffusion", "image generation"],
+    ["reinforcement learning", "robot"],
+    ["vision transformer", "self-supervised"],
+    ["graph neural networks", "pruning", "quantization"],
+]
 
 
 def midday_zone(now: datetime | None = None) -> str:

@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -30,7 +31,7 @@ from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from digest.models import Delivery, Subscriber
+from digest.models import Delivery, Subscriber, TransactionalMail
 
 UnknownPolicy = Literal["resend", "hold"]
 
@@ -148,8 +149,9 @@ def begin_write(session: Session) -> None:
     """Start the session's transaction as a writer now. On SQLite a plain (deferred)
     transaction that reads and then writes can fail when another process wrote in between;
     ``BEGIN IMMEDIATE`` takes the write lock first (waiting up to the busy timeout)."""
-    if session.get_bind().dialect.name == "sqlite":
+    if session.get_bind().dialect.name == "sqlite" and not session.info.get("writing"):
         session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        session.info["writing"] = True  # once per transaction (the session ends with it)
 
 
 def claim(
@@ -260,36 +262,54 @@ def used_today(session: Session, now: datetime) -> int:
     return sent + (flying or 0)
 
 
-# The statements a sender runs once per message, built once: building and caching a fresh
-# statement costs more than the database's own work (see docs/benchmarks.md).
-_MINE = and_(Delivery.id == bindparam("delivery_id"), Delivery.lease_owner == bindparam("owner"))
-_MARK_SENT = (
-    update(Delivery)
-    .where(_MINE)
-    .values(
-        status="sent",
-        sent_at=bindparam("now"),
-        smtp_reply=bindparam("reply"),
-        lease_until=None,
-        next_attempt_at=None,
+# A row of either outbox: a digest, or a transactional mail. Both carry the same lease and
+# state columns, so marking works the same on either.
+Leased = type[Delivery] | type[TransactionalMail]
+
+
+@cache
+def _statements(model: Leased) -> tuple[Any, Any]:
+    """The two statements a sender runs once per message, built once per table: building and
+    caching a fresh statement costs more than the database's own work (docs/benchmarks.md)."""
+    mine = and_(model.id == bindparam("delivery_id"), model.lease_owner == bindparam("owner"))
+    mark_sent = (
+        update(model)
+        .where(mine)
+        .values(
+            status="sent",
+            sent_at=bindparam("now"),
+            smtp_reply=bindparam("reply"),
+            lease_until=None,
+            next_attempt_at=None,
+            **({"payload": b""} if model is TransactionalMail else {}),  # its links are spent
+        )
     )
-)
-_MARK_HANDED_OVER = update(Delivery).where(_MINE).values(handed_over_at=bindparam("now"))
+    handed_over = update(model).where(mine).values(handed_over_at=bindparam("now"))
+    return mark_sent, handed_over
 
 
-def mark_sent(session: Session, delivery_id: int, owner: str, now: datetime, reply: str) -> bool:
+def mark_sent(
+    session: Session,
+    delivery_id: int,
+    owner: str,
+    now: datetime,
+    reply: str,
+    model: Leased = Delivery,
+) -> bool:
     """Record the server's acceptance; False if the lease was lost to another sender."""
     result = session.connection().execute(
-        _MARK_SENT,
+        _statements(model)[0],
         {"delivery_id": delivery_id, "owner": owner, "now": now, "reply": reply[:1000]},
     )
     return result.rowcount == 1
 
 
-def mark_handed_over(session: Session, delivery_id: int, owner: str, now: datetime) -> bool:
+def mark_handed_over(
+    session: Session, delivery_id: int, owner: str, now: datetime, model: Leased = Delivery
+) -> bool:
     """Note that the message's data is about to go (the hold policy's evidence)."""
     result = session.connection().execute(
-        _MARK_HANDED_OVER, {"delivery_id": delivery_id, "owner": owner, "now": now}
+        _statements(model)[1], {"delivery_id": delivery_id, "owner": owner, "now": now}
     )
     return result.rowcount == 1
 
@@ -301,6 +321,7 @@ def mark_failed(
     reason: str,
     *,
     retry_at: datetime | None = None,
+    model: Leased = Delivery,
 ) -> bool:
     """A permanent failure (``retry_at`` None) or a deferral until ``retry_at``."""
     values: dict[str, object] = {"last_error": reason[:2000], "lease_until": None}
@@ -309,20 +330,24 @@ def mark_failed(
     else:
         values.update(status="deferred", next_attempt_at=retry_at)
     result = session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
-        .values(**values)
+        update(model).where(model.id == delivery_id, model.lease_owner == owner).values(**values)
     )
     return result.rowcount == 1
 
 
 def mark_unknown(
-    session: Session, delivery_id: int, owner: str, reason: str, *, retry_at: datetime | None
+    session: Session,
+    delivery_id: int,
+    owner: str,
+    reason: str,
+    *,
+    retry_at: datetime | None,
+    model: Leased = Delivery,
 ) -> bool:
     """The connection died after the final dot: resend at ``retry_at``, or hold (None)."""
     result = session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.lease_owner == owner)
+        update(model)
+        .where(model.id == delivery_id, model.lease_owner == owner)
         .values(
             status="unknown", last_error=reason[:2000], lease_until=None, next_attempt_at=retry_at
         )
@@ -336,33 +361,140 @@ def release(
     owner: str,
     retry_at: datetime | None = None,
     reason: str | None = None,
+    model: Leased = Delivery,
 ) -> int:
-    """Give back claimed deliveries that were never tried (a stop, a lease running short, a
-    server that refuses us): their attempt is not counted; with ``retry_at`` they wait."""
+    """Give back claimed rows that were never tried (a stop, a lease running short, a server
+    that refuses us): their attempt is not counted; with ``retry_at`` they wait."""
     if not delivery_ids:
         return 0
-    untried = Delivery.attempts <= 1
+    untried = model.attempts <= 1
     status = case((untried, "planned"), else_="deferred") if retry_at is None else "deferred"
     result = session.execute(
-        update(Delivery)
+        update(model)
         .where(
-            Delivery.id.in_(list(delivery_ids)),
-            Delivery.lease_owner == owner,
-            Delivery.status == "sending",
+            model.id.in_(list(delivery_ids)),
+            model.lease_owner == owner,
+            model.status == "sending",
         )
         .values(
             status=status,
-            attempts=Delivery.attempts - 1,
+            attempts=model.attempts - 1,
             lease_until=None,
             lease_owner=None,
-            last_error=reason[:2000] if reason else Delivery.last_error,
+            last_error=reason[:2000] if reason else model.last_error,
             next_attempt_at=retry_at
             if retry_at is not None
-            else func.coalesce(Delivery.next_attempt_at, Delivery.planned_at),
+            else func.coalesce(model.next_attempt_at, model.planned_at),
         )
         .execution_options(synchronize_session=False)
     )
     return result.rowcount
+
+
+# -- transactional mail -----------------------------------------------------------------
+
+
+def enqueue_mail(
+    session: Session,
+    *,
+    kind: str,
+    recipient: str,
+    payload: bytes,
+    subscriber_id: int | None,
+    now: datetime,
+) -> int:
+    """Put a transactional mail in its outbox, in the caller's transaction (so the action that
+    asked for it and the mail are stored together or not at all); returns its id."""
+    mail = TransactionalMail(
+        public_id=secrets.token_hex(16),
+        subscriber_id=subscriber_id,
+        kind=kind,
+        recipient=recipient,
+        payload=payload,
+        status="planned",
+        planned_at=now,
+        attempts=0,
+    )
+    session.add(mail)
+    session.flush()
+    return mail.id
+
+
+def _mail_ready(now: datetime, policy: UnknownPolicy) -> Any:
+    parts = [
+        and_(
+            TransactionalMail.status == "planned",
+            or_(
+                TransactionalMail.next_attempt_at.is_(None),
+                TransactionalMail.next_attempt_at <= now,
+            ),
+        ),
+        and_(TransactionalMail.status == "deferred", TransactionalMail.next_attempt_at <= now),
+        and_(TransactionalMail.status == "sending", TransactionalMail.lease_until < now),
+    ]
+    if policy == "resend":
+        parts.append(
+            and_(TransactionalMail.status == "unknown", TransactionalMail.next_attempt_at <= now)
+        )
+    return or_(*parts)
+
+
+def claim_mail(
+    session: Session,
+    now: datetime,
+    owner: str,
+    limit: int,
+    lease: timedelta,
+    *,
+    ids: Sequence[int] | None = None,
+    subscriber_ids: Sequence[int] | None = None,
+    policy: UnknownPolicy = "resend",
+) -> list[TransactionalMail]:
+    """Take up to ``limit`` transactional mails that are ready, as :func:`claim` takes
+    digests (a lapsed lease, a deferral whose time has come, an unknown one to resend)."""
+    begin_write(session)
+    if policy == "hold":
+        session.execute(
+            update(TransactionalMail)
+            .where(
+                TransactionalMail.status == "sending",
+                TransactionalMail.lease_until < now,
+                TransactionalMail.handed_over_at.is_not(None),
+            )
+            .values(status="unknown", lease_until=None, next_attempt_at=None)
+        )
+    query = select(TransactionalMail).where(_mail_ready(now, policy))
+    if ids is not None:
+        query = query.where(TransactionalMail.id.in_(list(ids)))
+    if subscriber_ids is not None:
+        query = query.where(TransactionalMail.subscriber_id.in_(list(subscriber_ids)))
+    taken = list(
+        session.scalars(
+            query.order_by(TransactionalMail.id).limit(limit).with_for_update(skip_locked=True)
+        )
+    )
+    for mail in taken:
+        mail.status = "sending"
+        mail.lease_owner = owner
+        mail.lease_until = now + lease
+        mail.handed_over_at = None
+        mail.attempts += 1
+    session.flush()
+    return taken
+
+
+def mail_due(session: Session, now: datetime, policy: UnknownPolicy = "resend") -> datetime | None:
+    """When the next transactional mail is ready: ``now`` if one is, else the earliest retry
+    or lease end (None: nothing is waiting). A read, so an idle poller takes no write lock."""
+    if session.scalar(select(exists().where(_mail_ready(now, policy)))):
+        return now
+    waiting = ["planned", "deferred", "sending"] + (["unknown"] if policy == "resend" else [])
+    mail = TransactionalMail
+    return session.scalar(
+        select(func.min(func.coalesce(mail.next_attempt_at, mail.lease_until))).where(
+            mail.status.in_(waiting)
+        )
+    )
 
 
 def recover(session: Session, owner: str, now: datetime, policy: UnknownPolicy) -> int:

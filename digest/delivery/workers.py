@@ -4,16 +4,20 @@ One ``Sender`` is one worker process's sending side. It runs ``smtp.max_connecti
 lanes, each a thread with its own connection, sharing one rate limiter. The sender sees two
 narrow interfaces (as in listmonk): the outbox that hands out the next batch, and a mailer
 per lane. What a delivery's message looks like comes from a ``prepare`` function the
-pipeline gives; this module knows nothing of papers.
+pipeline gives; this module knows nothing of papers. Transactional mail (confirmations,
+preferences links) waits in an outbox of its own and is claimed ahead of the digests.
 
 Why it cannot lose or multiply mail:
 
 - a delivery is marked sent in its own commit right after the server's 250, so at most the
   messages on the wire when a process dies (one per lane) can go out again, and a resend is
   the same message with the same Message-ID;
-- a lane starts a message only while its lease outlasts the longest exchange the SMTP
-  timeouts allow, so no live sender's message is ever claimed by another; it gives back the
-  rest of its batch instead;
+- a lane hands a message to the server only while its lease outlasts the longest exchange
+  the SMTP timeouts allow (checked again after rendering, which takes time too), so no live
+  sender's message is ever claimed by another; it gives back the rest of its batch instead;
+- only the message's own fault fails it for good (a permanent refusal, an address the
+  server cannot take); anything else (the database, a rendering error, the network) leaves
+  it to be tried again later, until the give-up age;
 - the outcome of a send is recorded even if the database is briefly away: the lane retries
   the commit until its lease would run out.
 """
@@ -28,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -38,7 +43,7 @@ from digest.delivery import bounces, outbox, policy
 from digest.delivery.limits import RateLimiter
 from digest.delivery.mailers import Mailer, SendError
 from digest.errors import DeliveryError
-from digest.models import Delivery
+from digest.models import Delivery, TransactionalMail
 from digest.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,8 @@ class Outgoing:
     name: str  # names it in files and logs
     # Renders the message (an EmailMessage or its wire bytes); runs outside any transaction.
     build: Callable[[], EmailMessage | bytes]
+    # The outbox its row is in: a digest, or a transactional mail.
+    model: outbox.Leased = Delivery
 
 
 Prepare = Callable[[Session, Delivery], Outgoing]
@@ -102,12 +109,20 @@ class _ServerRefused(Exception):
         self.reason = reason
 
 
+class _Released(Exception):
+    """The lane stops here: the rest of its batch goes back, from this message on, or from
+    the next one when this one's outcome is recorded (``recorded``)."""
+
+    def __init__(self, recorded: bool = False) -> None:
+        self.recorded = recorded
+
+
 class Sender:
     def __init__(
         self,
         settings: Settings,
         store: Store,
-        prepare: Prepare,
+        prepare: Prepare | None,
         *,
         owner: str,
         clock: Clock | None = None,
@@ -118,7 +133,11 @@ class Sender:
         limiter: RateLimiter | None = None,
         rng: random.Random | None = None,
         prepare_batch: PrepareBatch | None = None,
+        mail: bool = True,
+        mail_ids: Sequence[int] | None = None,
     ) -> None:
+        """``prepare`` None: send transactional mail only (the web app's sender);
+        ``mail`` False: digests only; ``mail_ids``: only these transactional mails."""
         self.settings = settings
         self.store = store
         self.prepare = prepare
@@ -127,12 +146,14 @@ class Sender:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.stop = stop or threading.Event()
         self.only = only
+        self.mail = mail
+        self.mail_ids = mail_ids
         self.batch = batch or settings.delivery.batch_size
         self.lease = lease or timedelta(seconds=settings.delivery.lease_seconds)
         self.limiter = limiter or RateLimiter(settings.smtp.messages_per_second)
         self.rng = rng or random.Random()
         smtp = settings.mail.transport == "smtp"
-        # A message starts only while the lease outlasts the longest possible exchange.
+        # A message goes to the mailer only while the lease outlasts the longest exchange.
         self.guard = timedelta(seconds=max_send_seconds(settings.smtp) if smtp else 5.0)
         self._lock = threading.Lock()
 
@@ -182,54 +203,108 @@ class Sender:
         summary = summary if summary is not None else SendSummary()
         while not self.stop.is_set():
             now = self.clock()
-            with self.store.transaction() as session:
-                claimed = outbox.claim(
-                    session,
-                    now,
-                    self.owner,
-                    self.batch,
-                    self.lease,
-                    self.only,
-                    policy=self.settings.delivery.unknown_policy,
-                    daily_cap=self.settings.delivery.daily_cap,
-                )
-                ready: list[Outgoing] = []
-                if claimed and self.prepare_batch is not None:
-                    try:
-                        self.prepare_batch(session, claimed)
-                    except SQLAlchemyError:
-                        raise
-                    except Exception:  # each delivery's ``prepare`` then says what is wrong
-                        log.exception("cannot prepare a batch of %d deliveries", len(claimed))
-                for delivery in claimed:
-                    try:
-                        ready.append(self.prepare(session, delivery))
-                    except SQLAlchemyError:
-                        raise  # the database's trouble, not this delivery's
-                    except Exception as exc:  # one bad delivery is set aside
-                        log.exception("delivery %s: cannot prepare its message", delivery.id)
-                        delivery.status = "failed"
-                        delivery.lease_until = None
-                        delivery.last_error = f"internal error: {exc!r}"[:2000]
-                        summary.failed += 1
-            if not claimed:
+            ready = self._claim(now, summary)
+            if ready is None:
                 if self.settings.delivery.daily_cap and self._cap_reached(now):
                     summary.capped = True
                 return summary
             lease_end = now + self.lease
             for index, outgoing in enumerate(ready):
                 self.limiter.acquire()
-                if self.stop.is_set() or self.clock() + self.guard > lease_end:
-                    summary.released += self._release(ready[index:])
-                    break
                 try:
                     self._send_one(mailer, outgoing, summary, lease_end)
+                except _Released as stopped:
+                    summary.released += self._release(ready[index + stopped.recorded :])
+                    break
                 except _ServerRefused as refused:
                     summary.released += self._release(
                         ready[index + 1 :], refused.retry_at, f"not tried: {refused.reason}"
                     )
                     return summary
         return summary
+
+    def _claim(self, now: datetime, summary: SendSummary) -> list[Outgoing] | None:
+        """The next batch: transactional mail first, then digests; None when nothing is
+        ready. A database error rolls the claim back and stops the lane (it is retried)."""
+        with self.store.transaction() as session:
+            if self.mail:
+                mails = outbox.claim_mail(
+                    session,
+                    now,
+                    self.owner,
+                    self.batch,
+                    self.lease,
+                    ids=self.mail_ids,
+                    subscriber_ids=self.only,
+                    policy=self.settings.delivery.unknown_policy,
+                )
+                if mails:
+                    return [self._mail_outgoing(mail) for mail in mails]
+            if self.prepare is None:
+                return None
+            claimed = outbox.claim(
+                session,
+                now,
+                self.owner,
+                self.batch,
+                self.lease,
+                self.only,
+                policy=self.settings.delivery.unknown_policy,
+                daily_cap=self.settings.delivery.daily_cap,
+            )
+            if not claimed:
+                return None
+            if self.prepare_batch is not None:
+                try:
+                    self.prepare_batch(session, claimed)
+                except SQLAlchemyError:
+                    raise
+                except Exception:  # each delivery's ``prepare`` then says what is wrong
+                    log.exception("cannot prepare a batch of %d deliveries", len(claimed))
+            ready: list[Outgoing] = []
+            for delivery in claimed:
+                try:
+                    ready.append(self.prepare(session, delivery))
+                except SQLAlchemyError:
+                    raise  # the database's trouble, not this delivery's
+                except Exception as exc:  # a bug, not the message's fault: try it later
+                    log.exception("delivery %s: cannot prepare its message", delivery.id)
+                    self._set_aside(delivery, exc, now, summary)
+            return ready
+
+    def _set_aside(
+        self, delivery: Delivery, exc: Exception, now: datetime, summary: SendSummary
+    ) -> None:
+        """A claimed delivery whose message could not be prepared waits for a later try
+        (in the claim's own transaction), and fails only at the give-up age."""
+        reason = f"internal error while preparing the message: {exc!r}"
+        retry_at = policy.next_attempt(
+            self.settings.delivery, now, delivery.planned_at, delivery.attempts, self.rng
+        )
+        delivery.lease_until = None
+        if retry_at is None:
+            delivery.status = "failed"
+            delivery.last_error = _gave_up(self.settings, delivery.attempts, reason)
+            summary.failed += 1
+        else:
+            delivery.status = "deferred"
+            delivery.next_attempt_at = retry_at
+            delivery.last_error = reason[:2000]
+            summary.deferred += 1
+
+    def _mail_outgoing(self, mail: TransactionalMail) -> Outgoing:
+        payload = mail.payload
+        return Outgoing(
+            delivery_id=mail.id,
+            public_id=mail.public_id,
+            subscriber_id=mail.subscriber_id or 0,
+            recipient=mail.recipient,
+            attempts=mail.attempts,
+            planned_at=mail.planned_at,
+            name=f"{mail.kind}-{mail.planned_at:%Y%m%dT%H%M%S}-{mail.recipient}-{mail.public_id[:6]}",
+            build=lambda: payload,
+            model=TransactionalMail,
+        )
 
     def _cap_reached(self, now: datetime) -> bool:
         with self.store.transaction() as session:
@@ -238,45 +313,70 @@ class Sender:
     def _release(
         self, rest: Sequence[Outgoing], retry_at: datetime | None = None, reason: str | None = None
     ) -> int:
-        if not rest:
-            return 0
-        ids = [o.delivery_id for o in rest]
-        return self._record(lambda s: outbox.release(s, ids, self.owner, retry_at, reason), None)
+        released = 0
+        for model in {o.model for o in rest}:
+            ids = [o.delivery_id for o in rest if o.model is model]
+            give_back = partial(
+                outbox.release,
+                delivery_ids=ids,
+                owner=self.owner,
+                retry_at=retry_at,
+                reason=reason,
+                model=model,
+            )
+            released += self._record(give_back, None)
+        return released
 
     # -- one message ----------------------------------------------------------------
 
     def envelope_sender(self, outgoing: Outgoing) -> str:
         template = self.settings.delivery.return_path
-        return (
-            template.replace("{id}", outgoing.public_id)
-            if template
-            else (self.settings.mail.from_address)
-        )
+        if template and outgoing.model is Delivery:  # bounces name the digest they concern
+            return template.replace("{id}", outgoing.public_id)
+        return self.settings.mail.from_address
+
+    def _must_stop(self, lease_end: datetime) -> bool:
+        return self.stop.is_set() or self.clock() + self.guard > lease_end
 
     def _send_one(
         self, mailer: Mailer, outgoing: Outgoing, summary: SendSummary, lease_end: datetime
     ) -> None:
+        """Render and send one message and record how it went; raises ``_Released`` when
+        the lane must stop before it (a stop, or a lease too short for one more exchange)."""
+        if self._must_stop(lease_end):
+            raise _Released
         clock = time.perf_counter()
         try:
             message = outgoing.build()
-        except Exception as exc:  # a bug in one message must not stop the rest
+        except Exception as exc:
+            # Rendering is a pure function of stored rows, so a failure here is a bug or the
+            # machine's trouble (memory, a race), never the reader's: the message is tried
+            # again later like any temporary failure, and given up only at the give-up age.
             log.exception("delivery %s: cannot render", outgoing.delivery_id)
-            internal = f"internal error: {exc!r}"
-            self._record(
-                lambda s: outbox.mark_failed(s, outgoing.delivery_id, self.owner, internal),
-                lease_end,
-            )
-            summary.failed += 1
+            error = DeliveryError(f"internal error while rendering: {exc!r}", temporary=True)
+            self._failed(outgoing, error, "render", None, summary, lease_end)
             return
         sending = time.perf_counter()
         summary.render_seconds += sending - clock
+        if self.stop.is_set():
+            raise _Released
+        if self._must_stop(lease_end):
+            # Rendering used up the lease: sending now could collide with a sender that took
+            # the row over. Not sent; tried again after the backoff like a temporary failure
+            # (so a render that always takes this long cannot spin, and ends at the give-up).
+            error = DeliveryError(
+                "not sent: rendering took longer than the lease leaves for sending",
+                temporary=True,
+            )
+            self._failed(outgoing, error, "render", None, summary, lease_end)
+            raise _Released(recorded=True)
         on_data = None
         if self.settings.delivery.unknown_policy == "hold":
 
             def on_data() -> None:
                 self._record(
                     lambda s: outbox.mark_handed_over(
-                        s, outgoing.delivery_id, self.owner, self.clock()
+                        s, outgoing.delivery_id, self.owner, self.clock(), outgoing.model
                     ),
                     lease_end,
                 )
@@ -297,19 +397,17 @@ class Sender:
             stage = "connection" if exc.temporary else "recipient"
             self._failed(outgoing, exc, stage, None, summary, lease_end)
             return
-        except Exception as exc:  # the same: record it and go on
+        except Exception as exc:  # a mailer's bug: not the message's fault either
             log.exception("delivery %s: could not send", outgoing.delivery_id)
-            internal = f"internal error: {exc!r}"
-            self._record(
-                lambda s: outbox.mark_failed(s, outgoing.delivery_id, self.owner, internal),
-                lease_end,
-            )
-            summary.failed += 1
+            error = DeliveryError(f"internal error while sending: {exc!r}", temporary=True)
+            self._failed(outgoing, error, "connection", None, summary, lease_end)
             return
         summary.send_seconds += time.perf_counter() - sending
         # Accepted: record it now, before anything else can happen to this process.
         recorded = self._record(
-            lambda s: outbox.mark_sent(s, outgoing.delivery_id, self.owner, self.clock(), reply),
+            lambda s: outbox.mark_sent(
+                s, outgoing.delivery_id, self.owner, self.clock(), reply, outgoing.model
+            ),
             lease_end,
         )
         if not recorded:
@@ -330,6 +428,7 @@ class Sender:
         now = self.clock()
         reason = str(exc)
         settings = self.settings.delivery
+        model = outgoing.model
         log.warning("delivery %s to %s: %s", outgoing.delivery_id, _mask(outgoing.recipient), exc)
         retry_at = policy.next_attempt(
             settings, now, outgoing.planned_at, outgoing.attempts, self.rng
@@ -338,21 +437,27 @@ class Sender:
             keep = retry_at if settings.unknown_policy == "resend" else None
             self._record(
                 lambda s: outbox.mark_unknown(
-                    s, outgoing.delivery_id, self.owner, reason, retry_at=keep
+                    s, outgoing.delivery_id, self.owner, reason, retry_at=keep, model=model
                 ),
                 lease_end,
             )
             summary.unknown += 1
             return
         if not exc.temporary:
+            # Only a refused recipient counts toward suppressing the address; a message this
+            # server cannot carry (an address needing SMTPUTF8) says nothing about it.
+            counts = stage == "recipient"
 
             def fail(session: Session) -> None:
-                if outbox.mark_failed(session, outgoing.delivery_id, self.owner, reason):
+                marked = outbox.mark_failed(
+                    session, outgoing.delivery_id, self.owner, reason, model=model
+                )
+                if marked and counts and outgoing.subscriber_id:
                     bounces.record(
                         session,
                         settings,
                         subscriber_id=outgoing.subscriber_id,
-                        delivery_id=outgoing.delivery_id,
+                        delivery_id=outgoing.delivery_id if model is Delivery else None,
                         kind="failed",
                         status=str(code) if code else None,
                         diagnostic=reason,
@@ -363,11 +468,10 @@ class Sender:
             summary.failed += 1
             return
         if retry_at is None:
-            hours = settings.give_up_hours
-            reason = f"gave up after {outgoing.attempts} attempts over {hours:g} hours: {reason}"
+            reason = _gave_up(self.settings, outgoing.attempts, reason)
         self._record(
             lambda s: outbox.mark_failed(
-                s, outgoing.delivery_id, self.owner, reason, retry_at=retry_at
+                s, outgoing.delivery_id, self.owner, reason, retry_at=retry_at, model=model
             ),
             lease_end,
         )
@@ -398,6 +502,11 @@ class Sender:
                 log.warning("database unavailable (%s); retrying in %.1f s", exc.orig, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _gave_up(settings: Settings, attempts: int, reason: str) -> str:
+    hours = settings.delivery.give_up_hours
+    return f"gave up after {attempts} attempts over {hours:g} hours: {reason}"[:2000]
 
 
 def _mask(address: str) -> str:
