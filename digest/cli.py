@@ -1349,6 +1349,9 @@ def _print_status(found: object) -> None:
     )
     people = ", ".join(f"{n} {state_name}" for state_name, n in found.subscribers.items())
     print(f"subscribers: {people} ({found.bounced_recently} bounced in the last 24 hours)")
+    if found.mails:
+        shown_mail = ", ".join(f"{n} {state}" for state, n in sorted(found.mails.items()))
+        print(f"confirmations and links mailed in the last 24 hours: {shown_mail}")
     for problem in found.problems:
         print(f"attention: {problem}")
     if not found.problems:

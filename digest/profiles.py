@@ -22,6 +22,7 @@ from typing import Any
 from digest.analysis import author_key, term_key
 from digest.categories import canonical_category
 from digest.errors import ValidationError
+from digest.text import visible
 
 MAX_INCLUDE = 50
 MAX_EXCLUDE = 50
@@ -269,8 +270,8 @@ def parse_terms(
     for value in values:
         for match in _CHUNK.finditer(value):
             quoted, quoted_weight, bare, bare_weight = match.groups()
-            text = (quoted if quoted is not None else bare or "").strip()
-            text = re.sub(r"\s+", " ", text)
+            # Bidi overrides, zero-width and control characters go, as from paper text.
+            text = visible(quoted if quoted is not None else bare or "")
             if not text:
                 continue
             raw_weight = quoted_weight if quoted is not None else bare_weight
@@ -341,7 +342,7 @@ def parse_authors(values: Iterable[str]) -> list[str]:
     authors: list[str] = []
     for value in values:
         for part in re.split(r"[;\n]+", value):
-            name = re.sub(r"\s+", " ", part).strip()
+            name = visible(part)
             if not name:
                 continue
             if len(name) > MAX_AUTHOR_CHARS:

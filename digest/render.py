@@ -49,6 +49,7 @@ from premailer import Premailer
 
 import digest
 from digest import links
+from digest.addresses import wire_form
 from digest.analysis import term_key, words
 from digest.config import MailSettings
 from digest.errors import ConfigError
@@ -63,6 +64,8 @@ TEXT_TEMPLATE = "email/digest.txt"
 # The message policy: CRLF, RFC 5322 folding at 78, and raw headers (set_raw) left as given,
 # so a long List-Unsubscribe URL is never turned into an RFC 2047 encoded word.
 POLICY = email_policy.SMTP.clone(refold_source="none")
+# For a message to an address that needs SMTPUTF8: headers in UTF-8, not encoded words.
+UTF8_POLICY = POLICY.clone(utf8=True)
 
 # Highlight style, inline because Gmail drops classes in some views; dark mode overrides it
 # through the .hl class and !important.
@@ -823,9 +826,12 @@ _PLAIN_ADDRESS = re.compile(
 
 
 def _to_line(address: str) -> bytes:
-    if len(address) <= 70 and _PLAIN_ADDRESS.fullmatch(address):
-        return f"To: {address}\r\n".encode("ascii")
-    return _fold("To", address)
+    wire, utf8 = wire_form(address)  # an IDN domain as its ASCII form
+    if len(wire) <= 70 and _PLAIN_ADDRESS.fullmatch(wire):
+        return f"To: {wire}\r\n".encode("ascii")
+    if utf8:  # a non-ASCII local part: the header in UTF-8 (RFC 6532), sent with SMTPUTF8
+        return UTF8_POLICY.header_factory("To", wire).fold(policy=UTF8_POLICY).encode()
+    return _fold("To", wire)
 
 
 def _raw_line(name: str, value: str) -> bytes:

@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.models import Delivery, FetchRun, Subscriber
+from digest.models import Delivery, FetchRun, Subscriber, TransactionalMail
 
 SUBSCRIBER_STATES = ("pending", "active", "unsubscribed", "bounced")
 DELIVERY_STATES = (
@@ -68,6 +68,8 @@ class StatusReport:
     queue: QueueStatus
     subscribers: dict[str, int]
     bounced_recently: int  # subscribers whose last bounce is within the last 24 hours
+    # Confirmations and preferences links asked for in the last 24 hours, by state.
+    mails: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -102,6 +104,7 @@ class StatusReport:
             },
             "subscribers": self.subscribers,
             "bounced_last_24h": self.bounced_recently,
+            "transactional_mail_last_24h": self.mails,
         }
 
 
@@ -202,6 +205,13 @@ def report(
         )
         or 0
     )
+    mails = dict(
+        session.execute(
+            select(TransactionalMail.status, func.count())
+            .where(TransactionalMail.planned_at >= since)
+            .group_by(TransactionalMail.status)
+        ).all()
+    )
     found = StatusReport(
         now=now,
         sources=last_fetches(session, list(settings.sources.enabled)),
@@ -209,6 +219,7 @@ def report(
         queue=queue(session, now),
         subscribers=subscriber_counts(session),
         bounced_recently=bounced_recently,
+        mails=mails,
     )
     found.problems = problems(found, max_queue_age=max_queue_age, max_fetch_age=max_fetch_age)
     return found
@@ -237,6 +248,11 @@ def problems(
                 f"{found.recent[state]} digest(s) of the last 24 hours {what} "
                 f"(`digest outbox list --status {state}`)"
             )
+    if found.mails.get("failed"):
+        said.append(
+            f"{found.mails['failed']} confirmation or preferences-link mail(s) of the last 24 "
+            "hours failed (the server refused them for good; the readers may ask again)"
+        )
     if found.queue.held:
         said.append(
             f"{found.queue.held} delivery(ies) held for an operator "

@@ -10,10 +10,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from digest import addresses
 from digest.config import SubscriberSettings, check_timezone
 from digest.errors import ValidationError
 from digest.models import Subscriber
@@ -25,19 +25,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_PAPERS = 50
 
 
-def normalise_email(raw: str) -> tuple[str, str]:
-    """(address as stored, key for uniqueness); ``ValidationError`` says what is wrong."""
-    text = (raw or "").strip()
-    if not text:
-        raise ValidationError("an email address is required")
-    if len(text) > 254:
-        raise ValidationError("that email address is too long")
-    try:
-        checked = validate_email(text, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValidationError(f"{text!r} is not a valid email address: {exc}") from None
-    address = checked.normalized
-    return address, address.casefold()
+normalise_email = addresses.normalise  # (address as stored, key); says what is wrong
 
 
 def parse_weekday(value: str | int | None) -> int | None:

@@ -1,4 +1,4 @@
-"""Text and id normalisation, done once at ingest.
+"""Text and id normalisation, done once at ingest (and to what people type, at input).
 
 Pure functions, no I/O: used by ingest (and later by ranking and rendering for the same
 notion of an id or a clean line).
@@ -32,13 +32,17 @@ def clean_text(value: str | None, limit: int) -> str:
 
     TeX is left as it is; it is the authors' notation.
     """
-    if not value:
-        return ""
+    return cap(visible(value), limit) if value else ""
+
+
+def visible(value: str) -> str:
+    """What a reader sees of ``value``: NFC, without bidi controls, zero-width characters or
+    other controls (those become spaces), whitespace collapsed. For paper text and for
+    what people type alike, so neither can reorder or hide what is shown."""
     text = unicodedata.normalize("NFC", value).translate(_STRIP)
     # Other control characters (C0, C1, DEL) become spaces, then collapse.
     text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
-    text = _WS.sub(" ", text).strip()
-    return cap(text, limit)
+    return _WS.sub(" ", text).strip()
 
 
 def cap(text: str, limit: int) -> str:

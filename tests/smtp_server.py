@@ -20,6 +20,7 @@ class Received:
     sender: str
     recipients: list[str]
     data: bytes
+    options: list[str] = field(default_factory=list)  # MAIL FROM's parameters (SMTPUTF8, ...)
 
     @property
     def message(self) -> EmailMessage:
@@ -37,7 +38,12 @@ class Recorder:
         content = envelope.original_content or b""
         with self.lock:
             self.messages.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(content))
+                Received(
+                    str(envelope.mail_from),
+                    list(envelope.rcpt_tos),
+                    bytes(content),
+                    list(envelope.mail_options),
+                )
             )
         return "250 2.0.0 Ok: queued"
 
@@ -53,10 +59,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def smtp_server() -> Iterator[tuple[str, int, Recorder]]:
+def smtp_server(*, smtputf8: bool = False) -> Iterator[tuple[str, int, Recorder]]:
+    """``smtputf8``: offer SMTPUTF8 (RFC 6531), as many real servers do."""
     recorder = Recorder()
     port = free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller = Controller(recorder, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
     controller.start()
     try:
         yield "127.0.0.1", port, recorder

@@ -628,3 +628,63 @@ def test_overall_deadline_also_covers_dripped_headers(serve) -> None:
     with Fetcher(settings) as fetcher, pytest.raises(SourceError):
         fetcher.get(server.url, source=SOURCE)
     assert time.monotonic() - started < 2.5
+
+
+# --- redirects -----------------------------------------------------------------------------
+
+
+def redirects(chain: dict[str, str]) -> Callable[[httpx.Request], httpx.Response]:
+    """Answers each URL in ``chain`` with a 302 to its value; any other URL with a feed."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        target = chain.get(str(request.url))
+        if target is not None:
+            return httpx.Response(302, headers={"Location": target})
+        return httpx.Response(200, content=b"payload")
+
+    return handler
+
+
+def test_redirects_within_http_are_followed() -> None:
+    chain = {URL: "/feed2", "https://papers.example.org/feed2": "https://mirror.example.org/f"}
+    with make_fetcher(redirects(chain)) as fetcher:
+        result = fetcher.get(URL, source=SOURCE)
+    assert result.status == 200 and result.body == b"payload"
+    assert result.url == "https://mirror.example.org/f"
+
+
+@pytest.mark.parametrize(
+    ("chain", "reason"),
+    [
+        (
+            {URL: "file:///etc/passwd"},
+            "redirected to a non-HTTP address (file:///etc/passwd)",
+        ),
+        (
+            {URL: "http://10.0.0.1:5432/"},
+            "redirected to port 5432, which is not a web port (http://10.0.0.1:5432/)",
+        ),
+        (
+            {URL: "https://papers.example.org/b", "https://papers.example.org/b": URL},
+            f"redirected in a loop (back to {URL})",
+        ),
+        (
+            {URL if n == 0 else f"{URL}/{n}": f"{URL}/{n + 1}" for n in range(10)},
+            f"too many redirects (more than 5, starting at {URL})",
+        ),
+    ],
+    ids=["file", "another port", "loop", "too many"],
+)
+def test_a_redirect_that_is_not_followed_says_why(chain: dict[str, str], reason: str) -> None:
+    handler = redirects(chain)
+    with make_fetcher(handler) as fetcher, pytest.raises(SourceError) as info:
+        fetcher.get(URL, source=SOURCE)
+    assert info.value.reason == reason
+    assert "internal error" not in str(info.value) and "Unsupported" not in str(info.value)
+
+
+def test_a_redirect_to_the_port_the_fetch_started_on_is_followed() -> None:
+    start = "http://127.0.0.1:8123/feed"
+    chain = {start: "http://127.0.0.1:8123/other"}
+    with make_fetcher(redirects(chain)) as fetcher:
+        assert fetcher.get(start, source=SOURCE).status == 200

@@ -67,3 +67,20 @@ def test_postgresql_migrations(postgres_url: str) -> None:
     assert set(inspect(store.engine).get_table_names()) >= TABLES
     assert store.upgrade() == []
     store.close()
+
+
+def test_the_migrations_build_the_tables_the_models_describe(tmp_path: Path) -> None:
+    """What `digest db upgrade` makes is what the code expects: no column, index or table of
+    the models missing from the migrations, and nothing extra."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from digest.models import Base
+
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'm.db'}"))
+    store.upgrade()
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        differences = compare_metadata(context, Base.metadata)
+    store.close()
+    assert differences == []

@@ -13,6 +13,9 @@ what to do next depends on it:
                 temporary, 5xx permanent and counts toward suppressing the address
 ``unknown``     the connection died after the final dot, before the reply: the server may
                 or may not have taken the message
+``message``     this message cannot go through this server at all (an address whose part
+                before the @ is not ASCII, and no SMTPUTF8): permanent, but says nothing
+                about the address, so it does not count toward suppressing it
 
 MAIL, RCPT and DATA go one by one, each with its own timeout, so the reply to the final
 dot is kept and its timeout can be longer (RFC 5321 §4.5.3.2). Connections are reused up
@@ -34,10 +37,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal, Protocol
 
+from digest.addresses import wire_form
 from digest.config import Settings, SmtpSettings
 from digest.errors import DeliveryError
 
-Stage = Literal["server", "connection", "recipient", "unknown"]
+Stage = Literal["server", "connection", "recipient", "unknown", "message"]
 # A message: an ``EmailMessage``, or its bytes as they go on the wire (CRLF line ends).
 Message = EmailMessage | bytes
 Signer = Callable[[bytes], bytes]
@@ -255,8 +259,21 @@ class SmtpMailer:
         on_data: OnData | None,
     ) -> str:
         self._sent_on_connection += 1
+        # An IDN domain travels as its ASCII form; a non-ASCII local part needs SMTPUTF8.
+        address, utf8 = wire_form(recipient)
+        options: list[str] = []
+        if utf8:
+            if not connection.has_extn("smtputf8"):
+                where = f"{self.settings.host}:{self.settings.port}"
+                raise SendError(
+                    f"{where} does not offer SMTPUTF8, which <{recipient}> needs (the part "
+                    "before the @ is not ASCII); this message cannot go through that server",
+                    temporary=False,
+                    stage="message",
+                )
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
         try:
-            code, text = connection.mail(sender)
+            code, text = connection.mail(sender, options)
         except (OSError, smtplib.SMTPException) as exc:
             raise _StaleConnection(_describe(exc)) from None
         if code == 421:
@@ -270,7 +287,7 @@ class SmtpMailer:
                 code=code,
             )
         try:
-            code, text = connection.rcpt(recipient)
+            code, text = connection.rcpt(address)
             if code not in (250, 251):
                 raise smtplib.SMTPResponseException(code, text)
             code, text = connection.docmd("DATA")

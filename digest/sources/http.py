@@ -6,7 +6,9 @@
   ``Retry-After`` (tenacity);
 - a minimum interval between requests to one host (arXiv asks for 3 s);
 - conditional requests (ETag / If-Modified-Since) from validators the caller keeps;
-- a User-Agent that names the project.
+- a User-Agent that names the project;
+- redirects followed only to http(s) addresses on the web's ports (or the port the fetch
+  started on), at most ``MAX_REDIRECTS`` of them, each refusal said in words.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from digest.errors import SourceError
 
 Validators = dict[str, tuple[str | None, str | None]]  # url -> (etag, last-modified)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_REDIRECTS = 5
+_WEB_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(slots=True)
@@ -73,7 +77,7 @@ class Fetcher:
         self.client = httpx.Client(
             transport=transport,
             headers={"User-Agent": agent, "Accept-Encoding": "gzip, deflate"},
-            follow_redirects=True,
+            follow_redirects=False,  # followed by hand, within http(s): see _next_hop
             timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
         )
 
@@ -182,23 +186,72 @@ class Fetcher:
         if conditional and last_modified:
             headers["If-Modified-Since"] = last_modified
         deadline = self.clock() + self.settings.timeout
+        start = httpx.URL(url)
+        seen = {start}
         try:
-            with self.client.stream("GET", url, headers=headers) as response:
-                status = response.status_code
-                if status == 304:
-                    return FetchResult(url, status, headers=response.headers, not_modified=True)
-                if status in RETRY_STATUSES:
-                    wait = self._retry_after(response.headers.get("Retry-After"), source)
-                    raise _Retryable(f"HTTP {status} {response.reason_phrase}", wait)
-                if status not in ok_statuses:
-                    raise SourceError(source, f"HTTP {status} {response.reason_phrase} from {url}")
-                body = self._read_body(response, deadline, source)
+            while True:
+                with self.client.stream("GET", url, headers=headers) as response:
+                    if not response.has_redirect_location:
+                        return self._answer(response, url, source, ok_statuses, deadline)
+                    target = self._next_hop(response, start, seen, source)
+                seen.add(target)
+                url = str(target)
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out ({type(exc).__name__})") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise _Retryable(f"connection failed: {exc or type(exc).__name__}") from None
         except httpx.DecodingError as exc:
             raise SourceError(source, f"could not decode the response: {exc}") from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise SourceError(source, f"not an address that can be fetched ({exc})") from None
+
+    def _next_hop(
+        self, response: httpx.Response, start: httpx.URL, seen: set[httpx.URL], source: str
+    ) -> httpx.URL:
+        """Where a redirect points, if it may be followed; a ``SourceError`` saying why not.
+
+        Only http(s), on the web's ports or the one the fetch started on: a feed has no
+        business sending us to ``file://`` or to some other service's port."""
+        location = response.headers.get("Location", "").strip()
+        try:
+            target = response.url.join(location) if location else None
+        except httpx.InvalidURL:
+            target = None
+        if target is None:
+            problem = f"a redirect to an unreadable address ({location!r})"
+        elif target.scheme not in _WEB_PORTS:
+            problem = f"redirected to a non-HTTP address ({location})"
+        elif (target.port or _WEB_PORTS[target.scheme]) not in (
+            _WEB_PORTS[target.scheme],
+            start.port or _WEB_PORTS[start.scheme],
+        ):
+            problem = f"redirected to port {target.port}, which is not a web port ({target})"
+        elif target in seen:
+            problem = f"redirected in a loop (back to {target})"
+        elif len(seen) > MAX_REDIRECTS:
+            problem = f"too many redirects (more than {MAX_REDIRECTS}, starting at {start})"
+        else:
+            return target
+        raise SourceError(source, problem)
+
+    def _answer(
+        self,
+        response: httpx.Response,
+        url: str,
+        source: str,
+        ok_statuses: frozenset[int],
+        deadline: float,
+    ) -> FetchResult:
+        """The result of a final (not a redirect) answer."""
+        status = response.status_code
+        if status == 304:
+            return FetchResult(url, status, headers=response.headers, not_modified=True)
+        if status in RETRY_STATUSES:
+            wait = self._retry_after(response.headers.get("Retry-After"), source)
+            raise _Retryable(f"HTTP {status} {response.reason_phrase}", wait)
+        if status not in ok_statuses:
+            raise SourceError(source, f"HTTP {status} {response.reason_phrase} from {url}")
+        body = self._read_body(response, deadline, source)
         return FetchResult(url, status, body, response.headers)
 
     def _read_body(self, response: httpx.Response, deadline: float, source: str) -> bytes:

@@ -12,7 +12,12 @@ from email.utils import parsedate_to_datetime
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as DefusedET
-from defusedxml import DefusedXmlException
+from defusedxml import (
+    DefusedXmlException,
+    DTDForbidden,
+    EntitiesForbidden,
+    ExternalReferenceForbidden,
+)
 
 from digest.errors import SourceError
 
@@ -72,7 +77,20 @@ def parse_xml(body: bytes, source: str) -> Element:
     except ParseError as exc:
         raise SourceError(source, f"malformed XML: {exc}") from exc
     except DefusedXmlException as exc:
-        raise SourceError(source, f"malformed XML: {exc!r}") from exc
+        raise SourceError(source, _refused(exc)) from None
+
+
+def _refused(exc: DefusedXmlException) -> str:
+    """What a refused feed did, in words (defusedxml's own text is a Python repr). No feed
+    needs these features, and each is how an XML attack starts."""
+    if isinstance(exc, DTDForbidden):
+        return "the feed declares a DTD, which is refused"
+    if isinstance(exc, EntitiesForbidden):
+        return f"the feed declares the entity {exc.name!r}, which is refused"
+    if isinstance(exc, ExternalReferenceForbidden):
+        where = exc.sysid or exc.pubid or "an outside resource"
+        return f"the feed refers to {where}, which is refused"
+    return f"the feed uses an XML feature that is refused ({type(exc).__name__})"
 
 
 def element_text(element: Element | None) -> str | None:

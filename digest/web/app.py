@@ -20,6 +20,7 @@ from digest import pipeline
 from digest.config import Settings
 from digest.delivery.bounce_hook import make_bounce_endpoint
 from digest.delivery.mailers import Mailer, make_mailer
+from digest.delivery.transactional import MailSender
 from digest.render import default_templates_dir
 from digest.store import Store
 from digest.tokens import Links, Tokens, secret_key
@@ -61,7 +62,7 @@ def create_app(
 
     ``store``: an open store to use (the caller closes it); by default one is opened from
     ``settings.database`` (applying migrations) and closed when the app shuts down.
-    ``mailer_factory``: makes a mailer per mail; by default the configured one.
+    ``mailer_factory``: makes a mailer for transactional mail; by default the configured one.
     ``clock``: the current time, aware; injected by tests.
     """
     own_store = store is None
@@ -72,6 +73,9 @@ def create_app(
     csrf = Csrf(secret, secure=https)
     now = clock or (lambda: datetime.now(UTC))
     folder = _templates_dir(settings)
+    mail_sender = MailSender(
+        settings, store, mailer_factory or (lambda: make_mailer(settings)), now
+    )
     pages = Pages(
         folder,
         brand=settings.mail.from_name,
@@ -86,7 +90,8 @@ def create_app(
         address_tokens=AddressTokens(secret),
         csrf=csrf,
         pages=pages,
-        mails=Mails(settings, folder, mailer_factory or (lambda: make_mailer(settings)), now),
+        mails=Mails(settings, folder, now),
+        mail_sender=mail_sender,
         limiter=RateLimiter(secret),
         previews=PreviewIndex(settings, store),
         clock=now,
@@ -98,9 +103,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Served for real: retry the confirmations a mail server turned away for now.
+        mail_sender.start()
         try:
             yield
         finally:
+            mail_sender.close()
             if own_store:
                 store.close()
 

@@ -6,12 +6,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import EmailMessage
 
 import httpx
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 
 from digest.config import Settings
+from digest.delivery import transactional
+from digest.delivery.transactional import MailSender
 from digest.render import Renderer
 from digest.store import Store
 from digest.tokens import Links, Tokens
@@ -34,6 +38,7 @@ class Web:
     csrf: Csrf
     pages: Pages
     mails: Mails
+    mail_sender: MailSender
     limiter: RateLimiter
     previews: PreviewIndex
     clock: Callable[[], datetime]
@@ -57,15 +62,29 @@ class Web:
     def client(self, request: Request) -> str:
         return client_address(request.scope, self.settings.web.behind_proxy)
 
-    def send_later(self, *mails: tuple[object, str]) -> BackgroundTask:
-        """Send after the page is answered: the answer's timing never depends on the mail
-        server, and a slow server never holds up the page."""
+    def queue_mail(
+        self,
+        session: Session,
+        message: EmailMessage,
+        kind: str,
+        recipient: str,
+        subscriber_id: int | None,
+    ) -> int:
+        """Put ``message`` in the outbox within ``session``'s transaction: the change that
+        asked for it and the mail are stored together, or neither is."""
+        return transactional.enqueue(
+            session,
+            message,
+            kind=kind,
+            recipient=recipient,
+            subscriber_id=subscriber_id,
+            now=self.clock(),
+        )
 
-        def send_all() -> None:
-            for message, recipient in mails:
-                self.mails.send(message, recipient)  # type: ignore[arg-type]
-
-        return BackgroundTask(send_all)
+    def send_later(self, *mail_ids: int) -> BackgroundTask:
+        """Send queued mail after the page is answered: the answer's timing never depends on
+        the mail server; what the server does not take now is retried from the outbox."""
+        return BackgroundTask(self.mail_sender.send, list(mail_ids))
 
 
 def web_of(request: Request) -> Web:

@@ -2,6 +2,9 @@
 fresh link to the preferences page. Each has a plain-text and an HTML template under
 ``templates/email/``.
 
+They are made here and handed to the outbox (``digest.delivery.transactional``), which
+sends them at once and retries what a server turns away for now.
+
 These mails carry no List-Unsubscribe (they are answers to something someone just did, not
 list mail) and none of the text typed into the form: a sign-up form that echoes its input
 into mail to any address is a spam relay. Each says plainly what to do if it was not you.
@@ -9,8 +12,6 @@ into mail to any address is a spam relay. Each says plainly what to do if it was
 
 from __future__ import annotations
 
-import logging
-import secrets
 from collections.abc import Callable
 from datetime import datetime
 from email.headerregistry import Address
@@ -21,12 +22,9 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from digest.addresses import wire_form
 from digest.config import Settings
-from digest.delivery.mailers import Mailer
-from digest.errors import DeliveryError
-from digest.render import POLICY, checked_url, one_line
-
-log = logging.getLogger(__name__)
+from digest.render import POLICY, UTF8_POLICY, checked_url, one_line
 
 TEMPLATES = ("confirm.html", "confirm.txt", "manage_link.html", "manage_link.txt")
 
@@ -34,25 +32,15 @@ TEMPLATES = ("confirm.html", "confirm.txt", "manage_link.html", "manage_link.txt
 LINK_REASONS = ("already", "requested", "signed_out")
 
 
-def _mask(address: str) -> str:
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}…@{domain}"
-
-
 class Mails:
     def __init__(
-        self,
-        settings: Settings,
-        templates_dir: Path,
-        mailer_factory: Callable[[], Mailer],
-        clock: Callable[[], datetime],
+        self, settings: Settings, templates_dir: Path, clock: Callable[[], datetime]
     ) -> None:
         folder = templates_dir / "email"
         missing = [name for name in TEMPLATES if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(f"web mail templates missing in {folder}: {', '.join(missing)}")
         self.settings = settings
-        self.mailer_factory = mailer_factory
         self.clock = clock
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(folder)),
@@ -78,9 +66,10 @@ class Mails:
         context.update(brand=self.brand, to_address=to, site=self.site, subject=subject)
         text = self.env.get_template(f"{kind}.txt").render(context)
         html = self.env.get_template(f"{kind}.html").render(context)
-        message = EmailMessage(policy=POLICY)
+        wire, utf8 = wire_form(to)  # an IDN domain in its ASCII form
+        message = EmailMessage(policy=UTF8_POLICY if utf8 else POLICY)
         message["From"] = self.sender
-        message["To"] = to
+        message["To"] = wire
         if self.settings.mail.reply_to:
             message["Reply-To"] = self.settings.mail.reply_to
         message["Subject"] = subject
@@ -123,29 +112,3 @@ class Mails:
         return self._build(
             "manage_link", to, subjects[reason], url=checked_url(url, "manage url"), reason=reason
         )
-
-    def send(self, message: EmailMessage, recipient: str) -> bool:
-        """Hand one message to the mailer; never raises (runs after the page is answered)."""
-        name = f"web-{self.clock():%Y%m%dT%H%M%S}-{recipient}-{secrets.token_hex(3)}"
-        mailer = None
-        try:
-            mailer = self.mailer_factory()
-            mailer.send(
-                message,
-                sender=self.settings.mail.from_address,
-                recipient=recipient,
-                name=name,
-            )
-        except DeliveryError as exc:
-            log.warning("mail to %s not sent: %s", _mask(recipient), exc)
-            return False
-        except Exception:
-            log.exception("mail to %s not sent", _mask(recipient))
-            return False
-        finally:
-            if mailer is not None:
-                try:
-                    mailer.close()
-                except Exception:
-                    log.exception("closing the mailer failed")
-        return True

@@ -8,7 +8,6 @@ address.
 from __future__ import annotations
 
 from datetime import datetime
-from email.message import EmailMessage
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -87,8 +86,8 @@ async def activate(request: Request) -> Response:
     return redirect(f"{path}?welcome=1")
 
 
-def _resend(web: Web, token: str, client: str) -> tuple[str, str, tuple[EmailMessage, str] | None]:
-    """(outcome, address, mail): outcome is sent, client-limit or address-limit."""
+def _resend(web: Web, token: str, client: str) -> tuple[str, str, int | None]:
+    """(outcome, address, queued mail id): outcome is sent, client-limit or address-limit."""
     now = web.clock()
     with web.store.transaction() as session:
         if not web.limiter.take(session, client_limit(web), client, now):
@@ -100,12 +99,12 @@ def _resend(web: Web, token: str, client: str) -> tuple[str, str, tuple[EmailMes
             return "address-limit", "", None
         if person.status == "active":
             url = web.links.manage(person.public_id, person.token_version)
-            mail = web.mails.manage_link(person.email, url, "already")
+            mail, kind = web.mails.manage_link(person.email, url, "already"), "manage_link"
         else:
             url = web.links.confirm(person.public_id, person.token_version)
-            mail = web.mails.confirm_subscription(person.email, url)
+            mail, kind = web.mails.confirm_subscription(person.email, url), "confirm"
         web.limiter.record(session, address_limit(web).bucket, key, now)
-        return "sent", person.email, (mail, person.email)
+        return "sent", person.email, web.queue_mail(session, mail, kind, person.email, person.id)
 
 
 async def resend(request: Request) -> Response:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -342,9 +341,7 @@ async def pause(request: Request) -> Response:
 # -- a new address -----------------------------------------------------------------------
 
 
-def _request_address(
-    web: Web, token: str, new_address: str, client: str
-) -> tuple[str, tuple[EmailMessage, str] | None]:
+def _request_address(web: Web, token: str, new_address: str, client: str) -> tuple[str, int | None]:
     now = web.clock()
     with web.store.transaction() as session:
         if not web.limiter.take(session, client_limit(web), client, now):
@@ -362,7 +359,7 @@ def _request_address(
         url = f"{web.settings.web.base_url}/confirm-email/{token}"
         mail = web.mails.confirm_new_address(new_address, url)
         web.limiter.record(session, address_limit(web).bucket, key, now)
-        return "sent", (mail, new_address)
+        return "sent", web.queue_mail(session, mail, "confirm_address", new_address, person.id)
 
 
 async def change_address(request: Request) -> Response:
@@ -529,7 +526,7 @@ async def download(request: Request) -> Response:
 # -- sign out everywhere -----------------------------------------------------------------
 
 
-def _sign_out(web: Web, token: str) -> tuple[str, tuple[EmailMessage, str] | None]:
+def _sign_out(web: Web, token: str) -> tuple[str, int | None]:
     now = web.clock()
     with web.store.transaction() as session:
         person = access.manage(session, web.tokens, token)
@@ -542,7 +539,7 @@ def _sign_out(web: Web, token: str) -> tuple[str, tuple[EmailMessage, str] | Non
         url = web.links.manage(person.public_id, person.token_version)
         mail = web.mails.manage_link(person.email, url, "signed_out")
         web.limiter.record(session, address_limit(web).bucket, key, now)
-        return person.email, (mail, person.email)
+        return person.email, web.queue_mail(session, mail, "manage_link", person.email, person.id)
 
 
 async def sign_out(request: Request) -> Response:

@@ -10,7 +10,6 @@ instead, and nothing about it changes until that link is used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 
 from starlette.requests import Request
@@ -70,7 +69,7 @@ async def show(request: Request) -> Response:
 class Outcome:
     kind: str  # sent, invalid, client-limit, address-limit, bot
     checked: forms.Checked | None = None
-    mail: tuple[EmailMessage, str] | None = None
+    mail: int | None = None  # the confirmation (or "already subscribed") mail's id
 
 
 def _subscribe(web: Web, form: Any, client: str) -> Outcome:
@@ -92,16 +91,16 @@ def _subscribe(web: Web, form: Any, client: str) -> Outcome:
         if person is not None and person.status == "active":
             # Someone may be trying this address out: change nothing, tell its owner.
             url = web.links.manage(person.public_id, person.token_version)
-            message = web.mails.manage_link(person.email, url, "already")
+            message, kind = web.mails.manage_link(person.email, url, "already"), "manage_link"
         else:
             person, _ = subscribers.upsert(
                 session, checked.email, checked.profile, checked.schedule, confirmed=False, now=now
             )
             url = web.links.confirm(person.public_id, person.token_version)
-            message = web.mails.confirm_subscription(person.email, url)
+            message, kind = web.mails.confirm_subscription(person.email, url), "confirm"
         web.limiter.record(session, address_limit(web).bucket, key, now)
-        recipient = person.email
-    return Outcome("sent", checked, (message, recipient))
+        mail_id = web.queue_mail(session, message, kind, person.email, person.id)
+    return Outcome("sent", checked, mail_id)
 
 
 def check_inbox(web: Web, request: Request, address: str, status: int = 200) -> HTMLResponse:

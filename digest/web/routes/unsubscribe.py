@@ -13,8 +13,6 @@ page: "adjust my topics" mails a fresh one to the subscriber's own address.
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -119,9 +117,7 @@ async def resubscribe(request: Request) -> Response:
     )
 
 
-def send_manage_link(
-    web: Web, person: Subscriber, client: str
-) -> tuple[str, tuple[EmailMessage, str] | None]:
+def send_manage_link(web: Web, person: Subscriber, client: str) -> tuple[str, int | None]:
     """Mail ``person`` a fresh link to their preferences, within the rate limits."""
     now = web.clock()
     with web.store.transaction() as session:
@@ -133,12 +129,10 @@ def send_manage_link(
         url = web.links.manage(person.public_id, person.token_version)
         mail = web.mails.manage_link(person.email, url, "requested")
         web.limiter.record(session, address_limit(web).bucket, key, now)
-        return "sent", (mail, person.email)
+        return "sent", web.queue_mail(session, mail, "manage_link", person.email, person.id)
 
 
-def answer_manage_link(
-    web: Web, request: Request, outcome: str, mail: tuple[EmailMessage, str] | None
-) -> Response:
+def answer_manage_link(web: Web, request: Request, outcome: str, mail: int | None) -> Response:
     if outcome == "client-limit":
         return too_many_from_client(web, request)
     if outcome == "address-limit":
