@@ -534,8 +534,8 @@ def rank_only(profiles: int, papers: int, seed: int = 7) -> dict[str, Any]:
     import tracemalloc  # noqa: F401  (kept out of the timed part)
 
     from digest.config import RankingSettings
-    from digest.items import PaperCard
-    from digest.profiles import Profile
+    from digest.domain.items import PaperCard
+    from digest.domain.profiles import Profile
     from digest.ranking import Ranker, RankRequest
 
     now = datetime.now(UTC)

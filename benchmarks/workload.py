@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert
 
+from digest.domain.profiles import build_profile
 from digest.ingest import merge_batch, upsert
 from digest.models import Subscriber
-from digest.profiles import build_profile
 from digest.sources.arxiv_api import parse_api_feed
 from digest.sources.arxiv_rss import parse_listing
 from digest.sources.huggingface import parse_daily_papers

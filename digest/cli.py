@@ -37,7 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import __version__, logs
-from digest.config import Settings, load_settings
+from digest.config import Settings, load_settings, secret_key
 from digest.errors import DigestError, StoreError, ValidationError
 from digest.sources.base import SOURCE_NAMES
 from digest.store import Store
@@ -394,7 +394,7 @@ def _authors(names: list[str]) -> str:
 
 
 def _paper_json(p: object) -> dict[str, object]:
-    from digest import links
+    from digest.domain import paper_links
     from digest.models import Paper
 
     assert isinstance(p, Paper)
@@ -408,7 +408,7 @@ def _paper_json(p: object) -> dict[str, object]:
         "first_seen_at": p.first_seen_at.isoformat(),
         "announced_on": p.announced_on.isoformat() if p.announced_on else None,
         "sources": p.sources,
-        "url": links.arxiv_abs(p.arxiv_id),
+        "url": paper_links.arxiv_abs(p.arxiv_id),
     }
 
 
@@ -455,7 +455,7 @@ def subscribe(
 ) -> None:
     """Subscribe EMAIL (active at once: the CLI skips the emailed confirmation), or update it."""
     from digest import subscribers
-    from digest.profiles import build_profile
+    from digest.domain.profiles import build_profile
 
     state: State = ctx.obj
     store = state.store()
@@ -621,7 +621,7 @@ def profile(
     arXiv API; ids it does not know are reported) and relearn the profile.
     """
     from digest import subscribers
-    from digest.profiles import Profile, build_profile
+    from digest.domain.profiles import Profile, build_profile
 
     state: State = ctx.obj
     store = state.store()
@@ -795,8 +795,8 @@ def rank(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per paper")] = False,
 ) -> None:
     """Rank stored papers for a profile given here, without a subscriber; writes nothing."""
+    from digest.domain.profiles import build_profile
     from digest.pipeline import preview as run_preview
-    from digest.profiles import build_profile
 
     state: State = ctx.obj
     profile = build_profile(
@@ -844,7 +844,7 @@ def _run_digests(
     state: State, *, for_date: date | None, only: list[int] | None, settings: Settings | None = None
 ) -> tuple[object, object]:
     from digest import pipeline
-    from digest.tokens import Links, Tokens, secret_key
+    from digest.domain.tokens import SignedLinks, Tokens
 
     settings = settings or state.settings
     store = Store.open(settings.database)
@@ -859,7 +859,7 @@ def _run_digests(
                 completed=planned.planned,
                 description=f"planned {planned.planned}",
             )
-            links = Links(settings, Tokens(secret_key(settings)))
+            links = SignedLinks(settings.web.base_url, Tokens(secret_key(settings)))
             with _send_progress(progress, store, only):
                 sent = pipeline.send_all(
                     settings, store, pipeline.make_renderer(settings), links, only=only
@@ -1402,7 +1402,7 @@ def demo(
     """One full cycle on the embedded default: fresh SQLite, the bundled sample, three
     subscribers, their mails written to the outbox folder."""
     from digest import subscribers
-    from digest.profiles import build_profile
+    from digest.domain.profiles import build_profile
 
     state: State = ctx.obj
     for suffix in ("", "-wal", "-shm"):

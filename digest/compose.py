@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from digest.items import PaperCard, RankedItem, Reason
+from digest.domain.items import PaperCard, RankedItem, Reason
 from digest.models import DeliveryItem, Paper
 
 

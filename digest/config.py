@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -643,3 +644,26 @@ def iter_settings(model: type[BaseModel] = Settings, prefix: str = "") -> list[t
         else:
             leaves.append((f"{prefix}{name}", info))
     return leaves
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured secret, or one made once and kept (0600) under ``var_dir``."""
+    if settings.web.secret_key:
+        if len(settings.web.secret_key) < 16:
+            raise ConfigError("bad setting web.secret_key: use at least 16 characters")
+        return settings.web.secret_key
+    path = Path(settings.paths.var_dir) / "secret_key"
+    try:
+        if path.is_file():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        # Exclusive create: two processes starting at once end up with the same key.
+        with open(path, "x") as handle:
+            handle.write(key)
+        path.chmod(0o600)
+        return key
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot keep the secret key at {path}: {exc.strerror}") from None

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from digest.config import Settings
-from digest.items import PaperCard
+from digest.domain.items import PaperCard
 from digest.models import Paper, PaperEmbedding
 from digest.semantic import (
     MODEL_ID,

@@ -2,7 +2,7 @@
 
 Callers hand in a session from ``Store.transaction()`` (as in ``digest.subscribers``), so a
 choice and the profile it changes commit together. Every change ends in ``relearn``: the
-learned state is recomputed from all of the reader's events (``digest.feedback.learn``) and
+learned state is recomputed from all of the reader's events (``digest.domain.learning.learn``) and
 stored in the profile's ``extra["learned"]``, so it is always a function of the events.
 """
 
@@ -18,10 +18,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from digest import compose, subscribers
-from digest.feedback import Event, FeedbackSettings, Vocabulary, learn
-from digest.items import PaperCard
+from digest.domain.items import PaperCard
+from digest.domain.learning import Event, FeedbackSettings, Vocabulary, learn
+from digest.domain.profiles import Learned, author_id, term_id
 from digest.models import Feedback, Paper, SentPaper, Subscriber
-from digest.profiles import Learned, author_id, term_id
 
 # The background corpus for tf-idf: the newest stored papers. Enough to tell a field's
 # common words from its distinctive ones; bounded so a click stays quick on a large store.

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from digest import compose
 from digest.config import Settings
-from digest.items import PaperCard
+from digest.domain.items import PaperCard
+from digest.domain.profiles import Profile
+from digest.domain.tokens import SignedLinks
 from digest.models import Delivery, DeliveryItem, Paper, Subscriber
-from digest.profiles import Profile
 from digest.render import DigestInput, Renderer
-from digest.tokens import Links
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Digests:
 
     MAX_CARDS = 50_000
 
-    def __init__(self, settings: Settings, links: Links) -> None:
+    def __init__(self, settings: Settings, links: SignedLinks) -> None:
         self.settings = settings
         self.links = links
         self.cards: dict[int, PaperCard] = {}
@@ -118,7 +118,7 @@ class Digests:
 
 
 def feedback_urls(
-    links: Links, public_id: str, items: Sequence[tuple[object, PaperCard]]
+    links: SignedLinks, public_id: str, items: Sequence[tuple[object, PaperCard]]
 ) -> list[tuple[str, str]]:
     """ "More like this" and "fewer like this" under each paper of a subscriber's digest."""
     return [

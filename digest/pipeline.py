@@ -29,19 +29,19 @@ from digest.config import Settings
 from digest.delivery import outbox
 from digest.delivery.mailers import Mailer
 from digest.delivery.workers import Outgoing, Sender, SendSummary
+from digest.domain.items import PaperCard, RankedItem
+from digest.domain.profiles import Profile
+from digest.domain.tokens import SignedLinks
 from digest.errors import SourceError
 from digest.ingest import merge_batch, upsert
-from digest.items import PaperCard, RankedItem
 from digest.models import Delivery, DeliveryItem, FetchRun, Paper, SentPaper, Subscriber
 from digest.outgoing import Digests
 from digest.outgoing import make_renderer as make_renderer  # where callers look for it
-from digest.profiles import Profile
 from digest.ranking import Ranker, RankRequest
 from digest.render import Renderer
 from digest.sources.base import build_source
 from digest.sources.http import Fetcher
 from digest.store import Store
-from digest.tokens import Links
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ def make_sender(
     settings: Settings,
     store: Store,
     renderer: Renderer,
-    links: Links,
+    links: SignedLinks,
     *,
     clock: Callable[[], datetime] | None = None,
     owner: str | None = None,
@@ -408,7 +408,7 @@ def send_ready(
     store: Store,
     mailer: Mailer,
     renderer: Renderer,
-    links: Links,
+    links: SignedLinks,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     owner: str | None = None,
@@ -437,7 +437,7 @@ def send_all(
     settings: Settings,
     store: Store,
     renderer: Renderer,
-    links: Links,
+    links: SignedLinks,
     *,
     make_mailer: Callable[[], Mailer] | None = None,
     clock: Callable[[], datetime] | None = None,

@@ -104,11 +104,11 @@ from datetime import UTC, datetime
 import numpy as np
 import scipy.sparse as sp
 
-from digest.analysis import author_key, stems, term_key
-from digest.categories import covers
 from digest.config import RankingSettings
-from digest.items import PaperCard, RankedItem, Reason
-from digest.profiles import Learned, Profile
+from digest.domain.analysis import author_key, stems, term_key
+from digest.domain.categories import covers
+from digest.domain.items import PaperCard, RankedItem, Reason
+from digest.domain.profiles import Learned, Profile
 from digest.semantic import ProfileText, SemanticMatch
 
 _log = logging.getLogger(__name__)

@@ -48,13 +48,13 @@ from markupsafe import Markup, escape
 from premailer import Premailer
 
 import digest
-from digest import links
-from digest.addresses import wire_form
-from digest.analysis import term_key, words
 from digest.config import MailSettings
+from digest.domain import paper_links
+from digest.domain.addresses import wire_form
+from digest.domain.analysis import term_key, words
+from digest.domain.items import PaperCard, RankedItem, Reason
+from digest.domain.text import clean_text, valid_github
 from digest.errors import ConfigError
-from digest.items import PaperCard, RankedItem, Reason
-from digest.text import clean_text, valid_github
 
 __all__ = ["DigestInput", "Rendered", "Renderer", "TemplateError", "default_templates_dir"]
 
@@ -519,15 +519,15 @@ def paper_view(card: PaperCard, abstract_chars: int, authors_shown: int) -> _Pap
     title = one_line(card.title, MAX_TITLE) or "(untitled)"
     abstract = one_line(card.abstract, MAX_ABSTRACT)
     abstract = trim_abstract(abstract, abstract_chars) if abstract_chars else ""
-    abs_url = links.arxiv_abs(card.arxiv_id)
+    abs_url = paper_links.arxiv_abs(card.arxiv_id)
     found: list[_Link] = []
     if abs_url:
         found.append(_Link("arXiv", abs_url))
-    pdf = links.arxiv_pdf(card.arxiv_id)
+    pdf = paper_links.arxiv_pdf(card.arxiv_id)
     if pdf:
         found.append(_Link("PDF", pdf))
     if "huggingface" in card.sources:
-        page = links.huggingface_page(card.arxiv_id)
+        page = paper_links.huggingface_page(card.arxiv_id)
         if page:
             found.append(_Link("Hugging Face", page))
     repo = valid_github(card.github_repo)

@@ -24,13 +24,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest import pipeline
-from digest.config import Settings, cron_fields
+from digest.config import Settings, cron_fields, secret_key
 from digest.delivery import outbox
 from digest.delivery.locks import try_lock
 from digest.delivery.workers import SendSummary
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.errors import StoreError
 from digest.store import Store
-from digest.tokens import Links, Tokens, secret_key
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Service:
         self.owner = owner or pipeline.worker_name(settings)
         self.stop = stop or threading.Event()
         self.renderer = pipeline.make_renderer(settings)
-        self.links = Links(settings, Tokens(secret_key(settings)))
+        self.links = SignedLinks(settings.web.base_url, Tokens(secret_key(settings)))
 
     def fetch(self) -> None:
         with try_lock(self.store, "fetch") as taken:

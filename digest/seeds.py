@@ -32,13 +32,13 @@ import httpx
 from sqlalchemy import select
 
 from digest.config import Settings
+from digest.domain.text import parse_arxiv_id
 from digest.errors import DigestError, SourceError
 from digest.ingest import merge_batch, upsert
 from digest.models import Paper
 from digest.sources.arxiv_api import ArxivApiSource
 from digest.sources.http import Fetcher
 from digest.store import Store
-from digest.text import parse_arxiv_id
 
 log = logging.getLogger(__name__)
 

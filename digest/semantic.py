@@ -37,8 +37,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from digest.items import PaperCard
-from digest.profiles import Profile
+from digest.domain.items import PaperCard
+from digest.domain.profiles import Profile
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest import addresses
 from digest.config import SubscriberSettings, check_timezone
+from digest.domain import addresses
+from digest.domain.profiles import Profile
 from digest.errors import ValidationError
 from digest.models import Subscriber
-from digest.profiles import Profile
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced")
 FREQUENCIES = ("daily", "weekly")

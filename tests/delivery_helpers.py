@@ -12,8 +12,8 @@ from sqlalchemy import insert, select
 
 from digest import pipeline
 from digest.config import Settings, load_settings
+from digest.domain.profiles import build_profile
 from digest.models import Delivery, Paper, Subscriber
-from digest.profiles import build_profile
 from digest.store import Store
 
 

@@ -17,13 +17,14 @@ from sqlalchemy import select
 from test_cli import run_cli
 from web_support import SUBSCRIBE_FORM, Harness, web_settings
 
-from digest import addresses, pipeline, subscribers
+from digest import pipeline, subscribers
 from digest.config import Settings
+from digest.domain import addresses
+from digest.domain.profiles import build_profile
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.errors import ValidationError
 from digest.models import Bounce, Delivery, Subscriber
-from digest.profiles import build_profile
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 
@@ -60,7 +61,7 @@ def digest_for(settings: Settings, store: Store, address: str) -> None:
 
 
 def send(settings: Settings, store: Store):  # type: ignore[no-untyped-def]
-    links = Links(settings, Tokens(settings.web.secret_key))
+    links = SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key))
     return pipeline.send_all(
         settings, store, pipeline.make_renderer(settings), links, clock=lambda: NOW
     )

@@ -8,7 +8,7 @@ from importlib import resources
 
 import snowballstemmer
 
-from digest import analysis
+from digest.domain import analysis
 
 
 def _corpus_words() -> list[str]:

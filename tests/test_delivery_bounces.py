@@ -19,9 +19,9 @@ from digest.cli import app
 from digest.config import Settings
 from digest.delivery import bounces
 from digest.delivery.bounce_hook import make_bounce_endpoint
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Bounce, Delivery, Subscriber
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 VERP = "bounces+{id}@digest.example.org"
@@ -114,7 +114,7 @@ def sent(settings: Settings, store: Store) -> Iterator[tuple[Settings, list[Deli
         fetch_sample(mail, store, NOW)
         add_subscribers(store, 3, now=NOW)
         pipeline.plan_and_rank(mail, store, NOW)
-        links = Links(mail, Tokens(mail.web.secret_key))
+        links = SignedLinks(mail.web.base_url, Tokens(mail.web.secret_key))
         summary = pipeline.send_all(
             mail, store, pipeline.make_renderer(mail), links, clock=lambda: NOW
         )
@@ -159,7 +159,7 @@ def test_the_limit_suppresses_the_address_until_an_operator_reactivates_it(
     with smtp_server() as (host, port, _):
         later = smtp_settings(mail, host, port, DELIVERY__BOUNCE_LIMIT="2")
         pipeline.plan_and_rank(later, store, NOW + timedelta(days=1))
-        links = Links(later, Tokens(later.web.secret_key))
+        links = SignedLinks(later.web.base_url, Tokens(later.web.secret_key))
         pipeline.send_all(
             later, store, pipeline.make_renderer(later), links, clock=lambda: NOW + timedelta(1)
         )

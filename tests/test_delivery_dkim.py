@@ -18,9 +18,9 @@ from smtp_server import smtp_server
 from digest import pipeline
 from digest.config import Settings
 from digest.delivery.dkim import DkimSigner
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.errors import ConfigError
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 
@@ -59,7 +59,7 @@ def test_signed_digest_verifies_and_covers_the_list_headers(
         fetch_sample(mail, store, NOW)
         add_subscribers(store, 1, now=NOW)
         pipeline.plan_and_rank(mail, store, NOW)
-        links = Links(mail, Tokens(mail.web.secret_key))
+        links = SignedLinks(mail.web.base_url, Tokens(mail.web.secret_key))
         summary = pipeline.send_all(mail, store, pipeline.make_renderer(mail), links)
         assert summary.sent == 1
     [received] = recorder.messages

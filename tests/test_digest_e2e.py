@@ -14,14 +14,14 @@ from smtp_server import Recorder, smtp_server
 from sqlalchemy import func, select
 
 from digest import pipeline, subscribers
-from digest.analysis import stems
 from digest.config import Settings, load_settings
 from digest.delivery.mailers import SmtpMailer
+from digest.domain.analysis import stems
+from digest.domain.profiles import build_profile
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, DeliveryItem, Paper, SentPaper
-from digest.profiles import build_profile
 from digest.render import Renderer
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 from conftest import fixture_bytes
 
@@ -82,7 +82,7 @@ def cycle(settings: Settings, store: Store, now: datetime) -> tuple[object, obje
             store,
             mailer,
             Renderer(settings.mail),
-            Links(settings, Tokens(settings.web.secret_key)),
+            SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key)),
             clock=lambda: now,
         )
     finally:

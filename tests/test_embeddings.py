@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from digest import compose, embeddings, pipeline, semantic, subscribers
 from digest.config import Settings, load_settings
+from digest.domain.profiles import build_profile
 from digest.models import Delivery, DeliveryItem, Paper, PaperEmbedding
-from digest.profiles import build_profile
 from digest.semantic import DIMENSION, MODEL_ID, NOT_INSTALLED, Embedder, paper_text
 from digest.store import Store
 

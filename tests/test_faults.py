@@ -18,9 +18,9 @@ from digest.config import Settings
 from digest.delivery import outbox
 from digest.delivery.limits import RateLimiter
 from digest.delivery.workers import SendSummary
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Bounce, Delivery, Subscriber
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 FAST = {
@@ -47,7 +47,7 @@ def prepared(settings: Settings, store: Store, server: Scripted, n: int = 3, **e
 
 
 def send(settings: Settings, store: Store, at: datetime = NOW) -> SendSummary:
-    links = Links(settings, Tokens(settings.web.secret_key))
+    links = SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key))
     return pipeline.send_all(
         settings, store, pipeline.make_renderer(settings), links, clock=lambda: at
     )

@@ -15,15 +15,22 @@ import numpy as np
 import pytest
 
 from digest.config import FeedbackSettings, RankingSettings
-from digest.feedback import (
+from digest.domain.items import PaperCard
+from digest.domain.learning import (
     Event,
     Vocabulary,
     distinctive_terms,
     fit_logistic,
     learn,
 )
-from digest.items import PaperCard
-from digest.profiles import Learned, LearnedAuthor, LearnedTerm, Profile, build_profile, term_id
+from digest.domain.profiles import (
+    Learned,
+    LearnedAuthor,
+    LearnedTerm,
+    Profile,
+    build_profile,
+    term_id,
+)
 from digest.ranking import Ranker, RankRequest
 from digest.semantic import LIKED_OFFSET, SemanticMatch, profile_texts
 
@@ -339,7 +346,7 @@ def test_liked_papers_join_the_profile_texts_with_their_stored_vectors() -> None
 
 
 def test_the_mail_names_learned_words_and_semantic_matches() -> None:
-    from digest.items import Reason
+    from digest.domain.items import Reason
     from digest.render import format_reasons
 
     reasons = (

@@ -20,10 +20,10 @@ from web_support import BASE, Harness, csrf_of, visible_text, web_settings
 from digest import pipeline, subscribers
 from digest.config import Settings
 from digest.delivery.mailers import SmtpMailer
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, DeliveryItem, Feedback, Paper
 from digest.render import Renderer
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 from conftest import FIXTURES, fixture_bytes
 
@@ -135,7 +135,7 @@ def send_digests(web: Harness) -> None:
             web.store,
             mailer,
             Renderer(web.settings.mail),
-            Links(web.settings, Tokens(web.settings.web.secret_key)),
+            SignedLinks(web.settings.web.base_url, Tokens(web.settings.web.secret_key)),
             clock=web.clock,
         )
     finally:

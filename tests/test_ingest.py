@@ -6,11 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from digest.domain.text import parse_arxiv_id, title_key
 from digest.ingest import clean, merge_batch, upsert
 from digest.models import Paper
 from digest.sources.records import PaperIn
 from digest.store import Store
-from digest.text import parse_arxiv_id, title_key
 
 
 def ingest(store: Store, records: list[PaperIn], now: datetime | None = None):

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from digest import cli, logs, pipeline
 from digest.config import LoggingSettings, Settings
+from digest.domain.tokens import Tokens
 from digest.store import Store
-from digest.tokens import Tokens
 
 from conftest import NO_MODEL
 

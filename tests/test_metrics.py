@@ -20,8 +20,8 @@ from scripted_smtp import Script, scripted_smtp
 
 from digest import pipeline
 from digest.config import Settings, load_settings
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.store import Store, make_engine
-from digest.tokens import Links, Tokens
 from digest.web import create_app
 
 from conftest import NO_MODEL
@@ -52,7 +52,7 @@ def value(found: dict, name: str, **labels: str) -> float:
 
 
 def send(settings: Settings, store: Store) -> pipeline.SendSummary:
-    links = Links(settings, Tokens(SECRET))
+    links = SignedLinks(settings.web.base_url, Tokens(SECRET))
     return pipeline.send_all(settings, store, pipeline.make_renderer(settings), links)
 
 

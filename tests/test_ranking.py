@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from digest import ranking
-from digest.analysis import match_spans, stems
 from digest.config import RankingSettings
-from digest.items import PaperCard, RankedItem, Reason
-from digest.profiles import Profile, Term, build_profile
+from digest.domain.analysis import match_spans, stems
+from digest.domain.items import PaperCard, RankedItem, Reason
+from digest.domain.profiles import Profile, Term, build_profile
 from digest.ranking import Ranker, RankRequest, rank_one
 
 LISTING = Path(__file__).parents[1] / "digest" / "data" / "sample" / "listing.jsonl"

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from digest.profiles import build_profile
+from digest.domain.profiles import build_profile
 
 ROOT = Path(__file__).parents[1]
 BENCH = ROOT / "benchmarks" / "ranking"

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from digest.config import MailSettings
+from digest.domain.items import PaperCard, RankedItem, Reason
 from digest.ingest import clean
-from digest.items import PaperCard, RankedItem, Reason
 from digest.render import (
     DigestInput,
     Rendered,

@@ -31,9 +31,9 @@ import test_render as base
 from markupsafe import escape
 from premailer import Premailer
 
-from digest.analysis import match_spans
 from digest.config import MailSettings
-from digest.items import PaperCard, Reason
+from digest.domain.analysis import match_spans
+from digest.domain.items import PaperCard, Reason
 from digest.render import (
     HIGHLIGHT_STYLE,
     HTML_TEMPLATE,

@@ -19,10 +19,10 @@ from smtp_server import Recorder, smtp_server
 from sqlalchemy import create_engine, select
 
 from digest import pipeline
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery
 from digest.outgoing import Digests
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 from conftest import NO_MODEL
 
@@ -160,7 +160,9 @@ def test_a_fresh_workers_lanes_render_what_one_thread_renders(tmp_path: Path) ->
 
         assert pipeline.plan_and_rank(settings, store, datetime.now(UTC)).planned == 120
         renderer = pipeline.make_renderer(settings)
-        digests = Digests(settings, Links(settings, Tokens(settings.web.secret_key)))
+        digests = Digests(
+            settings, SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key))
+        )
         expected: dict[str, bytes] = {}
         with store.transaction() as session:
             rows = list(session.scalars(select(Delivery)))

@@ -161,7 +161,7 @@ def test_digest_profile_seeds_likes_and_dislikes(
 
     from digest import pipeline, seeds, subscribers
     from digest.cli import app
-    from digest.profiles import build_profile
+    from digest.domain.profiles import build_profile
     from digest.sources.http import Fetcher
 
     [summary] = pipeline.fetch(settings, store, ["sample"])

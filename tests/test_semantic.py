@@ -26,8 +26,8 @@ import pytest
 
 from digest import semantic
 from digest.config import RankingSettings
-from digest.items import PaperCard, Reason
-from digest.profiles import Profile, build_profile
+from digest.domain.items import PaperCard, Reason
+from digest.domain.profiles import Profile, build_profile
 from digest.ranking import Ranker, RankRequest
 from digest.semantic import (
     NOT_INSTALLED,

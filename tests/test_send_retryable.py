@@ -21,11 +21,11 @@ from sqlalchemy.exc import OperationalError
 
 from digest import pipeline
 from digest.config import Settings
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery
 from digest.outgoing import Digests
 from digest.render import Renderer
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 from conftest import NO_MODEL
 
@@ -47,7 +47,7 @@ def planned(settings: Settings, store: Store, port: int, n: int = 3, **extra: st
 
 
 def send(settings: Settings, store: Store, clock=lambda: NOW):  # type: ignore[no-untyped-def]
-    links = Links(settings, Tokens(settings.web.secret_key))
+    links = SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key))
     return pipeline.send_all(settings, store, pipeline.make_renderer(settings), links, clock=clock)
 
 

@@ -22,9 +22,9 @@ from digest import pipeline
 from digest.cli import app
 from digest.config import Settings
 from digest.delivery import outbox
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import FetchRun
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +59,7 @@ def status_json(settings: Settings, *args: str, **extra: str) -> tuple[int, dict
 
 
 def send(settings: Settings, store: Store, now: datetime | None = None) -> pipeline.SendSummary:
-    links = Links(settings, Tokens("test-secret-key-0123456789"))
+    links = SignedLinks(settings.web.base_url, Tokens("test-secret-key-0123456789"))
     kwargs = {"clock": lambda: now} if now else {}
     return pipeline.send_all(settings, store, pipeline.make_renderer(settings), links, **kwargs)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from digest import subscribers
-from digest.categories import CATEGORIES
+from digest.domain.categories import CATEGORIES
+from digest.domain.profiles import Profile, Term, build_profile, parse_terms
 from digest.errors import ValidationError
-from digest.profiles import Profile, Term, build_profile, parse_terms
 from digest.store import Store
 
 from conftest import NO_MODEL

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.tokens import Links, TokenError, Tokens
+from digest.domain.tokens import SignedLinks, TokenError, Tokens
 
 SECRET = "token-test-secret-0123456789"
 
@@ -48,7 +48,7 @@ def test_links_carry_no_address_or_row_id() -> None:
     class Settings:
         web = Web()
 
-    links = Links(Settings(), Tokens(SECRET))  # type: ignore[arg-type]
+    links = SignedLinks(Settings().web.base_url, Tokens(SECRET))  # type: ignore[arg-type]
     more = links.feedback("abc123", "2104.12255", 1)
     fewer = links.feedback("abc123", "2104.12255", -1)
     assert more.startswith("https://digest.example.org/feedback/") and more != fewer

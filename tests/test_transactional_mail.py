@@ -22,9 +22,9 @@ from digest import pipeline, status
 from digest.config import Settings
 from digest.delivery import outbox, transactional
 from digest.delivery.mailers import make_mailer
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import TransactionalMail
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 
 def greylisting(address: str, count: int) -> str:
@@ -138,7 +138,7 @@ def test_a_worker_sends_transactional_mail_ahead_of_digests(
                 subscriber_id=None,
                 now=now,
             )
-        links = Links(mail, Tokens(mail.web.secret_key))
+        links = SignedLinks(mail.web.base_url, Tokens(mail.web.secret_key))
         summary = pipeline.send_all(
             mail, store, pipeline.make_renderer(mail), links, clock=lambda: now
         )

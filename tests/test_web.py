@@ -23,10 +23,10 @@ from web_support import (
 from digest import pipeline, subscribers
 from digest.config import Settings
 from digest.delivery.mailers import SmtpMailer
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, Paper, SentPaper
 from digest.render import Renderer
 from digest.store import Store
-from digest.tokens import Links, Tokens
 from digest.web import create_app
 
 
@@ -351,7 +351,7 @@ def _send_digest(web: Harness, address: str) -> str:
             web.store,
             mailer,
             Renderer(web.settings.mail),
-            Links(web.settings, Tokens(web.settings.web.secret_key)),
+            SignedLinks(web.settings.web.base_url, Tokens(web.settings.web.secret_key)),
             clock=web.clock,
         )
     finally:

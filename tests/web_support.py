@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from digest import pipeline, subscribers
 from digest.config import Settings, load_settings
+from digest.domain.profiles import build_profile
+from digest.domain.tokens import Tokens
 from digest.models import Paper, RateEvent, Subscriber
-from digest.profiles import build_profile
 from digest.store import Store
-from digest.tokens import Tokens
 from digest.web import create_app
 
 BASE = "https://digest.example.org"

@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 
 from digest.config import FeedbackSettings, RankingSettings
-from digest.feedback import Event, Vocabulary, learn
-from digest.items import PaperCard
-from digest.profiles import Profile, build_profile
+from digest.domain.items import PaperCard
+from digest.domain.learning import Event, Vocabulary, learn
+from digest.domain.profiles import Profile, build_profile
 from digest.ranking import MAX_LIMIT, Ranker, RankRequest
 
 HERE = Path(__file__).resolve().parent
@@ -274,7 +274,7 @@ def after_feedback(
     For each profile, rank with the best system available ((c) with the extra, (b) without)
     and take the first digest (top 10); the simulated reader likes its papers of grade >= 2
     (a reader who gets nothing relevant gives no feedback); the profile learns from that the
-    way the product does (``digest.feedback.learn``: the liked papers' distinctive terms and
+    way the product does (``digest.domain.learning.learn``: the liked papers' distinctive terms and
     authors, their meaning as profile texts with semantic matching, the per-reader model from
     six choices on); the second ranking is then scored over the same corpus with the first
     digest removed from both the ranking and the judgements.

@@ -37,8 +37,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal, Protocol
 
-from digest.addresses import wire_form
 from digest.config import Settings, SmtpSettings
+from digest.domain.addresses import wire_form
 from digest.errors import DeliveryError
 
 Stage = Literal["server", "connection", "recipient", "unknown", "message"]

@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest import subscribers
+from digest.domain.tokens import TokenData, TokenError, Tokens
 from digest.models import Delivery, Paper, Subscriber
-from digest.tokens import TokenData, TokenError, Tokens
 
 MAX_TOKEN_CHARS = 400
 

@@ -17,13 +17,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from digest import pipeline
-from digest.config import Settings
+from digest.config import Settings, secret_key
 from digest.delivery.bounce_hook import make_bounce_endpoint
 from digest.delivery.mailers import Mailer, make_mailer
 from digest.delivery.transactional import MailSender
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.render import default_templates_dir
 from digest.store import Store
-from digest.tokens import Links, Tokens, secret_key
 from digest.web.access import AddressTokens, LinkProblem
 from digest.web.context import Web, web_of
 from digest.web.csrf import Csrf, CsrfCookie
@@ -86,7 +86,7 @@ def create_app(
         settings=settings,
         store=store,
         tokens=tokens,
-        links=Links(settings, tokens),
+        links=SignedLinks(settings.web.base_url, tokens),
         address_tokens=AddressTokens(secret),
         csrf=csrf,
         pages=pages,

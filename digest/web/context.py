@@ -16,9 +16,9 @@ from starlette.requests import Request
 from digest.config import Settings
 from digest.delivery import transactional
 from digest.delivery.transactional import MailSender
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.render import Renderer
 from digest.store import Store
-from digest.tokens import Links, Tokens
 from digest.web.access import AddressTokens
 from digest.web.csrf import Csrf
 from digest.web.mails import Mails
@@ -33,7 +33,7 @@ class Web:
     settings: Settings
     store: Store
     tokens: Tokens
-    links: Links
+    links: SignedLinks
     address_tokens: AddressTokens
     csrf: Csrf
     pages: Pages

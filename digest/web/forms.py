@@ -14,17 +14,17 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from digest import subscribers
-from digest.categories import ARCHIVES, CATEGORIES
 from digest.config import Settings, check_timezone
-from digest.errors import ValidationError
-from digest.models import Subscriber
-from digest.profiles import (
+from digest.domain.categories import ARCHIVES, CATEGORIES
+from digest.domain.profiles import (
     Profile,
     Term,
     parse_authors,
     parse_categories,
     parse_terms,
 )
+from digest.errors import ValidationError
+from digest.models import Subscriber
 from digest.subscribers import MAX_PAPERS, WEEKDAYS, Schedule
 
 MAX_FIELD_CHARS = 4000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.profiles import Learned, LearnedTerm, Profile
+from digest.domain.profiles import Learned, LearnedTerm, Profile
 
 SHOWN_MODEL_TERMS = 8
 

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from digest.addresses import wire_form
 from digest.config import Settings
+from digest.domain.addresses import wire_form
 from digest.render import POLICY, UTF8_POLICY, checked_url, one_line
 
 TEMPLATES = ("confirm.html", "confirm.txt", "manage_link.html", "manage_link.txt")

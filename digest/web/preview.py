@@ -17,11 +17,11 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select
 
 from digest import compose, embeddings
-from digest.analysis import match_spans
 from digest.config import Settings
-from digest.items import PaperCard, RankedItem, Reason
+from digest.domain.analysis import match_spans
+from digest.domain.items import PaperCard, RankedItem, Reason
+from digest.domain.profiles import Profile
 from digest.models import Paper, PaperEmbedding
-from digest.profiles import Profile
 from digest.ranking import Ranker, RankRequest
 from digest.render import one_line, paper_view
 from digest.store import Store

@@ -28,9 +28,9 @@ from sqlalchemy import select
 from digest import pipeline, subscribers
 from digest.config import Settings, load_settings
 from digest.delivery.mailers import make_mailer
+from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Paper
 from digest.store import Store
-from digest.tokens import Links, Tokens
 
 CHROMIUM = Path(os.environ.get("DIGEST_CHROMIUM", "/usr/bin/chromium"))  # Debian's by default
 CHROMIUM_ARGS = [
@@ -251,7 +251,7 @@ def test_a_new_reader_from_sign_up_to_unsubscribe(
                 store,
                 mailer,
                 pipeline.make_renderer(settings),
-                Links(settings, Tokens(settings.web.secret_key)),
+                SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key)),
             )
         finally:
             mailer.close()

@@ -24,8 +24,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest import feedback_store, seeds, subscribers
+from digest.domain.profiles import Profile
 from digest.models import Bounce, Delivery, DeliveryItem, Feedback, Paper, SentPaper, Subscriber
-from digest.profiles import Profile
 from digest.subscribers import WEEKDAYS
 from digest.web import access, forms, learned
 from digest.web.access import LinkProblem

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import subscribers
-from digest.profiles import Profile
+from digest.domain.profiles import Profile
 from digest.web import forms
 from digest.web.context import Web, web_of
 from digest.web.preview import Preview

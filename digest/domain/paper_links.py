@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from digest.text import parse_arxiv_id, valid_doi
+from digest.domain.text import parse_arxiv_id, valid_doi
 
 
 def arxiv_abs(arxiv_id: str | None) -> str | None:

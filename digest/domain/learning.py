@@ -44,10 +44,10 @@ from datetime import UTC, datetime
 import numpy as np
 import scipy.sparse as sp
 
-from digest.analysis import author_key, stem, term_key, words
 from digest.config import FeedbackSettings
-from digest.items import PaperCard
-from digest.profiles import (
+from digest.domain.analysis import author_key, stem, term_key, words
+from digest.domain.items import PaperCard
+from digest.domain.profiles import (
     Learned,
     LearnedAuthor,
     LearnedTerm,

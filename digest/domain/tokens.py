@@ -12,14 +12,9 @@ id or an address. Like unsubscribe tokens they are neither timed nor revoked.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
-from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
-
-from digest.config import Settings
-from digest.errors import ConfigError
 
 PURPOSES = ("manage", "unsubscribe", "archive", "confirm", "feedback")
 
@@ -92,34 +87,11 @@ class Tokens:
         return TokenData(payload[0], version)
 
 
-def secret_key(settings: Settings) -> str:
-    """The configured secret, or one made once and kept (0600) under ``var_dir``."""
-    if settings.web.secret_key:
-        if len(settings.web.secret_key) < 16:
-            raise ConfigError("bad setting web.secret_key: use at least 16 characters")
-        return settings.web.secret_key
-    path = Path(settings.paths.var_dir) / "secret_key"
-    try:
-        if path.is_file():
-            return path.read_text().strip()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
-        # Exclusive create: two processes starting at once end up with the same key.
-        with open(path, "x") as handle:
-            handle.write(key)
-        path.chmod(0o600)
-        return key
-    except FileExistsError:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot keep the secret key at {path}: {exc.strerror}") from None
+class SignedLinks:
+    """The public URLs in a mail for a subscriber or a delivery, each carrying a token."""
 
-
-class Links:
-    """The public URLs in a mail for a subscriber or a delivery."""
-
-    def __init__(self, settings: Settings, tokens: Tokens) -> None:
-        self.base = settings.web.base_url
+    def __init__(self, base_url: str, tokens: Tokens) -> None:
+        self.base = base_url
         self.tokens = tokens
 
     def manage(self, public_id: str, version: int) -> str:

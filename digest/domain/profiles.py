@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from digest.analysis import author_key, term_key
-from digest.categories import canonical_category
+from digest.domain.analysis import author_key, term_key
+from digest.domain.categories import canonical_category
+from digest.domain.text import visible
 from digest.errors import ValidationError
-from digest.text import visible
 
 MAX_INCLUDE = 50
 MAX_EXCLUDE = 50
