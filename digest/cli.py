@@ -454,8 +454,8 @@ def subscribe(
     ] = None,
 ) -> None:
     """Subscribe EMAIL (active at once: the CLI skips the emailed confirmation), or update it."""
-    from digest import subscribers
     from digest.domain.profiles import build_profile
+    from digest.store import subscribers
 
     state: State = ctx.obj
     store = state.store()
@@ -501,7 +501,7 @@ def subscribe(
 
 def _when(subscriber: object) -> str:
     from digest.models import Subscriber
-    from digest.subscribers import WEEKDAYS
+    from digest.store.subscribers import WEEKDAYS
 
     assert isinstance(subscriber, Subscriber)
     day = (
@@ -523,7 +523,7 @@ def list_subscribers(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> None:
     """List subscribers with their status, schedule and topics."""
-    from digest import subscribers
+    from digest.store import subscribers
 
     state: State = ctx.obj
     store = state.store()
@@ -571,7 +571,7 @@ def unsubscribe(
     ctx: typer.Context, email: Annotated[str, typer.Argument(help="the address to stop mailing")]
 ) -> None:
     """Stop mailing EMAIL (its history is kept; `digest subscribe` brings it back)."""
-    from digest import subscribers
+    from digest.store import subscribers
 
     state: State = ctx.obj
     store = state.store()
@@ -620,8 +620,8 @@ def profile(
     --seed, --like and --dislike add feedback (papers not stored yet are fetched from the
     arXiv API; ids it does not know are reported) and relearn the profile.
     """
-    from digest import subscribers
     from digest.domain.profiles import Profile, build_profile
+    from digest.store import subscribers
 
     state: State = ctx.obj
     store = state.store()
@@ -703,9 +703,9 @@ def _add_feedback(
 ) -> None:
     from sqlalchemy import select
 
-    from digest import feedback_store, subscribers
     from digest.models import Paper
     from digest.seeds import find_papers
+    from digest.store import feedback, subscribers
 
     now = datetime.now(UTC)
     found = find_papers(settings, store, [*liked, *disliked], now)
@@ -717,9 +717,9 @@ def _add_feedback(
     with store.transaction() as session:
         person = subscribers.get(session, email)
         for paper in session.scalars(select(Paper).where(Paper.id.in_(list(wanted)))):
-            feedback_store.record(session, person, paper, wanted[paper.id], now)
+            feedback.record(session, person, paper, wanted[paper.id], now)
         if wanted:
-            feedback_store.relearn(session, person, settings.feedback, now)
+            feedback.relearn(session, person, settings.feedback, now)
     print(
         f"added {sum(1 for v in wanted.values() if v > 0)} liked and "
         f"{sum(1 for v in wanted.values() if v < 0)} disliked paper(s)"
@@ -826,7 +826,7 @@ def _as_of(day: str | None) -> datetime:
 def _subscriber_ids(state: State, email: str | None) -> list[int] | None:
     if email is None:
         return None
-    from digest import subscribers
+    from digest.store import subscribers
 
     store = state.store()
     with store.transaction() as session:
@@ -907,9 +907,9 @@ def send(
 
 
 def _dry_run(state: State, for_date: date | None, only: list[int] | None) -> None:
-    from digest.delivery import outbox
     from digest.models import Subscriber
     from digest.pipeline import subscriber_preview
+    from digest.store import outbox
 
     store = state.store()
     now = datetime.now(UTC)
@@ -1109,8 +1109,8 @@ def reactivate(
     email: Annotated[str, typer.Argument(help="a bounced address that works again")],
 ) -> None:
     """Mail a bounced address again (its bounce count starts from zero)."""
-    from digest import subscribers
     from digest.delivery.bounces import reactivate as run_reactivate
+    from digest.store import subscribers
 
     state: State = ctx.obj
     store = state.store()
@@ -1147,7 +1147,7 @@ def outbox_status(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """How many deliveries are in each state."""
-    from digest.delivery import outbox
+    from digest.store import outbox
 
     state: State = ctx.obj
     store = state.store()
@@ -1229,7 +1229,7 @@ def outbox_retry(
     ] = None,
 ) -> None:
     """Send the chosen unknown, failed or deferred deliveries again at the next claim."""
-    from digest.delivery import outbox
+    from digest.store import outbox
 
     chosen = status or []
     for name in chosen:
@@ -1276,8 +1276,8 @@ def status_command(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from digest import status as health
     from digest.store import make_engine
+    from digest.store import reports as health
 
     state: State = ctx.obj
     settings = state.settings
@@ -1312,7 +1312,7 @@ def status_command(
 
 
 def _print_status(found: object) -> None:
-    from digest.status import StatusReport, ago
+    from digest.store.reports import StatusReport, ago
 
     assert isinstance(found, StatusReport)
     now = found.now
@@ -1401,8 +1401,8 @@ def demo(
 ) -> None:
     """One full cycle on the embedded default: fresh SQLite, the bundled sample, three
     subscribers, their mails written to the outbox folder."""
-    from digest import subscribers
     from digest.domain.profiles import build_profile
+    from digest.store import subscribers
 
     state: State = ctx.obj
     for suffix in ("", "-wal", "-shm"):
@@ -1447,7 +1447,8 @@ def _demo_table(settings: Settings, database: Path) -> None:
         rows = session.execute(
             select(Subscriber, Delivery).join(Delivery).order_by(Subscriber.email)
         ).all()
-        from digest import compose, subscribers
+        from digest import compose
+        from digest.store import subscribers
 
         for person, delivery in rows:
             top = session.scalar(

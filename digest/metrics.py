@@ -49,10 +49,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 import digest
-from digest import status
 from digest.config import Settings
 from digest.models import Delivery, FetchRun, Paper
-from digest.store import Store
+from digest.store import Store, reports
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ class DigestCollector(Collector):
         subscribers = GaugeMetricFamily(
             "digest_subscribers", "Subscribers by status", labels=["status"]
         )
-        for state, count in status.subscriber_counts(session).items():
+        for state, count in reports.subscriber_counts(session).items():
             subscribers.add_metric([state], count)
         yield subscribers
 
@@ -164,7 +163,7 @@ def _papers(session: Session, settings: Settings) -> Iterator[Metric]:
     last_good = GaugeMetricFamily(
         "digest_fetch_last_run_ok", "0 when a source's last fetch failed", labels=["source"]
     )
-    for s in status.last_fetches(session, list(settings.sources.enabled)):
+    for s in reports.last_fetches(session, list(settings.sources.enabled)):
         if s.last_at is not None:
             last_run.add_metric([s.source], s.last_at.timestamp())
             last_good.add_metric([s.source], 0 if s.last_status == "failed" else 1)
@@ -180,7 +179,7 @@ def _deliveries(session: Session, now: datetime) -> Iterator[Metric]:
         session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
     )
     states = GaugeMetricFamily("digest_deliveries", "Digests in each state", labels=["status"])
-    for state in (*status.DELIVERY_STATES, *sorted(set(every) - set(status.DELIVERY_STATES))):
+    for state in (*reports.DELIVERY_STATES, *sorted(set(every) - set(reports.DELIVERY_STATES))):
         states.add_metric([state], every.get(state, 0))
     yield states
     sent = CounterMetricFamily(
@@ -191,7 +190,7 @@ def _deliveries(session: Session, now: datetime) -> Iterator[Metric]:
     recent = dict(
         session.execute(
             select(Delivery.status, func.count())
-            .where(Delivery.planned_at >= now - status.WINDOW)
+            .where(Delivery.planned_at >= now - reports.WINDOW)
             .group_by(Delivery.status)
         ).all()
     )
@@ -200,7 +199,7 @@ def _deliveries(session: Session, now: datetime) -> Iterator[Metric]:
         "Digests planned in the last 24 hours, by state",
         labels=["status"],
     )
-    for state in (*status.DELIVERY_STATES, *sorted(set(recent) - set(status.DELIVERY_STATES))):
+    for state in (*reports.DELIVERY_STATES, *sorted(set(recent) - set(reports.DELIVERY_STATES))):
         window.add_metric([state], recent.get(state, 0))
     yield window
 
@@ -237,7 +236,7 @@ def _latency(session: Session, now: datetime) -> Metric:
 
 
 def _queue(session: Session, now: datetime) -> Iterator[Metric]:
-    found = status.queue(session, now)
+    found = reports.queue(session, now)
     depth = GaugeMetricFamily("digest_queue_depth", "Digests waiting to go out now")
     depth.add_metric([], found.depth)
     yield depth

@@ -24,9 +24,8 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest import compose, embeddings, feedback_store, subscribers
+from digest import compose, embeddings
 from digest.config import Settings
-from digest.delivery import outbox
 from digest.delivery.mailers import Mailer
 from digest.delivery.workers import Outgoing, Sender, SendSummary
 from digest.domain.items import PaperCard, RankedItem
@@ -41,7 +40,7 @@ from digest.ranking import Ranker, RankRequest
 from digest.render import Renderer
 from digest.sources.base import build_source
 from digest.sources.http import Fetcher
-from digest.store import Store
+from digest.store import Store, feedback, outbox, subscribers
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +311,7 @@ def _rank_batch(
     for subscriber_id, paper_id in rows:
         sent[subscriber_id].add(paper_id)
     # A paper the reader judged (from a digest, or seeded) is not news to them.
-    for subscriber_id, papers in feedback_store.judged_papers(session, ids).items():
+    for subscriber_id, papers in feedback.judged_papers(session, ids).items():
         sent[subscriber_id] |= papers
     requests = [
         RankRequest(
@@ -506,7 +505,7 @@ def subscriber_preview(
         )
         sent = frozenset(
             session.scalars(select(SentPaper.paper_id).where(SentPaper.subscriber_id == person.id))
-        ) | feedback_store.judged_papers(session, [person.id]).get(person.id, set())
+        ) | feedback.judged_papers(session, [person.id]).get(person.id, set())
     window = timedelta(hours=settings.ranking.first_window_hours)
     since = max(last, now - outbox.MAX_WINDOW) if last else now - window
     items = preview(

@@ -25,12 +25,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digest import pipeline
 from digest.config import Settings, cron_fields, secret_key
-from digest.delivery import outbox
-from digest.delivery.locks import try_lock
 from digest.delivery.workers import SendSummary
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.errors import StoreError
-from digest.store import Store
+from digest.store import Store, outbox
+from digest.store.locks import try_lock
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from sqlalchemy import select
 from test_cli import run_cli
 from web_support import SUBSCRIBE_FORM, Harness, web_settings
 
-from digest import pipeline, subscribers
+from digest import pipeline
 from digest.config import Settings
 from digest.domain import addresses
 from digest.domain.profiles import build_profile
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.errors import ValidationError
 from digest.models import Bounce, Delivery, Subscriber
-from digest.store import Store
+from digest.store import Store, subscribers
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 

@@ -187,7 +187,7 @@ def test_the_limit_suppresses_the_address_until_an_operator_reactivates_it(
 
     # No more mail for a suppressed address: it is not planned the day after.
     with store.transaction() as session:
-        from digest.delivery import outbox
+        from digest.store import outbox
 
         due = outbox.due(session, NOW + timedelta(days=2))
         assert subscriber(store, email).id not in {d.subscriber_id for d in due}

@@ -13,7 +13,7 @@ import pytest
 from smtp_server import Recorder, smtp_server
 from sqlalchemy import func, select
 
-from digest import pipeline, subscribers
+from digest import pipeline
 from digest.config import Settings, load_settings
 from digest.delivery.mailers import SmtpMailer
 from digest.domain.analysis import stems
@@ -21,7 +21,7 @@ from digest.domain.profiles import build_profile
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, DeliveryItem, Paper, SentPaper
 from digest.render import Renderer
-from digest.store import Store
+from digest.store import Store, subscribers
 
 from conftest import fixture_bytes
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from digest import compose, embeddings, pipeline, semantic, subscribers
+from digest import compose, embeddings, pipeline, semantic
 from digest.config import Settings, load_settings
 from digest.domain.profiles import build_profile
 from digest.models import Delivery, DeliveryItem, Paper, PaperEmbedding
 from digest.semantic import DIMENSION, MODEL_ID, NOT_INSTALLED, Embedder, paper_text
-from digest.store import Store
+from digest.store import Store, subscribers
 
 NOW = datetime(2026, 9, 25, 9, 0, tzinfo=UTC)
 

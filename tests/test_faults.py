@@ -15,12 +15,11 @@ from sqlalchemy import select
 
 from digest import pipeline
 from digest.config import Settings
-from digest.delivery import outbox
 from digest.delivery.limits import RateLimiter
 from digest.delivery.workers import SendSummary
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Bounce, Delivery, Subscriber
-from digest.store import Store
+from digest.store import Store, outbox
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 FAST = {

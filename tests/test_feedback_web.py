@@ -17,13 +17,13 @@ from smtp_server import smtp_server
 from sqlalchemy import func, select
 from web_support import BASE, Harness, csrf_of, visible_text, web_settings
 
-from digest import pipeline, subscribers
+from digest import pipeline
 from digest.config import Settings
 from digest.delivery.mailers import SmtpMailer
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, DeliveryItem, Feedback, Paper
 from digest.render import Renderer
-from digest.store import Store
+from digest.store import Store, subscribers
 
 from conftest import FIXTURES, fixture_bytes
 

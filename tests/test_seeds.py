@@ -159,10 +159,11 @@ def test_digest_profile_seeds_likes_and_dislikes(
 ) -> None:
     from typer.testing import CliRunner
 
-    from digest import pipeline, seeds, subscribers
+    from digest import pipeline, seeds
     from digest.cli import app
     from digest.domain.profiles import build_profile
     from digest.sources.http import Fetcher
+    from digest.store import subscribers
 
     [summary] = pipeline.fetch(settings, store, ["sample"])
     assert summary.status == "ok"

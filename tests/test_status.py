@@ -21,10 +21,9 @@ from typer.testing import CliRunner
 from digest import pipeline
 from digest.cli import app
 from digest.config import Settings
-from digest.delivery import outbox
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import FetchRun
-from digest.store import Store
+from digest.store import Store, outbox
 
 
 @pytest.fixture(autouse=True)

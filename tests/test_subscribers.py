@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from digest import subscribers
 from digest.domain.categories import CATEGORIES
 from digest.domain.profiles import Profile, Term, build_profile, parse_terms
 from digest.errors import ValidationError
-from digest.store import Store
+from digest.store import Store, subscribers
 
 from conftest import NO_MODEL
 

@@ -18,13 +18,13 @@ from smtp_server import Recorder, smtp_server
 from sqlalchemy import select
 from web_support import BASE, NOW, SUBSCRIBE_FORM, Harness, csrf_of, web_settings
 
-from digest import pipeline, status
+from digest import pipeline
 from digest.config import Settings
-from digest.delivery import outbox, transactional
+from digest.delivery import transactional
 from digest.delivery.mailers import make_mailer
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import TransactionalMail
-from digest.store import Store
+from digest.store import Store, outbox, reports
 
 
 def greylisting(address: str, count: int) -> str:
@@ -157,7 +157,7 @@ def test_a_permanent_refusal_fails_the_mail_with_its_reason(
     assert failed.last_error == "server replied 550 5.1.1 no such user"
     # The operator hears of it.
     with store.transaction() as session:
-        found = status.report(session, web.settings, NOW + timedelta(minutes=1))
+        found = reports.report(session, web.settings, NOW + timedelta(minutes=1))
     assert found.mails == {"failed": 1}
     assert any("confirmation or preferences-link mail(s)" in p for p in found.problems)
 

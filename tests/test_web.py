@@ -20,13 +20,13 @@ from web_support import (
     web_settings,
 )
 
-from digest import pipeline, subscribers
+from digest import pipeline
 from digest.config import Settings
 from digest.delivery.mailers import SmtpMailer
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, Paper, SentPaper
 from digest.render import Renderer
-from digest.store import Store
+from digest.store import Store, subscribers
 from digest.web import create_app
 
 

@@ -10,9 +10,8 @@ import pytest
 from smtp_server import smtp_server
 from web_support import SUBSCRIBE_FORM, Harness, csrf_of, web_settings
 
-from digest import subscribers
 from digest.config import Settings
-from digest.store import Store
+from digest.store import Store, subscribers
 from digest.web.csrf import Csrf
 
 

@@ -16,12 +16,12 @@ import httpx
 from smtp_server import Recorder
 from sqlalchemy import select
 
-from digest import pipeline, subscribers
+from digest import pipeline
 from digest.config import Settings, load_settings
 from digest.domain.profiles import build_profile
 from digest.domain.tokens import Tokens
 from digest.models import Paper, RateEvent, Subscriber
-from digest.store import Store
+from digest.store import Store, subscribers
 from digest.web import create_app
 
 BASE = "https://digest.example.org"

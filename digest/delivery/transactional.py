@@ -24,10 +24,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.delivery import outbox
 from digest.delivery.mailers import Mailer, payload_of
 from digest.delivery.workers import Sender, SendSummary
-from digest.store import Store
+from digest.store import Store, outbox
 
 log = logging.getLogger(__name__)
 

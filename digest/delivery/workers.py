@@ -39,12 +39,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from digest.config import Settings, max_send_seconds
-from digest.delivery import bounces, outbox, policy
+from digest.delivery import bounces, policy
 from digest.delivery.limits import RateLimiter
 from digest.delivery.mailers import Mailer, SendError
 from digest.errors import DeliveryError
 from digest.models import Delivery, TransactionalMail
-from digest.store import Store
+from digest.store import Store, outbox
 
 log = logging.getLogger(__name__)
 

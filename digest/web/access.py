@@ -22,9 +22,9 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest import subscribers
 from digest.domain.tokens import TokenData, TokenError, Tokens
 from digest.models import Delivery, Paper, Subscriber
+from digest.store import subscribers
 
 MAX_TOKEN_CHARS = 400
 

@@ -24,13 +24,13 @@ from digest.delivery.transactional import MailSender
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.render import default_templates_dir
 from digest.store import Store
+from digest.store.ratelimit import RateLimiter
 from digest.web.access import AddressTokens, LinkProblem
 from digest.web.context import Web, web_of
 from digest.web.csrf import Csrf, CsrfCookie
 from digest.web.mails import Mails
 from digest.web.pages import Pages
 from digest.web.preview import PreviewIndex
-from digest.web.ratelimit import RateLimiter
 from digest.web.routes import routes
 from digest.web.routes.common import link_problem, message
 from digest.web.security import HEADERS, AccessLog, SecurityHeaders, redact_path

@@ -19,12 +19,12 @@ from digest.delivery.transactional import MailSender
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.render import Renderer
 from digest.store import Store
+from digest.store.ratelimit import RateLimiter
 from digest.web.access import AddressTokens
 from digest.web.csrf import Csrf
 from digest.web.mails import Mails
 from digest.web.pages import Pages
 from digest.web.preview import PreviewIndex
-from digest.web.ratelimit import RateLimiter
 from digest.web.security import client_address
 
 

@@ -13,7 +13,6 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
-from digest import subscribers
 from digest.config import Settings, check_timezone
 from digest.domain.categories import ARCHIVES, CATEGORIES
 from digest.domain.profiles import (
@@ -25,7 +24,8 @@ from digest.domain.profiles import (
 )
 from digest.errors import ValidationError
 from digest.models import Subscriber
-from digest.subscribers import MAX_PAPERS, WEEKDAYS, Schedule
+from digest.store import subscribers
+from digest.store.subscribers import MAX_PAPERS, WEEKDAYS, Schedule
 
 MAX_FIELD_CHARS = 4000
 MAX_DESCRIPTION_CHARS = 1000  # the model reads ~1,000 characters; more would go unread

@@ -25,12 +25,12 @@ import pytest
 from smtp_server import Recorder, free_port, smtp_server
 from sqlalchemy import select
 
-from digest import pipeline, subscribers
+from digest import pipeline
 from digest.config import Settings, load_settings
 from digest.delivery.mailers import make_mailer
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Paper
-from digest.store import Store
+from digest.store import Store, subscribers
 
 CHROMIUM = Path(os.environ.get("DIGEST_CHROMIUM", "/usr/bin/chromium"))  # Debian's by default
 CHROMIUM_ARGS = [

@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import compose, subscribers
+from digest import compose
 from digest.models import Delivery, DeliveryItem, Paper, Subscriber
 from digest.outgoing import feedback_urls
 from digest.render import DigestInput
+from digest.store import subscribers
 from digest.web import access
 from digest.web.access import LinkProblem
 from digest.web.context import Web, web_of

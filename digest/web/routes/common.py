@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from digest.models import Subscriber
+from digest.store.ratelimit import ADDRESS_MAIL, CLIENT, Limit
 from digest.web.access import LinkProblem
 from digest.web.context import Web
-from digest.web.ratelimit import ADDRESS_MAIL, CLIENT, Limit
 
 __all__ = ["in_thread"]
 

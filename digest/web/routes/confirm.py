@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest import subscribers
+from digest.store import subscribers
 from digest.web import access
 from digest.web.access import LinkProblem
 from digest.web.context import Web, web_of

@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest import feedback_store, subscribers
 from digest.models import Paper, Subscriber
 from digest.render import format_authors, one_line
+from digest.store import feedback, subscribers
 from digest.web import access, learned
 from digest.web.context import Web, web_of
 from digest.web.routes.common import csrf_failed, in_thread, read_form
@@ -47,7 +47,7 @@ def _paper(paper: Paper, shown: int) -> PaperView:
 def _look(web: Web, token: str) -> tuple[PaperView, int, int | None]:
     with web.store.transaction() as session:
         person, paper, value = access.feedback(session, web.tokens, token)
-        current = feedback_store.choice(session, person, paper)
+        current = feedback.choice(session, person, paper)
         return _paper(paper, web.settings.mail.authors_shown), value, current
 
 
@@ -71,12 +71,12 @@ def _apply(web: Web, token: str, undo: bool) -> tuple[PaperView, int, learned.Le
     with web.store.transaction() as session:
         person, paper, value = access.feedback(session, web.tokens, token)
         if undo:
-            changed = feedback_store.undo(session, person, paper)
+            changed = feedback.undo(session, person, paper)
         else:
-            feedback_store.record(session, person, paper, value, now)
+            feedback.record(session, person, paper, value, now)
             changed = True
         if changed:
-            feedback_store.relearn(session, person, web.settings.feedback, now)
+            feedback.relearn(session, person, web.settings.feedback, now)
         shown = learned.view(
             subscribers.profile_of(person), now, web.settings.feedback.model_min_events
         )

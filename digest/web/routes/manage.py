@@ -23,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest import feedback_store, seeds, subscribers
+from digest import seeds
 from digest.domain.profiles import Profile
 from digest.models import Bounce, Delivery, DeliveryItem, Feedback, Paper, SentPaper, Subscriber
-from digest.subscribers import WEEKDAYS
+from digest.store import feedback, subscribers
+from digest.store.subscribers import WEEKDAYS
 from digest.web import access, forms, learned
 from digest.web.access import LinkProblem
 from digest.web.context import Web, web_of
@@ -200,9 +201,9 @@ def _remove(web: Web, token: str, kind: str, value: str) -> None:
     with web.store.transaction() as session:
         person = access.manage(session, web.tokens, token)
         if kind == "forget":
-            feedback_store.forget_all(session, person, now)
+            feedback.forget_all(session, person, now)
         else:
-            feedback_store.remove(session, person, kind, value, web.settings.feedback, now)
+            feedback.remove(session, person, kind, value, web.settings.feedback, now)
 
 
 async def remove_learned(request: Request) -> Response:
@@ -213,7 +214,7 @@ async def remove_learned(request: Request) -> Response:
     token = request.path_params["token"]
     kind = str(form.get("kind", ""))
     value = str(form.get("value", ""))[:200]
-    if kind not in (*feedback_store.REMOVABLE, "model-on", "forget"):
+    if kind not in (*feedback.REMOVABLE, "model-on", "forget"):
         return await _page(
             request, person, values, status=400, notice="That cannot be removed.", errors={}
         )
@@ -249,7 +250,7 @@ def _seed(web: Web, token: str, found: seeds.SeedList) -> SeedReport:
         }
         rows = [by_id[p.id] for p in papers.papers if p.id in by_id]
         if rows:
-            feedback_store.like_many(session, person, rows, web.settings.feedback, now)
+            feedback.like_many(session, person, rows, web.settings.feedback, now)
     return SeedReport(
         added=tuple(p.title for p in papers.papers),
         fetched=papers.fetched,

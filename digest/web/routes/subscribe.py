@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from digest import subscribers
 from digest.domain.profiles import Profile
+from digest.store import subscribers
 from digest.web import forms
 from digest.web.context import Web, web_of
 from digest.web.preview import Preview

@@ -28,7 +28,7 @@ from digest.models import FetchRun, HttpValidator, Paper
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
 
 
 class Store:

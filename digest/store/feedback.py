@@ -17,11 +17,12 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from digest import compose, subscribers
+from digest import compose
 from digest.domain.items import PaperCard
 from digest.domain.learning import Event, FeedbackSettings, Vocabulary, learn
 from digest.domain.profiles import Learned, author_id, term_id
 from digest.models import Feedback, Paper, SentPaper, Subscriber
+from digest.store import subscribers
 
 # The background corpus for tf-idf: the newest stored papers. Enough to tell a field's
 # common words from its distinctive ones; bounded so a click stays quick on a large store.
