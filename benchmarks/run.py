@@ -55,8 +55,8 @@ from sqlalchemy import create_engine, func, select, text
 
 from benchmarks import sink as sinks
 from benchmarks import workload
-from digest import compose
 from digest.config import load_settings
+from digest.domain.items import message_id
 from digest.models import Delivery, DeliveryItem, Paper, Subscriber
 from digest.store import Store
 
@@ -408,7 +408,7 @@ def check(url: str, dump: Path, options: Options) -> dict[str, Any]:
         finally:
             store.close()
         raise CheckFailed(f"deliveries neither sent nor skipped: {unexpected}; {errors}")
-    expected = {compose.message_id(public_id, FROM): (did, mail) for did, public_id, mail in rows}
+    expected = {message_id(public_id, FROM): (did, mail) for did, public_id, mail in rows}
 
     received: Counter[str] = Counter()
     where: dict[str, sinks.Dumped] = {}

@@ -39,6 +39,7 @@ from digest.sources.huggingface import parse_daily_papers
 from digest.sources.records import PaperIn
 from digest.sources.sample import read_listing
 from digest.store import Store
+from digest.store import papers as stored_papers
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -167,7 +168,7 @@ def store_papers(store: Store, papers: list[PaperIn], seen_at: datetime) -> int:
     for start in range(0, len(merged), 1000):
         chunk = merged[start : start + 1000]
         with store.transaction() as session:
-            by_id, by_title = store.papers_by_keys(
+            by_id, by_title = stored_papers.by_keys(
                 session, (p.key for p in chunk), (p.title_key for p in chunk)
             )
             added += upsert(session, chunk, by_id, by_title, now=seen_at).new

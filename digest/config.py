@@ -18,7 +18,7 @@ import secrets
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -154,6 +154,7 @@ class SampleSettings(Section):
 
 
 SourceName = Literal["sample", "huggingface", "arxiv_rss", "arxiv_api"]
+SOURCE_NAMES: tuple[str, ...] = get_args(SourceName)  # each has a line in sources/base.py
 
 
 class SourceSettings(Section):

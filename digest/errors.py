@@ -4,6 +4,9 @@ DigestError                 anything the user or operator can act on; the CLI pr
 │                           its message on one line and exits non-zero, no traceback
 ├── ConfigError             a setting is missing, unknown or of the wrong type
 ├── StoreError              the database is unreachable or its schema is behind
+│   ├── Unavailable         the database cannot be used right now (down, restarting,
+│   │                       locked): the work it interrupted is retried, never failed
+│   └── Conflict            another process stored the same row first: read again
 ├── SourceError             a source answered with something that is not a listing
 │                           (an error feed, HTML, truncated XML/JSON, a hung server)
 ├── ValidationError         a user's input (an address, a term, a date) is not acceptable
@@ -26,6 +29,14 @@ class ConfigError(DigestError):
 
 class StoreError(DigestError):
     exit_code = 3
+
+
+class Unavailable(StoreError):
+    """A passing outage: what it interrupted is retried later, never marked failed."""
+
+
+class Conflict(StoreError):
+    """A unique row another process stored between our read and our write."""
 
 
 class SourceError(DigestError):

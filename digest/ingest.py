@@ -12,11 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
-from sqlalchemy.orm import Session
-
 from digest.domain.text import clean_text, parse_arxiv_id, title_key, valid_doi, valid_github
 from digest.models import Paper
 from digest.sources.records import PaperIn
+from digest.store import Session
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ _BEARER = re.compile(r"(?i)\b(bearer|x-digest-secret:?)\s+[^\s,;\"']+")
 _SECRET_PARAM = re.compile(r"(?i)\b(token|password|secret)=([^\s&,;\"']+)")
 
 # Noisy libraries: quiet at the default level, detailed with -v.
-_CHATTY = ("httpx", "httpcore", "apscheduler", "alembic.runtime.migration", "cssutils")
+_CHATTY = ("httpx", "httpcore", "apscheduler", "alembic", "cssutils")
 
 # Attributes every LogRecord has; anything else came from ``extra=`` and goes into JSON
 # (but not uvicorn's copy of its message with terminal colour codes).

@@ -1,4 +1,4 @@
-"""`digest serve` and `digest worker`: loops that call the pipeline, nothing else.
+"""`digest serve` and `digest worker`: loops that call the use cases, nothing else.
 
 `digest serve` runs two APScheduler jobs: fetching on a cron (UTC), and a frequent tick
 that plans, ranks and sends the digests that are due. `digest worker` plans, ranks and
@@ -21,12 +21,10 @@ from types import FrameType
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.exc import SQLAlchemyError
 
-from digest import pipeline
-from digest.config import Settings, cron_fields, secret_key
-from digest.delivery.workers import SendSummary
-from digest.domain.tokens import SignedLinks, Tokens
+from digest.app import digests, fetching, sending
+from digest.config import Settings, cron_fields
+from digest.delivery.sender import SendSummary
 from digest.errors import StoreError
 from digest.store import Store, outbox
 from digest.store.locks import try_lock
@@ -52,17 +50,17 @@ class Service:
         self.settings = settings
         self.store = store
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
-        self.owner = owner or pipeline.worker_name(settings)
+        self.owner = owner or sending.worker_name(settings)
         self.stop = stop or threading.Event()
-        self.renderer = pipeline.make_renderer(settings)
-        self.links = SignedLinks(settings.web.base_url, Tokens(secret_key(settings)))
+        self.renderer = sending.make_renderer(settings)
+        self.links = sending.signed_links(settings)
 
     def fetch(self) -> None:
         with try_lock(self.store, "fetch") as taken:
             if not taken:
                 log.info("fetch: another process is fetching; skipped")
                 return
-            for summary in pipeline.fetch(self.settings, self.store):
+            for summary in fetching.fetch(self.settings, self.store):
                 if summary.status == "failed":
                     log.error("fetch %s failed: %s", summary.source, summary.error)
                 else:
@@ -91,12 +89,12 @@ class Service:
         back first rather than left to wait out its lease.
         """
         self.recover()
-        planned = pipeline.plan_and_rank(self.settings, self.store, self.clock()) if plan else None
-        sent = pipeline.send_all(
+        planned = digests.plan_and_rank(self.settings, self.store, self.clock()) if plan else None
+        sent = sending.send_all(
             self.settings,
             self.store,
-            self.renderer,
-            self.links,
+            renderer=self.renderer,
+            links=self.links,
             clock=self.clock,
             owner=self.owner,
             stop=self.stop,
@@ -179,9 +177,9 @@ def run_worker(
     while not service.stop.is_set():
         try:
             result = service.tick(plan=plan)
-        except (SQLAlchemyError, StoreError) as exc:
+        except StoreError as exc:
             failed_rounds += 1
-            log.warning("worker: database unavailable (%s); trying again", _first_line(exc))
+            log.warning("worker: %s; trying again", exc)
             if once and failed_rounds >= MAX_FAILED_ROUNDS:
                 raise
             service.stop.wait(min(settings.delivery.poll_seconds, 1.0 * failed_rounds))
@@ -200,8 +198,3 @@ def run_worker(
             break
         service.stop.wait(settings.delivery.poll_seconds)
     return total
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -27,13 +27,13 @@ NO_MODEL = {"DIGEST_RANKING__SEMANTIC": "false"}  # for the environment of a com
 def _no_semantic_model(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if "semantic_model" in request.fixturenames:
         return
-    from digest import embeddings
+    from digest.app import meaning
     from digest.semantic import Embedder
 
     def missing() -> object:
         raise ImportError("the semantic extra is switched off in tests")
 
-    monkeypatch.setattr(embeddings, "_shared", Embedder(loader=missing))  # type: ignore[arg-type]
+    monkeypatch.setattr(meaning, "_shared", Embedder(loader=missing))  # type: ignore[arg-type]
 
 
 @pytest.fixture

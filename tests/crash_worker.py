@@ -4,7 +4,8 @@ would spend a second importing)."""
 
 from __future__ import annotations
 
-from digest import pipeline, scheduler  # noqa: F401  (imported once, in the fork server)
+from digest import scheduler
+from digest.app import digests  # noqa: F401
 from digest.config import load_settings
 from digest.store import Store
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from digest import pipeline
+from digest.app import fetching
 from digest.config import Settings, load_settings
+from digest.domain.items import message_id
 from digest.domain.profiles import build_profile
 from digest.models import Delivery, Paper, Subscriber
 from digest.store import Store
@@ -42,7 +43,7 @@ def smtp_settings(base: Settings | str, host: str, port: int, **extra: Any) -> S
 
 
 def fetch_sample(settings: Settings, store: Store, now: datetime) -> None:
-    [summary] = pipeline.fetch(settings, store, ["sample"])
+    [summary] = fetching.fetch(settings, store, ["sample"])
     assert summary.status == "ok"
     with store.transaction() as session:
         for paper in session.scalars(select(Paper)):
@@ -119,7 +120,6 @@ def states(store: Store) -> Counter[str]:
 
 def message_ids(store: Store) -> dict[str, str]:
     """Each planned delivery's Message-ID, by the subscriber's address."""
-    from digest import compose
 
     with store.transaction() as session:
         rows = session.execute(
@@ -127,7 +127,4 @@ def message_ids(store: Store) -> dict[str, str]:
                 Delivery, Delivery.subscriber_id == Subscriber.id
             )
         ).all()
-    return {
-        email: compose.message_id(public_id, "papers@digest.example.org")
-        for email, public_id in rows
-    }
+    return {email: message_id(public_id, "papers@digest.example.org") for email, public_id in rows}

@@ -17,10 +17,11 @@ from sqlalchemy import select
 from test_cli import run_cli
 from web_support import SUBSCRIBE_FORM, Harness, web_settings
 
-from digest import pipeline
+from digest.app import digests, sending
 from digest.config import Settings
 from digest.domain import addresses
 from digest.domain.profiles import build_profile
+from digest.domain.schedules import Schedule
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.errors import ValidationError
 from digest.models import Bounce, Delivery, Subscriber
@@ -53,18 +54,16 @@ def digest_for(settings: Settings, store: Store, address: str) -> None:
             session,
             address,
             build_profile(),
-            subscribers.Schedule.checked("UTC", 0),
+            Schedule.checked("UTC", 0),
             confirmed=True,
             now=NOW,
         )
-    assert pipeline.plan_and_rank(settings, store, NOW).planned == 1
+    assert digests.plan_and_rank(settings, store, NOW).planned == 1
 
 
 def send(settings: Settings, store: Store):  # type: ignore[no-untyped-def]
     links = SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key))
-    return pipeline.send_all(
-        settings, store, pipeline.make_renderer(settings), links, clock=lambda: NOW
-    )
+    return sending.send_all(settings, store, links=links, clock=lambda: NOW)
 
 
 @pytest.mark.parametrize("smtputf8", [False, True], ids=["plain server", "SMTPUTF8 server"])

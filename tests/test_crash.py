@@ -40,7 +40,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from delivery_helpers import add_subscribers, fetch_sample, message_ids, smtp_settings, states
 from smtp_server import free_port
 
-from digest import pipeline
+from digest.app import digests
 from digest.config import load_settings
 from digest.store import Store
 
@@ -121,7 +121,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     now = datetime.now(UTC)
     fetch_sample(settings, store, now)
     add_subscribers(store, SUBSCRIBERS, now=now)
-    planned = pipeline.plan_and_rank(settings, store, now, for_date=now.date())
+    planned = digests.plan_and_rank(settings, store, now, for_date=now.date())
     assert planned.planned == SUBSCRIBERS
     store.close()
     return folder / "digest.db"
@@ -132,7 +132,7 @@ def forkserver() -> Iterator[multiprocessing.context.BaseContext]:
     context = multiprocessing.get_context("forkserver")
     # The package, not crash_worker: Python 3.11's fork server does not get the tests folder
     # on its path; the children do, and import the small runner fast.
-    context.set_forkserver_preload(["digest.pipeline", "digest.scheduler", "digest.render"])
+    context.set_forkserver_preload(["digest.app.digests", "digest.scheduler", "digest.render"])
     yield context
 
 

@@ -14,14 +14,16 @@ from smtp_server import smtp_server
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from digest import compose, pipeline
+from digest.app import digests, sending
+from digest.app.operator import ingest_bounce
 from digest.cli import app
 from digest.config import Settings
 from digest.delivery import bounces
-from digest.delivery.bounce_hook import make_bounce_endpoint
+from digest.domain.items import message_id
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Bounce, Delivery, Subscriber
 from digest.store import Store
+from digest.web import create_app
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 VERP = "bounces+{id}@digest.example.org"
@@ -99,7 +101,7 @@ def dsn(
         code="550" if status.startswith("5") else "450",
         status=status,
         action=action,
-        message_id=compose.message_id(public_id, "papers@digest.example.org"),
+        message_id=message_id(public_id, "papers@digest.example.org"),
     )
     return text.replace("\n", "\r\n").encode()
 
@@ -113,11 +115,9 @@ def sent(settings: Settings, store: Store) -> Iterator[tuple[Settings, list[Deli
         )
         fetch_sample(mail, store, NOW)
         add_subscribers(store, 3, now=NOW)
-        pipeline.plan_and_rank(mail, store, NOW)
+        digests.plan_and_rank(mail, store, NOW)
         links = SignedLinks(mail.web.base_url, Tokens(mail.web.secret_key))
-        summary = pipeline.send_all(
-            mail, store, pipeline.make_renderer(mail), links, clock=lambda: NOW
-        )
+        summary = sending.send_all(mail, store, links=links, clock=lambda: NOW)
         assert summary.sent == 3
     with store.transaction() as session:
         yield mail, list(session.scalars(select(Delivery).order_by(Delivery.id)))
@@ -131,20 +131,20 @@ def subscriber(store: Store, email: str) -> Subscriber:
 def test_a_hard_bounce_maps_by_verp_and_counts(sent, store: Store) -> None:
     mail, deliveries = sent
     raw = dsn(deliveries[0], "reader00000@example.org", envelope=VERP)
-    result = bounces.ingest_bounce(mail, store, raw, now=NOW)
+    result = ingest_bounce(mail, store, raw, now=NOW)
     assert (result.outcome, result.kind, result.status) == ("counted", "hard", "5.1.1")
     assert result.email == "reader00000@example.org"
     assert result.delivery == deliveries[0].public_id
     assert subscriber(store, "reader00000@example.org").bounce_count == 1
     # The same report again (a retried hook call) is one bounce.
-    assert bounces.ingest_bounce(mail, store, raw, now=NOW).outcome == "duplicate"
+    assert ingest_bounce(mail, store, raw, now=NOW).outcome == "duplicate"
     assert subscriber(store, "reader00000@example.org").bounce_count == 1
 
 
 def test_without_verp_the_original_message_id_maps_it(sent, store: Store) -> None:
     mail, deliveries = sent
     raw = dsn(deliveries[1], "someone-forwarded@elsewhere.example")  # recipient rewritten
-    result = bounces.ingest_bounce(mail, store, raw, now=NOW)
+    result = ingest_bounce(mail, store, raw, now=NOW)
     assert result.outcome == "counted" and result.email == "reader00001@example.org"
 
 
@@ -154,15 +154,13 @@ def test_the_limit_suppresses_the_address_until_an_operator_reactivates_it(
     mail, deliveries = sent
     email = "reader00002@example.org"
     # Counted now (the command below reads the real clock, and old bounces stop counting).
-    assert bounces.ingest_bounce(mail, store, dsn(deliveries[2], email)).outcome == "counted"
+    assert ingest_bounce(mail, store, dsn(deliveries[2], email)).outcome == "counted"
     # The next day's digest bounces too: the limit (2) is reached.
     with smtp_server() as (host, port, _):
         later = smtp_settings(mail, host, port, DELIVERY__BOUNCE_LIMIT="2")
-        pipeline.plan_and_rank(later, store, NOW + timedelta(days=1))
+        digests.plan_and_rank(later, store, NOW + timedelta(days=1))
         links = SignedLinks(later.web.base_url, Tokens(later.web.secret_key))
-        pipeline.send_all(
-            later, store, pipeline.make_renderer(later), links, clock=lambda: NOW + timedelta(1)
-        )
+        sending.send_all(later, store, links=links, clock=lambda: NOW + timedelta(1))
     with store.transaction() as session:
         second = session.scalars(
             select(Delivery).where(Delivery.local_date == (NOW + timedelta(days=1)).date())
@@ -202,7 +200,7 @@ def test_the_limit_suppresses_the_address_until_an_operator_reactivates_it(
 def test_soft_bounces_are_recorded_not_counted(sent, store: Store) -> None:
     mail, deliveries = sent
     raw = dsn(deliveries[0], "reader00000@example.org", status="4.2.2", action="delayed")
-    result = bounces.ingest_bounce(mail, store, raw, now=NOW)
+    result = ingest_bounce(mail, store, raw, now=NOW)
     assert (result.outcome, result.kind) == ("recorded", "soft")
     assert subscriber(store, "reader00000@example.org").bounce_count == 0
 
@@ -210,11 +208,11 @@ def test_soft_bounces_are_recorded_not_counted(sent, store: Store) -> None:
 def test_what_is_not_understood(sent, store: Store) -> None:
     mail, _ = sent
     plain = b"From: someone@example.net\r\nSubject: out of office\r\n\r\nI am away.\r\n"
-    assert bounces.ingest_bounce(mail, store, plain).outcome == "not_a_report"
+    assert ingest_bounce(mail, store, plain).outcome == "not_a_report"
     stranger = dsn(None, "nobody@example.net")
-    assert bounces.ingest_bounce(mail, store, stranger).outcome == "unmatched"
+    assert ingest_bounce(mail, store, stranger).outcome == "unmatched"
     delivered = dsn(None, "reader00000@example.org", status="2.0.0", action="delivered")
-    assert bounces.ingest_bounce(mail, store, delivered).outcome == "ignored"
+    assert ingest_bounce(mail, store, delivered).outcome == "ignored"
     with store.transaction() as session:
         assert session.scalars(select(Bounce)).all() == []
 
@@ -230,13 +228,11 @@ def test_bounce_command_without_database_asks_the_mail_server_to_retry(tmp_path:
 
 def test_message_id_format_is_the_one_compose_makes() -> None:
     public_id = "0123456789abcdef0123456789abcdef"
-    made = compose.message_id(public_id, "papers@digest.example.org")
+    made = message_id(public_id, "papers@digest.example.org")
     assert bounces._message_id_of(made) == public_id
 
 
 def test_web_hook_checks_the_shared_secret(sent, store: Store) -> None:
-    from starlette.applications import Starlette
-    from starlette.routing import Route
     from starlette.testclient import TestClient
 
     mail, deliveries = sent
@@ -246,8 +242,7 @@ def test_web_hook_checks_the_shared_secret(sent, store: Store) -> None:
         hooked = mail.model_copy(
             update={"delivery": mail.delivery.model_copy(update={"bounce_hook_secret": secret})}
         )
-        endpoint = make_bounce_endpoint(hooked, store)
-        return TestClient(Starlette(routes=[Route("/hooks/bounce", endpoint, methods=["POST"])]))
+        return TestClient(create_app(hooked, store))
 
     assert client("").post("/hooks/bounce", content=raw).status_code == 404  # off by default
     on = client("s3cret-hook-value")

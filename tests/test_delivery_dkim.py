@@ -15,7 +15,7 @@ import pytest
 from delivery_helpers import add_subscribers, fetch_sample, smtp_settings
 from smtp_server import smtp_server
 
-from digest import pipeline
+from digest.app import digests, sending
 from digest.config import Settings
 from digest.delivery.dkim import DkimSigner
 from digest.domain.tokens import SignedLinks, Tokens
@@ -58,9 +58,9 @@ def test_signed_digest_verifies_and_covers_the_list_headers(
         )
         fetch_sample(mail, store, NOW)
         add_subscribers(store, 1, now=NOW)
-        pipeline.plan_and_rank(mail, store, NOW)
+        digests.plan_and_rank(mail, store, NOW)
         links = SignedLinks(mail.web.base_url, Tokens(mail.web.secret_key))
-        summary = pipeline.send_all(mail, store, pipeline.make_renderer(mail), links)
+        summary = sending.send_all(mail, store, links=links)
         assert summary.sent == 1
     [received] = recorder.messages
     data = received.data

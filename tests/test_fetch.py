@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from digest.app.fetching import fetch
 from digest.config import ArxivApiSettings, HttpSettings, Settings, load_settings
 from digest.models import FetchRun, Paper
-from digest.pipeline import fetch
 from digest.sources.arxiv_api import ArxivApiSource
 from digest.sources.http import Fetcher
 from digest.store import Store

@@ -11,12 +11,13 @@ from digest.ingest import clean, merge_batch, upsert
 from digest.models import Paper
 from digest.sources.records import PaperIn
 from digest.store import Store
+from digest.store import papers as stored_papers
 
 
 def ingest(store: Store, records: list[PaperIn], now: datetime | None = None):
     papers, _skipped = merge_batch(records)
     with store.transaction() as session:
-        by_id, by_title = store.papers_by_keys(
+        by_id, by_title = stored_papers.by_keys(
             session, [p.key for p in papers], [p.title_key for p in papers]
         )
         return upsert(session, papers, by_id, by_title, now=now)

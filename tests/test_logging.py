@@ -19,7 +19,9 @@ from rich.console import Console
 from scripted_smtp import Script, scripted_smtp
 from typer.testing import CliRunner
 
-from digest import cli, logs, pipeline
+from digest import cli, logs
+from digest.app import fetching
+from digest.cli import common
 from digest.config import LoggingSettings, Settings
 from digest.domain.tokens import Tokens
 from digest.store import Store
@@ -143,7 +145,7 @@ def test_a_real_send_logs_json_without_addresses(
     script = Script(rcpt=lambda address, count: f"550 5.1.1 <{address}>: Recipient unknown")
     with scripted_smtp(script) as server:
         mail = smtp_settings(settings, server.host, server.port)
-        assert pipeline.fetch(mail, store, ["sample"])[0].status == "ok"
+        assert fetching.fetch(mail, store, ["sample"])[0].status == "ok"
         people = add_subscribers(store, 2)
         env = {
             "DIGEST_DATABASE__URL": mail.database.url,
@@ -160,7 +162,7 @@ def test_a_real_send_logs_json_without_addresses(
     assert done.returncode == 1  # a mail failed
     assert "failed 2" in done.stdout
     records = [json.loads(line) for line in done.stderr.splitlines()]
-    refusals = [r for r in records if r["logger"] == "digest.delivery.workers"]
+    refusals = [r for r in records if r["logger"] == "digest.delivery.sender"]
     assert len(refusals) == 2 and all(r["level"] == "warning" for r in refusals)
     assert all("…@example.org" in r["msg"] and "550 5.1.1" in r["msg"] for r in refusals)
     for address in people:
@@ -212,7 +214,7 @@ def test_no_progress_output_when_not_a_terminal(tmp_path: Path) -> None:
 def test_progress_on_a_terminal_shows_counts_and_time(monkeypatch, tmp_path: Path) -> None:
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=120, color_system=None)
-    monkeypatch.setattr(cli, "err_console", terminal)
+    monkeypatch.setattr(common, "err_console", terminal)
     monkeypatch.chdir(tmp_path)
     done = CliRunner().invoke(cli.app, ["--log-level", "warning", "demo"], env={})
     assert done.exit_code == 0, done.output

@@ -18,8 +18,9 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from scripted_smtp import Script, scripted_smtp
 
-from digest import pipeline
+from digest.app import digests, fetching, sending
 from digest.config import Settings, load_settings
+from digest.delivery.sender import SendSummary
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.store import Store, make_engine
 from digest.web import create_app
@@ -51,9 +52,9 @@ def value(found: dict, name: str, **labels: str) -> float:
     return found[(name, tuple(sorted(labels.items())))]
 
 
-def send(settings: Settings, store: Store) -> pipeline.SendSummary:
+def send(settings: Settings, store: Store) -> SendSummary:
     links = SignedLinks(settings.web.base_url, Tokens(SECRET))
-    return pipeline.send_all(settings, store, pipeline.make_renderer(settings), links)
+    return sending.send_all(settings, store, links=links)
 
 
 @pytest.fixture
@@ -68,15 +69,15 @@ def day(settings: Settings, store: Store):
     )
     with scripted_smtp(script) as server:
         mail = smtp_settings(settings, server.host, server.port)
-        [fetched] = pipeline.fetch(mail, store, ["sample"])
+        [fetched] = fetching.fetch(mail, store, ["sample"])
         hf = mail.model_copy(update={"http": mail.http.model_copy(update={"retries": 0})})
-        [failed] = pipeline.fetch(
+        [failed] = fetching.fetch(
             hf, store, ["huggingface"], transport=httpx.MockTransport(lambda r: httpx.Response(503))
         )
         assert failed.status == "failed"
         add_subscribers(store, 3)
         planned_at = datetime.now(UTC) - timedelta(seconds=100)
-        pipeline.plan_and_rank(mail, store, planned_at, for_date=planned_at.date())
+        digests.plan_and_rank(mail, store, planned_at, for_date=planned_at.date())
         outcome = send(mail, store)
         assert (outcome.sent, outcome.failed) == (2, 1)
         yield mail, fetched
@@ -131,7 +132,7 @@ def test_the_queue_and_other_processes_show_at_the_next_scrape(
     app = create_app(settings, store)
     add_subscribers(store, 2, prefix="late")
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    pipeline.plan_and_rank(settings, store, an_hour_ago, for_date=an_hour_ago.date())
+    digests.plan_and_rank(settings, store, an_hour_ago, for_date=an_hour_ago.date())
     found = samples(scrape(app))
     assert value(found, "digest_queue_depth") == 2
     assert 3500 < value(found, "digest_queue_oldest_age_seconds") < 3700
@@ -226,10 +227,10 @@ def test_metrics_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     )
     store = Store.open(settings.database)
     try:
-        [fetched] = pipeline.fetch(settings, store, ["sample"])
+        [fetched] = fetching.fetch(settings, store, ["sample"])
         add_subscribers(store, 2)
         planned_at = datetime.now(UTC) - timedelta(seconds=100)
-        pipeline.plan_and_rank(settings, store, planned_at, for_date=planned_at.date())
+        digests.plan_and_rank(settings, store, planned_at, for_date=planned_at.date())
         assert send(settings, store).sent == 2
         found = samples(scrape(create_app(settings, store)))
         assert value(found, "digest_up") == 1

@@ -18,11 +18,11 @@ from delivery_helpers import add_subscribers, fetch_sample, midday_zone, smtp_se
 from smtp_server import Recorder, smtp_server
 from sqlalchemy import create_engine, select
 
-from digest import pipeline
-from digest.domain.tokens import SignedLinks, Tokens
+from digest.app import digests, sending
 from digest.models import Delivery
-from digest.outgoing import Digests
-from digest.store import Store
+from digest.store import Store, papers
+from digest.store import digests as stored_digests
+from digest.store.digests import stored
 
 from conftest import NO_MODEL
 
@@ -158,17 +158,20 @@ def test_a_fresh_workers_lanes_render_what_one_thread_renders(tmp_path: Path) ->
         store = Store.open(settings.database)
         from datetime import UTC, datetime
 
-        assert pipeline.plan_and_rank(settings, store, datetime.now(UTC)).planned == 120
-        renderer = pipeline.make_renderer(settings)
-        digests = Digests(
-            settings, SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key))
-        )
+        assert digests.plan_and_rank(settings, store, datetime.now(UTC)).planned == 120
+        renderer = sending.make_renderer(settings)
+        links = sending.signed_links(settings)
         expected: dict[str, bytes] = {}
         with store.transaction() as session:
             rows = list(session.scalars(select(Delivery)))
-            digests.load(session, rows)
+            readers = stored_digests.readers(session, [r.subscriber_id for r in rows])
+            chosen = stored_digests.items_of(session, [r.id for r in rows])
+            cards = papers.cards_by_ids(session, {i.paper_id for c in chosen.values() for i in c})
             for row in rows:
-                rendered = renderer.render(digests.input(session, row))
+                items = [(item, cards[item.paper_id]) for item in chosen[row.id]]
+                reader = readers[row.subscriber_id]
+                data = sending.digest_input(settings, links, reader, stored(row), items)
+                rendered = renderer.render(data)
                 expected[rendered.message["Message-ID"]] = rendered.raw
         env = worker_env(url, port, tmp_path, SMTP__MAX_CONNECTIONS="8", DELIVERY__BATCH_SIZE="2")
         worker = start("lanes", env, tmp_path, "--once", "--no-plan")

@@ -13,9 +13,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from digest.app import feedback, fetching
+from digest.app.feedback import find_papers
 from digest.config import Settings
+from digest.domain.schedules import Schedule
+from digest.domain.seeds import MAX_SEED_IDS, SeedError, bibtex_entries, read_seed
 from digest.models import Paper
-from digest.seeds import MAX_SEED_IDS, SeedError, bibtex_entries, find_papers, read_seed
 from digest.store import Store
 
 from conftest import FIXTURES, fixture_bytes
@@ -159,25 +162,26 @@ def test_digest_profile_seeds_likes_and_dislikes(
 ) -> None:
     from typer.testing import CliRunner
 
-    from digest import pipeline, seeds
     from digest.cli import app
     from digest.domain.profiles import build_profile
     from digest.sources.http import Fetcher
     from digest.store import subscribers
 
-    [summary] = pipeline.fetch(settings, store, ["sample"])
+    [summary] = fetching.fetch(settings, store, ["sample"])
     assert summary.status == "ok"
     with store.transaction() as session:
         subscribers.upsert(
             session,
             "reader@example.org",
             build_profile(include=["testing"]),
-            subscribers.Schedule.checked("UTC", 7),
+            Schedule.checked("UTC", 7),
             confirmed=True,
         )
     api = ArxivApi(fixture_bytes("arxiv_api/id_list_two_ids_one_silently_dropped.xml"))
     # The command has no transport to inject: its fetcher gets the recorded answers.
-    monkeypatch.setattr(seeds, "Fetcher", lambda http, **_: Fetcher(http, transport=api.transport))
+    monkeypatch.setattr(
+        feedback, "Fetcher", lambda http, **_: Fetcher(http, transport=api.transport)
+    )
     env = {
         "DIGEST_DATABASE__URL": settings.database.url,
         "DIGEST_PATHS__VAR_DIR": str(settings.paths.var_dir),

@@ -19,11 +19,10 @@ from smtp_server import Recorder, smtp_server
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from digest import pipeline
+from digest.app import digests, sending
 from digest.config import Settings
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery
-from digest.outgoing import Digests
 from digest.render import Renderer
 from digest.store import Store
 
@@ -42,13 +41,13 @@ def planned(settings: Settings, store: Store, port: int, n: int = 3, **extra: st
     mail = smtp_settings(settings, "127.0.0.1", port, **extra)
     fetch_sample(mail, store, NOW)
     add_subscribers(store, n, now=NOW)
-    assert pipeline.plan_and_rank(mail, store, NOW).planned == n
+    assert digests.plan_and_rank(mail, store, NOW).planned == n
     return mail
 
 
 def send(settings: Settings, store: Store, clock=lambda: NOW):  # type: ignore[no-untyped-def]
     links = SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key))
-    return pipeline.send_all(settings, store, pipeline.make_renderer(settings), links, clock=clock)
+    return sending.send_all(settings, store, links=links, clock=clock)
 
 
 def rows(store: Store) -> list[Delivery]:
@@ -103,20 +102,20 @@ def test_an_error_while_preparing_leaves_the_digest_to_be_tried_again(
     port, recorder = sink
     mail = planned(settings, store, port)
     first = rows(store)[0].id
-    real = Digests.input
+    real = sending.digest_input
 
-    def broken(self: Digests, session, delivery):  # type: ignore[no-untyped-def]
+    def broken(settings, links, reader, delivery, items, **kw):  # type: ignore[no-untyped-def]
         if delivery.id == first:
             raise KeyError("a bug while loading")
-        return real(self, session, delivery)
+        return real(settings, links, reader, delivery, items, **kw)
 
-    monkeypatch.setattr(Digests, "input", broken)
+    monkeypatch.setattr(sending, "digest_input", broken)
     summary = send(mail, store)
     assert (summary.sent, summary.deferred, summary.failed) == (2, 1, 0)
     row = rows(store)[0]
     assert row.status == "deferred" and row.next_attempt_at is not None
     assert row.last_error.startswith("internal error while preparing the message: KeyError")
-    monkeypatch.setattr(Digests, "input", real)
+    monkeypatch.setattr(sending, "digest_input", real)
     assert send(mail, store, lambda: row.next_attempt_at + timedelta(seconds=1)).sent == 1
     assert states(store) == {"sent": 3} and len(recorder.messages) == 3
 

@@ -18,9 +18,10 @@ from scripted_smtp import Script, scripted_smtp
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
-from digest import pipeline
+from digest.app import digests, fetching, sending
 from digest.cli import app
 from digest.config import Settings
+from digest.delivery.sender import SendSummary
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import FetchRun
 from digest.store import Store, outbox
@@ -57,18 +58,18 @@ def status_json(settings: Settings, *args: str, **extra: str) -> tuple[int, dict
     return code, json.loads(out)
 
 
-def send(settings: Settings, store: Store, now: datetime | None = None) -> pipeline.SendSummary:
+def send(settings: Settings, store: Store, now: datetime | None = None) -> SendSummary:
     links = SignedLinks(settings.web.base_url, Tokens("test-secret-key-0123456789"))
     kwargs = {"clock": lambda: now} if now else {}
-    return pipeline.send_all(settings, store, pipeline.make_renderer(settings), links, **kwargs)
+    return sending.send_all(settings, store, links=links, **kwargs)
 
 
 def a_good_day(settings: Settings, store: Store, subscribers: int = 2) -> None:
     """Fetch the sample, subscribe some readers, plan and send everyone's digest."""
-    assert pipeline.fetch(settings, store, ["sample"])[0].status == "ok"
+    assert fetching.fetch(settings, store, ["sample"])[0].status == "ok"
     add_subscribers(store, subscribers)
     now = datetime.now(UTC)
-    planned = pipeline.plan_and_rank(settings, store, now, for_date=now.date())
+    planned = digests.plan_and_rank(settings, store, now, for_date=now.date())
     assert planned.planned == subscribers
     assert send(settings, store).sent == subscribers
 
@@ -100,7 +101,7 @@ def test_all_well_exits_0_and_says_so(settings: Settings, store: Store) -> None:
 def test_a_failed_last_fetch_needs_attention(settings: Settings, store: Store) -> None:
     a_good_day(settings, store)
     failing = settings.model_copy(update={"http": settings.http.model_copy(update={"retries": 0})})
-    [summary] = pipeline.fetch(
+    [summary] = fetching.fetch(
         failing,
         store,
         ["huggingface"],
@@ -142,10 +143,10 @@ def test_failed_deliveries_today_need_attention(settings: Settings, store: Store
     script = Script(rcpt=lambda address, count: f"550 5.1.1 <{address}>: Recipient unknown")
     with scripted_smtp(script) as server:
         mail = smtp_settings(settings, server.host, server.port)
-        assert pipeline.fetch(mail, store, ["sample"])[0].status == "ok"
+        assert fetching.fetch(mail, store, ["sample"])[0].status == "ok"
         add_subscribers(store, 2)
         now = datetime.now(UTC)
-        pipeline.plan_and_rank(mail, store, now, for_date=now.date())
+        digests.plan_and_rank(mail, store, now, for_date=now.date())
         assert send(mail, store).failed == 2
     code, data = status_json(settings)
     assert code == 1
@@ -160,10 +161,10 @@ def test_failed_deliveries_today_need_attention(settings: Settings, store: Store
 
 
 def test_a_queue_older_than_the_threshold_needs_attention(settings: Settings, store: Store) -> None:
-    assert pipeline.fetch(settings, store, ["sample"])[0].status == "ok"
+    assert fetching.fetch(settings, store, ["sample"])[0].status == "ok"
     add_subscribers(store, 3)
     two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
-    pipeline.plan_and_rank(settings, store, two_hours_ago, for_date=two_hours_ago.date())
+    digests.plan_and_rank(settings, store, two_hours_ago, for_date=two_hours_ago.date())
     # Planned two hours ago and nothing sent since: no worker is running.
     code, data = status_json(settings)
     assert code == 1
@@ -178,10 +179,10 @@ def test_a_queue_older_than_the_threshold_needs_attention(settings: Settings, st
 
 
 def test_held_unknown_deliveries_need_attention(settings: Settings, store: Store) -> None:
-    assert pipeline.fetch(settings, store, ["sample"])[0].status == "ok"
+    assert fetching.fetch(settings, store, ["sample"])[0].status == "ok"
     add_subscribers(store, 1)
     now = datetime.now(UTC)
-    pipeline.plan_and_rank(settings, store, now, for_date=now.date())
+    digests.plan_and_rank(settings, store, now, for_date=now.date())
     with store.transaction() as session:
         [claimed] = outbox.claim(session, now, "w1", 10, timedelta(minutes=15))
         outbox.mark_unknown(session, claimed.id, "w1", "connection lost after data", retry_at=None)
@@ -241,10 +242,10 @@ def test_status_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     )
     store = Store.open(settings.database)
     try:
-        assert pipeline.fetch(settings, store, ["sample"])[0].status == "ok"
+        assert fetching.fetch(settings, store, ["sample"])[0].status == "ok"
         add_subscribers(store, 2)
         earlier = datetime.now(UTC) - timedelta(hours=1)
-        pipeline.plan_and_rank(settings, store, earlier, for_date=earlier.date())
+        digests.plan_and_rank(settings, store, earlier, for_date=earlier.date())
         code, data = status_json(settings)
         assert code == 1 and data["queue"]["depth"] == 2
         assert 3500 <= data["queue"]["age_seconds"] <= 3700

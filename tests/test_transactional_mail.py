@@ -18,13 +18,12 @@ from smtp_server import Recorder, smtp_server
 from sqlalchemy import select
 from web_support import BASE, NOW, SUBSCRIBE_FORM, Harness, csrf_of, web_settings
 
-from digest import pipeline
+from digest.app import digests, health, sending, transactional
 from digest.config import Settings
-from digest.delivery import transactional
 from digest.delivery.mailers import make_mailer
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import TransactionalMail
-from digest.store import Store, outbox, reports
+from digest.store import Store, mail_outbox
 
 
 def greylisting(address: str, count: int) -> str:
@@ -127,7 +126,7 @@ def test_a_worker_sends_transactional_mail_ahead_of_digests(
         now = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
         fetch_sample(mail, store, now)
         add_subscribers(store, 3, now=now)
-        assert pipeline.plan_and_rank(mail, store, now).planned == 3
+        assert digests.plan_and_rank(mail, store, now).planned == 3
         message = web_message(mail, "late@example.org")
         with store.transaction() as session:
             transactional.enqueue(
@@ -139,9 +138,7 @@ def test_a_worker_sends_transactional_mail_ahead_of_digests(
                 now=now,
             )
         links = SignedLinks(mail.web.base_url, Tokens(mail.web.secret_key))
-        summary = pipeline.send_all(
-            mail, store, pipeline.make_renderer(mail), links, clock=lambda: now
-        )
+        summary = sending.send_all(mail, store, links=links, clock=lambda: now)
         assert summary.sent == 4
         assert recorder.messages[0].recipients == ["late@example.org"]
         assert [m.status for m in mails(store)] == ["sent"]
@@ -157,7 +154,7 @@ def test_a_permanent_refusal_fails_the_mail_with_its_reason(
     assert failed.last_error == "server replied 550 5.1.1 no such user"
     # The operator hears of it.
     with store.transaction() as session:
-        found = reports.report(session, web.settings, NOW + timedelta(minutes=1))
+        found = health.report(session, web.settings, NOW + timedelta(minutes=1))
     assert found.mails == {"failed": 1}
     assert any("confirmation or preferences-link mail(s)" in p for p in found.problems)
 
@@ -170,7 +167,7 @@ def test_the_mail_is_stored_with_the_change_that_asked_for_it(
     def broken(*args: object, **kwargs: object) -> int:
         raise RuntimeError("the outbox is full")
 
-    monkeypatch.setattr(outbox, "enqueue_mail", broken)
+    monkeypatch.setattr(mail_outbox, "enqueue", broken)
     with pytest.raises(RuntimeError, match="the outbox is full"):  # a 500 when served
         web.client().submit("/", SUBSCRIBE_FORM)
     assert web.subscriber("reader@example.org") is None
@@ -179,7 +176,7 @@ def test_the_mail_is_stored_with_the_change_that_asked_for_it(
 
 def web_message(settings: Settings, to: str):  # type: ignore[no-untyped-def]
     from digest.render import default_templates_dir
-    from digest.web.mails import Mails
+    from digest.render.mails import Mails
 
     return Mails(settings, default_templates_dir(), lambda: NOW).confirm_subscription(
         to, f"{BASE}/confirm/x"

@@ -20,7 +20,7 @@ from web_support import (
     web_settings,
 )
 
-from digest import pipeline
+from digest.app import digests, sending
 from digest.config import Settings
 from digest.delivery.mailers import SmtpMailer
 from digest.domain.tokens import SignedLinks, Tokens
@@ -340,18 +340,18 @@ def test_change_of_address_needs_the_new_address_confirmed(web: Harness) -> None
 
 def _send_digest(web: Harness, address: str) -> str:
     """Plan, rank and send ``address``'s digest over SMTP; returns its archive path."""
-    planned = pipeline.plan_and_rank(
+    planned = digests.plan_and_rank(
         web.settings, web.store, web.clock(), for_date=web.clock().date()
     )
     assert planned.planned >= 1
     mailer = SmtpMailer(web.settings.smtp)
     try:
-        sent = pipeline.send_ready(
+        sent = sending.send_ready(
             web.settings,
             web.store,
             mailer,
-            Renderer(web.settings.mail),
-            SignedLinks(web.settings.web.base_url, Tokens(web.settings.web.secret_key)),
+            renderer=Renderer(web.settings.mail),
+            links=SignedLinks(web.settings.web.base_url, Tokens(web.settings.web.secret_key)),
             clock=web.clock,
         )
     finally:

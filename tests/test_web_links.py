@@ -15,10 +15,10 @@ from itsdangerous import TimestampSigner
 from smtp_server import smtp_server
 from web_support import SUBSCRIBE_FORM, Harness, csrf_of, web_settings
 
+from digest.app.access import AddressTokens
 from digest.config import Settings
 from digest.models import Subscriber
 from digest.store import Store
-from digest.web.access import AddressTokens
 
 
 @pytest.fixture

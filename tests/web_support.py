@@ -16,9 +16,10 @@ import httpx
 from smtp_server import Recorder
 from sqlalchemy import select
 
-from digest import pipeline
+from digest.app import fetching
 from digest.config import Settings, load_settings
 from digest.domain.profiles import build_profile
+from digest.domain.schedules import Schedule
 from digest.domain.tokens import Tokens
 from digest.models import Paper, RateEvent, Subscriber
 from digest.store import Store, subscribers
@@ -148,7 +149,7 @@ class Harness:
                 session,
                 address,
                 build_profile(**interests),
-                subscribers.Schedule.checked("Europe/Berlin", 7),
+                Schedule.checked("Europe/Berlin", 7),
                 confirmed=status == "active",
                 now=self.clock(),
             )
@@ -171,7 +172,7 @@ class Harness:
             return list(session.scalars(select(RateEvent)))
 
     def ingest_sample(self, seen_at: datetime | None = None) -> None:
-        [summary] = pipeline.fetch(self.settings, self.store, ["sample"])
+        [summary] = fetching.fetch(self.settings, self.store, ["sample"])
         assert summary.status == "ok"
         with self.store.transaction() as session:
             for paper in session.scalars(select(Paper)):

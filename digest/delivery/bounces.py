@@ -1,5 +1,6 @@
-"""Bounces: record permanent failures and bounce reports, and suppress addresses that keep
-failing.
+"""Bounce reports: what a delivery status notification says, read without trusting it.
+(Recording them and suppressing addresses is ``digest.store.bounces``; tying the two
+together, ``digest.app.operator``.)
 
 A report is an RFC 3464 delivery status notification (``multipart/report;
 report-type=delivery-status``) read with the standard library's parser. It is tied to the
@@ -16,24 +17,14 @@ import email
 import email.policy
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
-from sqlalchemy import case, exists, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-
-from digest.config import DeliverySettings, Settings
-from digest.models import Bounce, Delivery, Subscriber
-from digest.store import Store
-
-COUNTED = ("failed", "hard")  # kinds that count toward suppression
 MAX_REPORT_BYTES = 10_000_000
 
 # The Message-ID the renderer is given: "<digest.<delivery public id>@<domain>>", made by
-# ``digest.compose.message_id`` (a test pins the two together).
+# ``digest.domain.items.message_id`` (a test pins the two together).
 _MESSAGE_ID = re.compile(r"<digest\.([0-9a-f]{32})@", re.IGNORECASE)
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -183,161 +174,3 @@ def _address_field(value: str | None) -> str | None:
     address = str(value).partition(";")[2].strip() or str(value).strip()
     address = address.strip("<> ")
     return address if "@" in address else None
-
-
-# -- recording -------------------------------------------------------------------------
-
-
-def record(
-    session: Session,
-    settings: DeliverySettings,
-    *,
-    subscriber_id: int,
-    delivery_id: int | None,
-    kind: str,
-    status: str | None,
-    diagnostic: str | None,
-    now: datetime,
-) -> str:
-    """Record one bounce; returns duplicate, recorded, counted or suppressed.
-
-    A delivery counts at most once, whether it failed at send time, bounced later, or both;
-    the same report arriving twice is one bounce. Past ``bounce_limit`` counted bounces
-    within ``bounce_window_days`` the subscriber is marked bounced and gets no more mail.
-    """
-    already_counted = False
-    if delivery_id is not None:
-        already_counted = bool(
-            session.scalar(
-                select(exists().where(Bounce.delivery_id == delivery_id, Bounce.kind.in_(COUNTED)))
-            )
-        )
-    row = {
-        "subscriber_id": subscriber_id,
-        "delivery_id": delivery_id,
-        "received_at": now,
-        "kind": kind,
-        "status": (status or "")[:20] or None,
-        "diagnostic": (diagnostic or "")[:2000] or None,
-    }
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    added = session.execute(
-        insert(Bounce).values(row).on_conflict_do_nothing(index_elements=["delivery_id", "kind"])
-    ).rowcount
-    if not added:
-        return "duplicate"
-    if kind not in COUNTED or already_counted:
-        return "recorded"
-    window_start = now - timedelta(days=settings.bounce_window_days)
-    stale = or_(Subscriber.last_bounce_at.is_(None), Subscriber.last_bounce_at < window_start)
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id)
-        .values(
-            bounce_count=case((stale, 1), else_=Subscriber.bounce_count + 1),
-            last_bounce_at=now,
-        )
-    )
-    suppressed = session.execute(
-        update(Subscriber)
-        .where(
-            Subscriber.id == subscriber_id,
-            Subscriber.status == "active",
-            Subscriber.bounce_count >= settings.bounce_limit,
-        )
-        .values(status="bounced", updated_at=now)
-    ).rowcount
-    return "suppressed" if suppressed else "counted"
-
-
-def reactivate(session: Session, subscriber: Subscriber, now: datetime | None = None) -> bool:
-    """An operator's word that a bounced address works again: active, count cleared."""
-    if subscriber.status != "bounced":
-        return False
-    now = now or datetime.now(UTC)
-    subscriber.status = "active"
-    subscriber.bounce_count = 0
-    subscriber.updated_at = now
-    return True
-
-
-def ingest_bounce(
-    settings: Settings,
-    store: Store,
-    raw_bytes: bytes,
-    *,
-    envelope_recipient: str | None = None,
-    now: datetime | None = None,
-) -> BounceResult:
-    """Read one bounce message, tie it to its delivery and subscriber, and record it.
-
-    Free of any web framework: ``digest bounce`` and the web hook both call it.
-    """
-    now = now or datetime.now(UTC)
-    if len(raw_bytes) > MAX_REPORT_BYTES:
-        return BounceResult("not_a_report", f"larger than {MAX_REPORT_BYTES} bytes")
-    report = parse_report(raw_bytes, settings.delivery.return_path, envelope_recipient)
-    if report is None:
-        return BounceResult(
-            "not_a_report", "not a multipart/report delivery-status or feedback-report message"
-        )
-    base = {"kind": report.kind, "status": report.status}
-    if report.kind == "none":
-        return BounceResult("ignored", "the report says the mail was delivered or relayed", **base)
-    with store.transaction() as session:
-        delivery, subscriber = _match(session, report)
-        if subscriber is None:
-            return BounceResult(
-                "unmatched",
-                "no delivery or subscriber matches its VERP address, Message-ID or recipient",
-                **base,
-            )
-        who = {"email": subscriber.email, "delivery": delivery.public_id if delivery else None}
-        if report.kind == "complaint":
-            outcome = record(
-                session,
-                settings.delivery,
-                subscriber_id=subscriber.id,
-                delivery_id=delivery.id if delivery else None,
-                kind="complaint",
-                status=None,
-                diagnostic=report.diagnostic,
-                now=now,
-            )
-            if outcome != "duplicate" and subscriber.status in ("active", "pending"):
-                subscriber.status = "unsubscribed"
-                subscriber.unsubscribed_at = subscriber.updated_at = now
-                outcome = "unsubscribed"
-            return BounceResult(outcome, "abuse report: the address is unsubscribed", **base, **who)
-        outcome = record(
-            session,
-            settings.delivery,
-            subscriber_id=subscriber.id,
-            delivery_id=delivery.id if delivery else None,
-            kind=report.kind,
-            status=report.status,
-            diagnostic=report.diagnostic,
-            now=now,
-        )
-    details = {
-        "duplicate": "already recorded",
-        "recorded": "recorded; a soft bounce (or a delivery already counted) does not count",
-        "counted": "counted toward suppression",
-        "suppressed": "the address reached the bounce limit and is now suppressed",
-    }
-    return BounceResult(outcome, details[outcome], **base, **who)
-
-
-def _match(session: Session, report: Report) -> tuple[Delivery | None, Subscriber | None]:
-    if report.delivery_public_id:
-        delivery = session.scalar(
-            select(Delivery).where(Delivery.public_id == report.delivery_public_id)
-        )
-        if delivery is not None:
-            return delivery, session.get(Subscriber, delivery.subscriber_id)
-    if report.recipient:
-        subscriber = session.scalar(
-            select(Subscriber).where(Subscriber.email_key == report.recipient.strip().casefold())
-        )
-        return None, subscriber
-    return None, None

@@ -36,3 +36,10 @@ def next_attempt(
     if now >= give_up_at:
         return None
     return min(now + timedelta(seconds=retry_delay(settings, attempts, rng)), give_up_at)
+
+
+def gave_up(settings: DeliverySettings, attempts: int, reason: str) -> str:
+    """The last error of a message given up at the give-up age."""
+    return f"gave up after {attempts} attempts over {settings.give_up_hours:g} hours: {reason}"[
+        :2000
+    ]

@@ -1,4 +1,4 @@
-"""Plain data passed between ranking and rendering; no behaviour, no I/O."""
+"""Plain data passed between ranking and rendering, and the names a digest goes by; no I/O."""
 
 from __future__ import annotations
 
@@ -53,3 +53,15 @@ class RankedItem:
     reasons: tuple[Reason, ...] = ()
     section: Section = "picks"
     highlight: tuple[str, ...] = field(default=())  # terms to highlight in title/abstract
+
+
+def message_id(delivery_public_id: str, from_address: str) -> str:
+    """A digest's Message-ID, derived from its delivery, so a resend after a crash is the
+    same message."""
+    domain = from_address.rpartition("@")[2] or "localhost"
+    return f"<digest.{delivery_public_id}@{domain}>"
+
+
+def outbox_name(local_date: date, email: str, delivery_public_id: str) -> str:
+    """How a digest is named in the outbox folder and in logs."""
+    return f"{local_date.isoformat()}_{email}_{delivery_public_id[:8]}"

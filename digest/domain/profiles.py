@@ -373,3 +373,39 @@ def build_profile(
         authors=tuple(parse_authors(authors)),
         also_trending=also_trending,
     )
+
+
+MAX_DESCRIPTION_CHARS = 1000  # the model reads ~1,000 characters; more would go unread
+
+
+def merge(
+    old: Profile,
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    categories: Iterable[str] | None = None,
+    authors: Iterable[str] | None = None,
+    also_trending: bool | None = None,
+    description: str | None = None,
+    clear: bool = False,
+) -> Profile:
+    """The one rule for changing a profile, wherever it is edited (``digest subscribe``,
+    ``digest profile``, the web's forms): a part that is given replaces the stored one, a
+    part that is not (None) is kept; what feedback taught stays (it follows the stored
+    choices), unless ``clear`` starts from an empty profile. Raises ``ValidationError``."""
+    base = Profile() if clear else old
+    text = base.description if description is None else " ".join(description.split())
+    if len(text) > MAX_DESCRIPTION_CHARS:
+        raise ValidationError(
+            f"the description is {len(text):,} characters long; at most "
+            f"{MAX_DESCRIPTION_CHARS:,} (a few sentences)"
+        )
+    new = build_profile(
+        [str(t) for t in base.include] if include is None else include,
+        base.exclude if exclude is None else exclude,
+        base.categories if categories is None else categories,
+        (("; ".join(base.authors),) if base.authors else ()) if authors is None else authors,
+        base.also_trending if also_trending is None else also_trending,
+    )
+    kept = None if clear else old.extra.get("learned")
+    return new.with_extra(description=text or None, learned=kept)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
+from importlib import import_module
 from typing import Protocol
 
-from digest.config import Settings
+from digest.config import SOURCE_NAMES, Settings
 from digest.errors import ConfigError
 from digest.sources.http import Fetcher
 from digest.sources.records import PaperIn
@@ -24,27 +25,21 @@ class Source(Protocol):
         ...
 
 
+# One line per source: its module and class; its settings are ``settings.sources.<name>``
+# and its name is declared once, with the settings (``digest.config.SourceName``).
+_REGISTRY = {
+    "sample": ("digest.sources.sample", "SampleSource"),
+    "huggingface": ("digest.sources.huggingface", "HuggingFaceSource"),
+    "arxiv_rss": ("digest.sources.arxiv_rss", "ArxivRssSource"),
+    "arxiv_api": ("digest.sources.arxiv_api", "ArxivApiSource"),
+}
+assert set(_REGISTRY) == set(SOURCE_NAMES), "every source name needs a registry line"
+
+
 def build_source(name: str, settings: Settings) -> Source:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}")
     # Imported here so that a source's parser is loaded only when that source is used.
-    if name == "huggingface":
-        from digest.sources.huggingface import HuggingFaceSource
-
-        return HuggingFaceSource(settings.sources.huggingface)
-    if name == "arxiv_rss":
-        from digest.sources.arxiv_rss import ArxivRssSource
-
-        return ArxivRssSource(settings.sources.arxiv_rss)
-    if name == "arxiv_api":
-        from digest.sources.arxiv_api import ArxivApiSource
-
-        return ArxivApiSource(settings.sources.arxiv_api)
-    if name == "sample":
-        from digest.sources.sample import SampleSource
-
-        return SampleSource(settings.sources.sample)
-    raise ConfigError(
-        f"unknown source {name!r}; choose from sample, huggingface, arxiv_rss, arxiv_api"
-    )
-
-
-SOURCE_NAMES = ("sample", "huggingface", "arxiv_rss", "arxiv_api")
+    module, kind = _REGISTRY[name]
+    source: Source = getattr(import_module(module), kind)(getattr(settings.sources, name))
+    return source

@@ -1,38 +1,52 @@
-"""The database: engine, sessions, transactions, migrations, and the queries the stages need.
+"""The database: the engine, transactions, migrations. The only package that speaks SQL.
 
-All storage goes through here; no other module builds an engine or runs raw SQL.
+Every query lives in a module here, named after what it stores (``papers``, ``subscribers``,
+``outbox``, ``digests``, ``feedback``, ``embeddings``, ``bounces``, ``reports``, ``locks``,
+``ratelimit``); callers open a transaction with :meth:`Store.transaction` and pass its
+session in, so a change commits whole or not at all. What the database says goes out as
+``digest.errors``: a passing outage as ``Unavailable`` (retry), a lost race for a unique row
+as ``Conflict`` (read again), anything else as ``StoreError``; nobody else catches
+SQLAlchemy's own exceptions.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.exc import SQLAlchemyError as _SAError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import DatabaseSettings
-from digest.errors import StoreError
-from digest.models import FetchRun, HttpValidator, Paper
+from digest.errors import Conflict, StoreError, Unavailable
+
+__all__ = ["Session", "Store", "make_engine"]
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent.parent / "migrations"
+CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
+
+T = TypeVar("T")
 
 
 class Store:
-    """An engine and a session factory, plus the queries the pipeline needs."""
+    """An engine and its sessions; the queries are functions of the modules beside this."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -41,10 +55,11 @@ class Store:
     @classmethod
     def open(cls, settings: DatabaseSettings) -> Store:
         """Connect, and apply pending migrations (or refuse, when ``migrate`` is off)."""
-        store = cls(make_engine(settings.url, busy_timeout_ms=settings.busy_timeout_ms))
+        store = cls.connect(settings)
         waiting = store.pending_migrations()
         if waiting:
             if not settings.migrate:
+                store.close()
                 raise StoreError(
                     f"the database schema is behind by {len(waiting)} migration(s) "
                     f"({', '.join(waiting)}); run `digest db upgrade`"
@@ -52,21 +67,39 @@ class Store:
             store.upgrade()
         return store
 
+    @classmethod
+    def connect(cls, settings: DatabaseSettings) -> Store:
+        """Connect without looking at migrations (`digest db`, `digest status`)."""
+        return cls(make_engine(settings.url, busy_timeout_ms=settings.busy_timeout_ms))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session that commits when the block succeeds and rolls back when it raises."""
+        """A session that commits when the block succeeds and rolls back when it raises;
+        the database's errors leave it as ``digest.errors`` (see the module's doc)."""
         session = self.sessions()
         try:
             yield session
             session.commit()
-        except BaseException:
+        except BaseException as exc:
             session.rollback()
+            translated = translate(exc)
+            if translated is not None:
+                raise translated from exc
             raise
         finally:
             session.close()
+
+    def ping(self) -> None:
+        """A query that touches nothing: raises ``Unavailable`` when the database is away."""
+        with self.transaction() as session:
+            session.execute(text("SELECT 1"))
 
     # -- migrations -------------------------------------------------------------------
 
@@ -96,73 +129,46 @@ class Store:
             log.info("applied migrations: %s", ", ".join(waiting))
         return waiting
 
-    # -- queries: papers --------------------------------------------------------------
+    def check_schema(self) -> None:
+        """Raise ``StoreError`` when the schema is behind (changing nothing)."""
+        pending = self.pending_migrations()
+        if pending:
+            raise StoreError(
+                f"the database schema is behind by {len(pending)} migration(s) "
+                f"({', '.join(pending)}); run `digest db upgrade`"
+            )
 
-    def papers_by_keys(
-        self, session: Session, canonical_ids: Iterable[str], title_keys: Iterable[str]
-    ) -> tuple[dict[str, Paper], dict[str, Paper]]:
-        """Existing rows for a batch: by canonical id, and id-less rows by title key."""
-        ids = list(set(canonical_ids))
-        keys = list(set(title_keys))
-        by_id: dict[str, Paper] = {}
-        by_title: dict[str, Paper] = {}
-        for chunk in _chunks(ids, 500):
-            for paper in session.scalars(select(Paper).where(Paper.canonical_id.in_(chunk))):
-                by_id[paper.canonical_id] = paper
-        for chunk in _chunks(keys, 500):
-            rows = session.scalars(select(Paper).where(Paper.title_key.in_(chunk)))
-            for paper in rows:
-                # Only an id-less row may be claimed by title; two arXiv papers can share one.
-                if paper.arxiv_id is None:
-                    by_title.setdefault(paper.title_key, paper)
-        return by_id, by_title
 
-    def list_papers(self, since: datetime | None = None, limit: int | None = None) -> list[Paper]:
-        query = select(Paper).order_by(Paper.first_seen_at.desc(), Paper.id.desc())
-        if since is not None:
-            query = query.where(Paper.first_seen_at >= since)
-        if limit is not None:
-            query = query.limit(limit)
-        with self.transaction() as session:
-            return list(session.scalars(query))
+def translate(exc: BaseException) -> StoreError | None:
+    """The ``digest.errors`` exception for one of SQLAlchemy's, or None for any other."""
+    if not isinstance(exc, SQLAlchemyError):
+        return None
+    if isinstance(exc, IntegrityError):
+        return Conflict(f"stored meanwhile by another process: {first_line(exc)}")
+    if isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return Unavailable(f"database unavailable: {first_line(exc)}")
+    return StoreError(f"database error: {first_line(exc)}")
 
-    def count_papers(self) -> int:
-        from sqlalchemy import func
 
-        with self.transaction() as session:
-            return session.scalar(select(func.count(Paper.id))) or 0
+def first_line(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__
 
-    # -- queries: fetch bookkeeping ---------------------------------------------------
 
-    def record_fetch(self, run: FetchRun) -> None:
-        with self.transaction() as session:
-            session.add(run)
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
-    def last_fetches(self) -> dict[str, FetchRun]:
-        with self.transaction() as session:
-            runs = session.scalars(select(FetchRun).order_by(FetchRun.started_at))
-            return {run.source: run for run in runs}
 
-    def validators(
-        self, urls: Iterable[str] | None = None
-    ) -> dict[str, tuple[str | None, str | None]]:
-        with self.transaction() as session:
-            query = select(HttpValidator)
-            if urls is not None:
-                query = query.where(HttpValidator.url.in_(list(urls)))
-            return {v.url: (v.etag, v.last_modified) for v in session.scalars(query)}
-
-    def save_validators(
-        self, session: Session, found: dict[str, tuple[str | None, str | None]], now: datetime
-    ) -> None:
-        for url, (etag, last_modified) in found.items():
-            row = session.get(HttpValidator, url)
-            if row is None:
-                session.add(
-                    HttpValidator(url=url, etag=etag, last_modified=last_modified, stored_at=now)
-                )
-            else:
-                row.etag, row.last_modified, row.stored_at = etag, last_modified, now
+def begin_write(session: Session) -> None:
+    """Start the session's transaction as a writer now. On SQLite a plain (deferred)
+    transaction that reads and then writes can fail when another process wrote in between;
+    ``BEGIN IMMEDIATE`` takes the write lock first (waiting up to the busy timeout)."""
+    if session.get_bind().dialect.name == "sqlite" and not session.info.get("writing"):
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        session.info["writing"] = True  # once per transaction (the session ends with it)
 
 
 def make_engine(url: str, busy_timeout_ms: int = 5000) -> Engine:
@@ -209,10 +215,5 @@ def _errors(engine: Engine) -> Iterator[None]:
         where = engine.url.render_as_string(hide_password=True)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise StoreError(f"cannot use the database at {where}: {reason}") from None
-    except _SAError as exc:
+    except SQLAlchemyError as exc:
         raise StoreError(f"database error: {exc}") from None
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

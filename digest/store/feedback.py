@@ -1,6 +1,6 @@
 """Feedback events in the database, and the learned state kept in step with them.
 
-Callers hand in a session from ``Store.transaction()`` (as in ``digest.subscribers``), so a
+Callers hand in a session from ``Store.transaction()``, so a
 choice and the profile it changes commit together. Every change ends in ``relearn``: the
 learned state is recomputed from all of the reader's events (``digest.domain.learning.learn``) and
 stored in the profile's ``extra["learned"]``, so it is always a function of the events.
@@ -9,20 +9,19 @@ stored in the profile's ``extra["learned"]``, so it is always a function of the 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from digest import compose
 from digest.domain.items import PaperCard
 from digest.domain.learning import Event, FeedbackSettings, Vocabulary, learn
 from digest.domain.profiles import Learned, author_id, term_id
 from digest.models import Feedback, Paper, SentPaper, Subscriber
 from digest.store import subscribers
+from digest.store.papers import card_of
 
 # The background corpus for tf-idf: the newest stored papers. Enough to tell a field's
 # common words from its distinctive ones; bounded so a click stays quick on a large store.
@@ -88,10 +87,6 @@ def sent_in(session: Session, person: Subscriber, paper: Paper) -> int | None:
     )
 
 
-def paper_by_canonical_id(session: Session, canonical_id: str) -> Paper | None:
-    return session.scalar(select(Paper).where(Paper.canonical_id == canonical_id))
-
-
 def events(session: Session, person: Subscriber) -> list[Event]:
     rows = session.execute(
         select(Feedback, Paper)
@@ -99,23 +94,7 @@ def events(session: Session, person: Subscriber) -> list[Event]:
         .where(Feedback.subscriber_id == person.id)
         .order_by(Feedback.created_at, Feedback.paper_id)
     )
-    return [Event(compose.paper_card(paper), row.value, row.created_at) for row, paper in rows]
-
-
-def judged_papers(session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[int]]:
-    """Per subscriber, the papers they liked or disliked: never candidates for their digest
-    (a seeded paper was not mailed, but the reader knows it already)."""
-    found: dict[int, set[int]] = defaultdict(set)
-    ids = list(subscriber_ids)
-    for start in range(0, len(ids), 500):
-        rows = session.execute(
-            select(Feedback.subscriber_id, Feedback.paper_id).where(
-                Feedback.subscriber_id.in_(ids[start : start + 500])
-            )
-        )
-        for subscriber_id, paper_id in rows:
-            found[subscriber_id].add(paper_id)
-    return found
+    return [Event(card_of(paper), row.value, row.created_at) for row, paper in rows]
 
 
 # -- the corpus, prepared once per store state ----------------------------------------------
@@ -140,7 +119,7 @@ def corpus(session: Session) -> tuple[list[PaperCard], Vocabulary]:
     papers = session.scalars(
         select(Paper).order_by(Paper.first_seen_at.desc(), Paper.id.desc()).limit(CORPUS_PAPERS)
     )
-    cards = [compose.paper_card(p) for p in papers]
+    cards = [card_of(p) for p in papers]
     vocabulary = Vocabulary(cards)
     with _cache_lock:
         _cache = (key, cards, vocabulary)

@@ -31,12 +31,12 @@ from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from digest.domain.schedules import window_start
+from digest.domain.states import DeliveryState, SubscriberStatus
 from digest.models import Delivery, Subscriber, TransactionalMail
+from digest.store import begin_write
 
 UnknownPolicy = Literal["resend", "hold"]
-
-# A returning subscriber's window never reaches back further than this.
-MAX_WINDOW = timedelta(days=8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +106,13 @@ def plan(
     )
     rows = []
     for d in due_now:
-        previous = last.get(d.subscriber_id)
-        since = max(previous, now - MAX_WINDOW) if previous else now - first_window
+        since = window_start(last.get(d.subscriber_id), now, first_window)
         rows.append(
             {
                 "public_id": secrets.token_hex(16),
                 "subscriber_id": d.subscriber_id,
                 "local_date": d.local_date,
-                "status": "planned",
+                "status": DeliveryState.PLANNED,
                 "planned_at": now,
                 "since": since,
                 "paper_count": 0,
@@ -132,26 +131,65 @@ def plan(
     return list(session.scalars(statement, rows))
 
 
-def unranked(session: Session, limit: int) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class Unranked:
+    id: int
+    subscriber_id: int
+    since: datetime  # candidates are the papers first seen from here on
+
+
+def unranked(session: Session, limit: int) -> list[Unranked]:
     """Planned deliveries whose content is not fixed yet (a crash between plan and rank
-    leaves some; the next tick ranks them): rows of (id, subscriber_id, since), locked."""
+    leaves some; the next tick ranks them), locked."""
     query = (
         select(Delivery.id, Delivery.subscriber_id, Delivery.since)
-        .where(Delivery.status == "planned", Delivery.ranked_at.is_(None))
+        .where(Delivery.status == DeliveryState.PLANNED, Delivery.ranked_at.is_(None))
         .order_by(Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(session.execute(query))
+    return [Unranked(*row) for row in session.execute(query)]
 
 
-def begin_write(session: Session) -> None:
-    """Start the session's transaction as a writer now. On SQLite a plain (deferred)
-    transaction that reads and then writes can fail when another process wrote in between;
-    ``BEGIN IMMEDIATE`` takes the write lock first (waiting up to the busy timeout)."""
-    if session.get_bind().dialect.name == "sqlite" and not session.info.get("writing"):
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        session.info["writing"] = True  # once per transaction (the session ends with it)
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A digest leased to a sender."""
+
+    id: int
+    public_id: str
+    subscriber_id: int
+    local_date: date
+    planned_at: datetime
+    attempts: int  # including this one
+
+
+def _lapsed(now: datetime) -> Any:
+    return and_(Delivery.status == DeliveryState.SENDING, Delivery.lease_until < now)
+
+
+def ready_parts(now: datetime, policy: UnknownPolicy = "resend") -> list[Any]:
+    """Each way a digest can be ready to send now; what "ready" means, the one definition
+    that claims, ``digest status``, /metrics and progress bars all use.
+
+    Planned with content fixed (fresh, or given back untried); deferred, or unknown under
+    the resend policy, whose next attempt has come; sending with a lease that ran out (its
+    sender died)."""
+    planned = and_(Delivery.status == DeliveryState.PLANNED, Delivery.ranked_at.is_not(None))
+    parts = [
+        and_(planned, Delivery.next_attempt_at.is_(None)),
+        and_(planned, Delivery.next_attempt_at.is_not(None)),  # given back untried
+        and_(Delivery.status == DeliveryState.DEFERRED, Delivery.next_attempt_at <= now),
+        _lapsed(now),
+    ]
+    if policy == "resend":
+        parts.append(
+            and_(Delivery.status == DeliveryState.UNKNOWN, Delivery.next_attempt_at <= now)
+        )
+    return parts
+
+
+def ready(now: datetime, policy: UnknownPolicy = "resend") -> Any:
+    return or_(*ready_parts(now, policy))
 
 
 def claim(
@@ -164,12 +202,11 @@ def claim(
     *,
     policy: UnknownPolicy = "resend",
     daily_cap: int = 0,
-) -> list[Delivery]:
+) -> list[Claimed]:
     """Take up to ``limit`` deliveries ready to send and lease them to ``owner``.
 
-    Ready: planned with content fixed; deferred, or unknown under the resend policy, whose
-    next attempt has come; sending with a lease that ran out (its sender died). Under the
-    hold policy, a lapsed lease whose message had been handed over becomes unknown instead.
+    Ready: see :func:`ready_parts`. Under the hold policy, a lapsed lease whose message had
+    been handed over becomes unknown instead.
     Deliveries of subscribers who left meanwhile are cancelled, not sent. With a daily cap,
     claims stop when today's sends plus those in flight reach it.
     """
@@ -183,34 +220,18 @@ def claim(
         limit = min(limit, max(daily_cap - used_today(session, now), 0))
         if limit == 0:
             return []
-    lapsed = and_(Delivery.status == "sending", Delivery.lease_until < now)
     if policy == "hold":
         session.execute(
             update(Delivery)
-            .where(lapsed, Delivery.handed_over_at.is_not(None))
-            .values(status="unknown", lease_until=None, next_attempt_at=None)
+            .where(_lapsed(now), Delivery.handed_over_at.is_not(None))
+            .values(status=DeliveryState.UNKNOWN, lease_until=None, next_attempt_at=None)
         )
     # One small query per way of being ready, each walking an index in id order and
     # stopping at ``limit`` (SQLite: (status, next_attempt_at) ends in the row id), then the
     # ``limit`` oldest of what they found. A single query with the OR of them all sorted
     # every ready row on each claim: 13-23 ms per claim at 10,000 planned, 10x that at
     # 100,000 (see docs/benchmarks.md).
-    parts = [
-        and_(
-            Delivery.status == "planned",
-            Delivery.next_attempt_at.is_(None),
-            Delivery.ranked_at.is_not(None),
-        ),
-        and_(  # given back untried (a stop, a short lease)
-            Delivery.status == "planned",
-            Delivery.next_attempt_at.is_not(None),
-            Delivery.ranked_at.is_not(None),
-        ),
-        and_(Delivery.status == "deferred", Delivery.next_attempt_at <= now),
-        lapsed,
-    ]
-    if policy == "resend":
-        parts.append(and_(Delivery.status == "unknown", Delivery.next_attempt_at <= now))
+    parts = ready_parts(now, policy)
     found: list[int] = []
     for part in parts:
         if subscriber_ids is not None:
@@ -232,19 +253,28 @@ def claim(
         .order_by(Delivery.id)
         .with_for_update(of=Delivery)
     )
-    taken: list[Delivery] = []
+    taken: list[Claimed] = []
     for delivery, subscriber_status in session.execute(query).all():
-        if subscriber_status != "active":
-            delivery.status = "cancelled"
+        if subscriber_status != SubscriberStatus.ACTIVE:
+            delivery.status = DeliveryState.CANCELLED
             delivery.lease_owner = delivery.lease_until = None
             delivery.last_error = f"not sent: the subscriber is {subscriber_status}"
             continue
-        delivery.status = "sending"
+        delivery.status = DeliveryState.SENDING
         delivery.lease_owner = owner
         delivery.lease_until = now + lease
         delivery.handed_over_at = None
         delivery.attempts += 1
-        taken.append(delivery)
+        taken.append(
+            Claimed(
+                delivery.id,
+                delivery.public_id,
+                delivery.subscriber_id,
+                delivery.local_date,
+                delivery.planned_at,
+                delivery.attempts,
+            )
+        )
     session.flush()
     return taken
 
@@ -257,7 +287,9 @@ def used_today(session: Session, now: datetime) -> int:
     midnight = datetime.combine(now.date(), time.min, now.tzinfo)
     sent = session.scalar(select(func.count()).where(Delivery.sent_at >= midnight)) or 0
     flying = session.scalar(
-        select(func.count()).where(Delivery.status == "sending", Delivery.lease_until >= now)
+        select(func.count()).where(
+            Delivery.status == DeliveryState.SENDING, Delivery.lease_until >= now
+        )
     )
     return sent + (flying or 0)
 
@@ -276,7 +308,7 @@ def _statements(model: Leased) -> tuple[Any, Any]:
         update(model)
         .where(mine)
         .values(
-            status="sent",
+            status=DeliveryState.SENT,
             sent_at=bindparam("now"),
             smtp_reply=bindparam("reply"),
             lease_until=None,
@@ -326,9 +358,9 @@ def mark_failed(
     """A permanent failure (``retry_at`` None) or a deferral until ``retry_at``."""
     values: dict[str, object] = {"last_error": reason[:2000], "lease_until": None}
     if retry_at is None:
-        values.update(status="failed", next_attempt_at=None)
+        values.update(status=DeliveryState.FAILED, next_attempt_at=None)
     else:
-        values.update(status="deferred", next_attempt_at=retry_at)
+        values.update(status=DeliveryState.DEFERRED, next_attempt_at=retry_at)
     result = session.execute(
         update(model).where(model.id == delivery_id, model.lease_owner == owner).values(**values)
     )
@@ -349,7 +381,10 @@ def mark_unknown(
         update(model)
         .where(model.id == delivery_id, model.lease_owner == owner)
         .values(
-            status="unknown", last_error=reason[:2000], lease_until=None, next_attempt_at=retry_at
+            status=DeliveryState.UNKNOWN,
+            last_error=reason[:2000],
+            lease_until=None,
+            next_attempt_at=retry_at,
         )
     )
     return result.rowcount == 1
@@ -368,13 +403,17 @@ def release(
     if not delivery_ids:
         return 0
     untried = model.attempts <= 1
-    status = case((untried, "planned"), else_="deferred") if retry_at is None else "deferred"
+    status = (
+        case((untried, DeliveryState.PLANNED), else_=DeliveryState.DEFERRED)
+        if retry_at is None
+        else DeliveryState.DEFERRED
+    )
     result = session.execute(
         update(model)
         .where(
             model.id.in_(list(delivery_ids)),
             model.lease_owner == owner,
-            model.status == "sending",
+            model.status == DeliveryState.SENDING,
         )
         .values(
             status=status,
@@ -391,127 +430,21 @@ def release(
     return result.rowcount
 
 
-# -- transactional mail -----------------------------------------------------------------
-
-
-def enqueue_mail(
-    session: Session,
-    *,
-    kind: str,
-    recipient: str,
-    payload: bytes,
-    subscriber_id: int | None,
-    now: datetime,
-) -> int:
-    """Put a transactional mail in its outbox, in the caller's transaction (so the action that
-    asked for it and the mail are stored together or not at all); returns its id."""
-    mail = TransactionalMail(
-        public_id=secrets.token_hex(16),
-        subscriber_id=subscriber_id,
-        kind=kind,
-        recipient=recipient,
-        payload=payload,
-        status="planned",
-        planned_at=now,
-        attempts=0,
-    )
-    session.add(mail)
-    session.flush()
-    return mail.id
-
-
-def _mail_ready(now: datetime, policy: UnknownPolicy) -> Any:
-    parts = [
-        and_(
-            TransactionalMail.status == "planned",
-            or_(
-                TransactionalMail.next_attempt_at.is_(None),
-                TransactionalMail.next_attempt_at <= now,
-            ),
-        ),
-        and_(TransactionalMail.status == "deferred", TransactionalMail.next_attempt_at <= now),
-        and_(TransactionalMail.status == "sending", TransactionalMail.lease_until < now),
-    ]
-    if policy == "resend":
-        parts.append(
-            and_(TransactionalMail.status == "unknown", TransactionalMail.next_attempt_at <= now)
-        )
-    return or_(*parts)
-
-
-def claim_mail(
-    session: Session,
-    now: datetime,
-    owner: str,
-    limit: int,
-    lease: timedelta,
-    *,
-    ids: Sequence[int] | None = None,
-    subscriber_ids: Sequence[int] | None = None,
-    policy: UnknownPolicy = "resend",
-) -> list[TransactionalMail]:
-    """Take up to ``limit`` transactional mails that are ready, as :func:`claim` takes
-    digests (a lapsed lease, a deferral whose time has come, an unknown one to resend)."""
-    begin_write(session)
-    if policy == "hold":
-        session.execute(
-            update(TransactionalMail)
-            .where(
-                TransactionalMail.status == "sending",
-                TransactionalMail.lease_until < now,
-                TransactionalMail.handed_over_at.is_not(None),
-            )
-            .values(status="unknown", lease_until=None, next_attempt_at=None)
-        )
-    query = select(TransactionalMail).where(_mail_ready(now, policy))
-    if ids is not None:
-        query = query.where(TransactionalMail.id.in_(list(ids)))
-    if subscriber_ids is not None:
-        query = query.where(TransactionalMail.subscriber_id.in_(list(subscriber_ids)))
-    taken = list(
-        session.scalars(
-            query.order_by(TransactionalMail.id).limit(limit).with_for_update(skip_locked=True)
-        )
-    )
-    for mail in taken:
-        mail.status = "sending"
-        mail.lease_owner = owner
-        mail.lease_until = now + lease
-        mail.handed_over_at = None
-        mail.attempts += 1
-    session.flush()
-    return taken
-
-
-def mail_due(session: Session, now: datetime, policy: UnknownPolicy = "resend") -> datetime | None:
-    """When the next transactional mail is ready: ``now`` if one is, else the earliest retry
-    or lease end (None: nothing is waiting). A read, so an idle poller takes no write lock."""
-    if session.scalar(select(exists().where(_mail_ready(now, policy)))):
-        return now
-    waiting = ["planned", "deferred", "sending"] + (["unknown"] if policy == "resend" else [])
-    mail = TransactionalMail
-    return session.scalar(
-        select(func.min(func.coalesce(mail.next_attempt_at, mail.lease_until))).where(
-            mail.status.in_(waiting)
-        )
-    )
-
-
 def recover(session: Session, owner: str, now: datetime, policy: UnknownPolicy) -> int:
     """A restarted worker with a stable name takes back what its previous run held: those
     rows are treated as if their lease had run out, now rather than later."""
-    held = and_(Delivery.status == "sending", Delivery.lease_owner == owner)
+    held = and_(Delivery.status == DeliveryState.SENDING, Delivery.lease_owner == owner)
     count = 0
     if policy == "hold":
         count += session.execute(
             update(Delivery)
             .where(held, Delivery.handed_over_at.is_not(None))
-            .values(status="unknown", lease_until=None, next_attempt_at=None)
+            .values(status=DeliveryState.UNKNOWN, lease_until=None, next_attempt_at=None)
         ).rowcount
     count += session.execute(
         update(Delivery)
         .where(held)
-        .values(status="deferred", lease_until=None, next_attempt_at=now)
+        .values(status=DeliveryState.DEFERRED, lease_until=None, next_attempt_at=now)
     ).rowcount
     return count
 
@@ -538,7 +471,9 @@ def requeue(
         chosen.append(
             and_(
                 Delivery.public_id.in_(list(public_ids)),
-                Delivery.status.in_(["failed", "unknown", "deferred"]),
+                Delivery.status.in_(
+                    [DeliveryState.FAILED, DeliveryState.UNKNOWN, DeliveryState.DEFERRED]
+                ),
             )
         )
     if not chosen:
@@ -546,6 +481,53 @@ def requeue(
     result = session.execute(
         update(Delivery)
         .where(or_(*chosen))
-        .values(status="deferred", next_attempt_at=now, lease_until=None, lease_owner=None)
+        .values(
+            status=DeliveryState.DEFERRED, next_attempt_at=now, lease_until=None, lease_owner=None
+        )
     )
     return result.rowcount
+
+
+def remaining(session: Session, now: datetime, subscriber_ids: Sequence[int] | None) -> int:
+    """Digests still to go among those ready at ``now``: ready, or being sent (a progress
+    bar's count)."""
+    query = or_(ready(now), Delivery.status == DeliveryState.SENDING)
+    if subscriber_ids is not None:
+        query = and_(query, Delivery.subscriber_id.in_(list(subscriber_ids)))
+    return session.scalar(select(func.count()).where(query)) or 0
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    public_id: str
+    email: str
+    local_date: date
+    attempts: int
+    next_attempt_at: datetime | None
+    detail: str | None  # the server's reply when sent, else the last error
+
+
+def listing(session: Session, status: str, limit: int) -> list[Listed]:
+    """Deliveries in one state, newest first."""
+    rows = session.execute(
+        select(Delivery, Subscriber.email)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.status == status)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    return [
+        Listed(
+            d.public_id,
+            email,
+            d.local_date,
+            d.attempts,
+            d.next_attempt_at,
+            d.smtp_reply if d.status == DeliveryState.SENT else d.last_error,
+        )
+        for d, email in rows
+    ]
+
+
+def by_public_id(session: Session, public_id: str) -> Delivery | None:
+    return session.scalar(select(Delivery).where(Delivery.public_id == public_id))

@@ -1,40 +1,18 @@
-"""What an operator asks each morning: did the fetch work, did the day's mail go out, is
-anything stuck? Read-only queries over the database, shared by ``digest status`` and
-``/metrics`` (which read the database, so they are right however many workers run).
-
-``report(session, settings, now)`` gathers a :class:`StatusReport`; its ``problems`` list
-says what needs attention, one plain sentence each, and drives ``digest status``'s exit code.
-"""
+"""The numbers operators ask for, read-only: ``digest status`` and /metrics come from here
+(they read the database, so they are right however many workers run)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
-from digest.config import Settings
+from digest.domain.states import DeliveryState
 from digest.models import Delivery, FetchRun, Subscriber, TransactionalMail
-
-SUBSCRIBER_STATES = ("pending", "active", "unsubscribed", "bounced")
-DELIVERY_STATES = (
-    "planned",
-    "sending",
-    "sent",
-    "deferred",
-    "failed",
-    "unknown",
-    "skipped",
-    "cancelled",
-)
-
-# Defaults for `digest status`: a ready digest older than this, or an enabled source with no
-# successful fetch for this long, needs attention.
-DEFAULT_MAX_QUEUE_AGE = timedelta(minutes=30)
-DEFAULT_MAX_FETCH_AGE = timedelta(hours=24)
-WINDOW = timedelta(hours=24)  # "today's" digests: those planned in the last 24 hours
+from digest.store import outbox
 
 
 @dataclass(slots=True)
@@ -51,61 +29,13 @@ class SourceStatus:
 
 @dataclass(slots=True)
 class QueueStatus:
-    depth: int = 0  # waiting to go out now (planned, due retries, lapsed claims)
+    depth: int = 0  # waiting to go out now (ready to send, or planned and not ranked yet)
     oldest_since: datetime | None = None  # since when the longest-waiting one has been ready
     in_flight: int = 0  # claimed by a live sender
     held: int = 0  # unknown deliveries held for an operator (delivery.unknown_policy = "hold")
 
     def age(self, now: datetime) -> timedelta | None:
         return None if self.oldest_since is None else max(now - self.oldest_since, timedelta())
-
-
-@dataclass(slots=True)
-class StatusReport:
-    now: datetime
-    sources: list[SourceStatus]
-    recent: dict[str, int]  # digests planned in the last 24 hours, by state
-    queue: QueueStatus
-    subscribers: dict[str, int]
-    bounced_recently: int  # subscribers whose last bounce is within the last 24 hours
-    # Confirmations and preferences links asked for in the last 24 hours, by state.
-    mails: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        def when(value: datetime | None) -> str | None:
-            return value.isoformat(timespec="seconds") if value else None
-
-        age = self.queue.age(self.now)
-        return {
-            "ok": not self.problems,
-            "now": when(self.now),
-            "problems": self.problems,
-            "sources": [
-                {
-                    "source": s.source,
-                    "enabled": s.enabled,
-                    "last_at": when(s.last_at),
-                    "last_status": s.last_status,
-                    "fetched": s.fetched,
-                    "new": s.new,
-                    "error": s.error,
-                    "last_ok_at": when(s.last_ok_at),
-                }
-                for s in self.sources
-            ],
-            "deliveries_last_24h": self.recent,
-            "queue": {
-                "depth": self.queue.depth,
-                "oldest_ready_since": when(self.queue.oldest_since),
-                "age_seconds": None if age is None else round(age.total_seconds()),
-                "in_flight": self.queue.in_flight,
-                "held": self.queue.held,
-            },
-            "subscribers": self.subscribers,
-            "bounced_last_24h": self.bounced_recently,
-            "transactional_mail_last_24h": self.mails,
-        }
 
 
 def last_fetches(session: Session, enabled: list[str]) -> list[SourceStatus]:
@@ -142,26 +72,39 @@ def last_fetches(session: Session, enabled: list[str]) -> list[SourceStatus]:
 def queue(session: Session, now: datetime) -> QueueStatus:
     """How much waits to go out now, and since when the oldest of it has been waiting.
 
-    Waiting: planned (ranked or not yet), deferred or unknown whose retry time has come, and
-    claims whose lease ran out (their sender died). Each became ready at a known moment:
+    Waiting: ready to send (``digest.store.outbox.ready_parts``, as the senders claim), or
+    planned and not yet ranked (a tick ranks it first). Each became ready at a known moment:
     planning, the retry time, the lease's end.
     """
-    planned = Delivery.status == "planned"
-    retry_due = and_(
-        Delivery.status.in_(["deferred", "unknown"]),
-        Delivery.next_attempt_at.is_not(None),
-        Delivery.next_attempt_at <= now,
+    fresh, returned, deferred, lapsed, *unknown = outbox.ready_parts(now)
+    planned = or_(
+        fresh,
+        returned,
+        and_(Delivery.status == DeliveryState.PLANNED, Delivery.ranked_at.is_(None)),
     )
-    lapsed = and_(Delivery.status == "sending", Delivery.lease_until < now)
+    retry_due = or_(deferred, *unknown)
     row = session.execute(
         select(
             func.count().filter(or_(planned, retry_due, lapsed)),
             func.min(Delivery.planned_at).filter(planned),
             func.min(Delivery.next_attempt_at).filter(retry_due),
             func.min(Delivery.lease_until).filter(lapsed),
-            func.count().filter(Delivery.status == "sending", Delivery.lease_until >= now),
-            func.count().filter(Delivery.status == "unknown", Delivery.next_attempt_at.is_(None)),
-        ).where(Delivery.status.in_(["planned", "deferred", "unknown", "sending"]))
+            func.count().filter(
+                Delivery.status == DeliveryState.SENDING, Delivery.lease_until >= now
+            ),
+            func.count().filter(
+                Delivery.status == DeliveryState.UNKNOWN, Delivery.next_attempt_at.is_(None)
+            ),
+        ).where(
+            Delivery.status.in_(
+                [
+                    DeliveryState.PLANNED,
+                    DeliveryState.DEFERRED,
+                    DeliveryState.UNKNOWN,
+                    DeliveryState.SENDING,
+                ]
+            )
+        )
     ).one()
     depth, *since, in_flight, held = row
     starts = [s for s in since if s is not None]
@@ -173,31 +116,29 @@ def queue(session: Session, now: datetime) -> QueueStatus:
     )
 
 
-def subscriber_counts(session: Session) -> dict[str, int]:
-    found = dict(
-        session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
-    )
-    return {state: found.get(state, 0) for state in (*SUBSCRIBER_STATES, *sorted(found))}
+def delivery_counts(session: Session, since: datetime | None = None) -> dict[str, int]:
+    """Digests by state (planned from ``since`` on), every state listed."""
+    query = select(Delivery.status, func.count()).group_by(Delivery.status)
+    if since is not None:
+        query = query.where(Delivery.planned_at >= since)
+    found = dict(session.execute(query).all())
+    return {state: found.get(state, 0) for state in (*DeliveryState, *sorted(found))}
 
 
-def report(
-    session: Session,
-    settings: Settings,
-    now: datetime,
-    *,
-    max_queue_age: timedelta = DEFAULT_MAX_QUEUE_AGE,
-    max_fetch_age: timedelta = DEFAULT_MAX_FETCH_AGE,
-) -> StatusReport:
-    since = now - WINDOW
-    counts = dict(
+def mail_counts(session: Session, since: datetime) -> dict[str, int]:
+    """Transactional mail asked for from ``since`` on, by state (only states that occur)."""
+    return dict(
         session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.planned_at >= since)
-            .group_by(Delivery.status)
+            select(TransactionalMail.status, func.count())
+            .where(TransactionalMail.planned_at >= since)
+            .group_by(TransactionalMail.status)
         ).all()
     )
-    recent = {state: counts.get(state, 0) for state in (*DELIVERY_STATES, *sorted(counts))}
-    bounced_recently = (
+
+
+def bounced_since(session: Session, since: datetime) -> int:
+    """Subscribers suppressed whose last bounce came from ``since`` on."""
+    return (
         session.scalar(
             select(func.count()).where(
                 Subscriber.status == "bounced", Subscriber.last_bounce_at >= since
@@ -205,74 +146,48 @@ def report(
         )
         or 0
     )
-    mails = dict(
-        session.execute(
-            select(TransactionalMail.status, func.count())
-            .where(TransactionalMail.planned_at >= since)
-            .group_by(TransactionalMail.status)
-        ).all()
+
+
+@dataclass(frozen=True, slots=True)
+class FetchTotal:
+    source: str
+    status: str
+    runs: int
+    fetched: int
+    new: int
+
+
+def fetch_totals(session: Session) -> list[FetchTotal]:
+    """Fetch runs, records fetched and papers first stored, by source and outcome."""
+    rows = session.execute(
+        select(
+            FetchRun.source,
+            FetchRun.status,
+            func.count(),
+            func.coalesce(func.sum(FetchRun.fetched), 0),
+            func.coalesce(func.sum(FetchRun.new), 0),
+        ).group_by(FetchRun.source, FetchRun.status)
     )
-    found = StatusReport(
-        now=now,
-        sources=last_fetches(session, list(settings.sources.enabled)),
-        recent=recent,
-        queue=queue(session, now),
-        subscribers=subscriber_counts(session),
-        bounced_recently=bounced_recently,
-        mails=mails,
-    )
-    found.problems = problems(found, max_queue_age=max_queue_age, max_fetch_age=max_fetch_age)
-    return found
+    return [FetchTotal(s, st, int(n), int(f), int(new)) for s, st, n, f, new in rows]
 
 
-def problems(
-    found: StatusReport, *, max_queue_age: timedelta, max_fetch_age: timedelta
-) -> list[str]:
-    """What needs an operator, one sentence each; empty when all is well."""
-    now = found.now
-    said = []
-    for s in found.sources:
-        if not s.enabled:
-            continue
-        if s.last_status is None:
-            said.append(f"source {s.source} has never been fetched (run `digest fetch`)")
-            continue
-        if s.last_status == "failed":
-            said.append(f"the last fetch of {s.source} failed: {s.error or 'no reason recorded'}")
-        if s.last_ok_at is None or now - s.last_ok_at > max_fetch_age:
-            last = "never" if s.last_ok_at is None else f"last {ago(now - s.last_ok_at)} ago"
-            said.append(f"no successful fetch of {s.source} in {ago(max_fetch_age)} ({last})")
-    for state, what in (("failed", "failed"), ("unknown", "may or may not have arrived")):
-        if found.recent.get(state):
-            said.append(
-                f"{found.recent[state]} digest(s) of the last 24 hours {what} "
-                f"(`digest outbox list --status {state}`)"
-            )
-    if found.mails.get("failed"):
-        said.append(
-            f"{found.mails['failed']} confirmation or preferences-link mail(s) of the last 24 "
-            "hours failed (the server refused them for good; the readers may ask again)"
+def _seconds_between(session: Session, start: ColumnElement, end: ColumnElement) -> ColumnElement:
+    """``end - start`` in seconds, in SQL, for SQLite and PostgreSQL."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(end) - func.julianday(start)) * literal(86400.0)
+    return func.extract("epoch", end - start)
+
+
+def send_latency(
+    session: Session, since: datetime, bounds: tuple[float, ...]
+) -> tuple[int, float, list[int]]:
+    """Planned → accepted over the digests sent from ``since`` on: how many, the sum of
+    seconds, and how many took at most each bound (bucketed in SQL)."""
+    seconds = _seconds_between(session, Delivery.planned_at, Delivery.sent_at)
+    columns = [func.coalesce(func.sum(case((seconds <= bound, 1), else_=0)), 0) for bound in bounds]
+    count, total, *cumulative = session.execute(
+        select(func.count(), func.coalesce(func.sum(seconds), 0.0), *columns).where(
+            Delivery.status == DeliveryState.SENT, Delivery.sent_at >= since
         )
-    if found.queue.held:
-        said.append(
-            f"{found.queue.held} delivery(ies) held for an operator "
-            "(`digest outbox retry --status unknown`)"
-        )
-    age = found.queue.age(now)
-    if age is not None and age > max_queue_age:
-        said.append(
-            f"the oldest of {found.queue.depth} ready digest(s) has waited {ago(age)} "
-            f"(more than {ago(max_queue_age)}): is a worker or `digest serve` running?"
-        )
-    return said
-
-
-def ago(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 2 * 3600:
-        return f"{seconds // 60} min"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} days"
+    ).one()
+    return int(count), max(float(total), 0.0), [int(c) for c in cumulative]

@@ -1,100 +1,40 @@
-"""Subscribers: who they are, when they get mail, and what they want.
+"""Subscribers: who they are, when they get mail, what they want; their rows and changes.
 
-Business rules and the queries behind them; callers hand in a session from
-``Store.transaction()`` so a change commits whole or not at all.
+Callers hand in a session from ``Store.transaction()`` so a change commits whole or not at
+all. The rules of what may change (profiles merged, addresses checked) are the app's and the
+domain's; these functions store what they decided.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from digest.config import SubscriberSettings, check_timezone
 from digest.domain import addresses
 from digest.domain.profiles import Profile
+from digest.domain.schedules import WEEKDAYS, Schedule
+from digest.domain.states import SubscriberStatus
 from digest.errors import ValidationError
-from digest.models import Subscriber
+from digest.models import (
+    Bounce,
+    Delivery,
+    DeliveryItem,
+    Feedback,
+    Paper,
+    SentPaper,
+    Subscriber,
+    TransactionalMail,
+)
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced")
-FREQUENCIES = ("daily", "weekly")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MAX_PAPERS = 50
-
-
-normalise_email = addresses.normalise  # (address as stored, key); says what is wrong
-
-
-def parse_weekday(value: str | int | None) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, int):
-        if 0 <= value <= 6:
-            return value
-    else:
-        key = value.strip().lower()[:3]
-        if key in WEEKDAYS:
-            return WEEKDAYS.index(key)
-        if key.isdigit() and 0 <= int(key) <= 6:
-            return int(key)
-    raise ValidationError(f"weekday {value!r}: expected mon, tue, wed, thu, fri, sat or sun")
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """When a subscriber's mail goes out, checked."""
-
-    timezone: str
-    send_hour: int
-    frequency: str = "daily"
-    weekday: int | None = None
-    max_papers: int = 10
-    send_when_empty: bool = False
-
-    @classmethod
-    def checked(
-        cls,
-        timezone: str,
-        send_hour: int,
-        frequency: str = "daily",
-        weekday: str | int | None = None,
-        max_papers: int = 10,
-        send_when_empty: bool = False,
-    ) -> Schedule:
-        try:
-            check_timezone(timezone)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-        if not 0 <= send_hour <= 23:
-            raise ValidationError(f"send hour {send_hour}: expected 0–23 (local time)")
-        if frequency not in FREQUENCIES:
-            raise ValidationError(f"frequency {frequency!r}: expected daily or weekly")
-        day = parse_weekday(weekday)
-        if frequency == "weekly" and day is None:
-            raise ValidationError("a weekly digest needs a weekday (mon … sun)")
-        if not 1 <= max_papers <= MAX_PAPERS:
-            raise ValidationError(f"papers per mail {max_papers}: expected 1–{MAX_PAPERS}")
-        return cls(
-            timezone,
-            send_hour,
-            frequency,
-            day if frequency == "weekly" else None,
-            max_papers,
-            send_when_empty,
-        )
-
-    @classmethod
-    def default(cls, settings: SubscriberSettings) -> Schedule:
-        return cls(
-            settings.default_timezone, settings.default_hour, max_papers=settings.default_max_papers
-        )
+__all__ = ["Subscriber"]
 
 
 def find(session: Session, email: str) -> Subscriber | None:
-    _, key = normalise_email(email)
+    _, key = addresses.normalise(email)
     return session.scalar(select(Subscriber).where(Subscriber.email_key == key))
 
 
@@ -107,6 +47,10 @@ def get(session: Session, email: str) -> Subscriber:
 
 def by_public_id(session: Session, public_id: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+
+
+def by_id(session: Session, subscriber_id: int) -> Subscriber | None:
+    return session.get(Subscriber, subscriber_id)
 
 
 def upsert(
@@ -124,7 +68,7 @@ def upsert(
     returning subscriber is pending until they confirm by email.
     """
     now = now or datetime.now(UTC)
-    address, key = normalise_email(email)
+    address, key = addresses.normalise(email)
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
     created = subscriber is None
     if subscriber is None:
@@ -132,45 +76,58 @@ def upsert(
             public_id=secrets.token_hex(16),
             email=address,
             email_key=key,
-            status="pending",
+            status=SubscriberStatus.PENDING,
             created_at=now,
             token_version=1,
         )
         session.add(subscriber)
-    if not created and "learned" not in profile.extra:
-        # What feedback taught stays with the reader when they sign up again or edit their
-        # topics: it follows their stored choices, which stay too.
-        kept = profile_of(subscriber).extra.get("learned")
-        if kept:
-            profile = profile.with_extra(learned=kept)
     subscriber.profile = profile.to_json()
+    set_schedule(subscriber, schedule)
+    subscriber.updated_at = now
+    if confirmed and subscriber.status != SubscriberStatus.ACTIVE:
+        activate(subscriber, now)
+    session.flush()
+    return subscriber, created
+
+
+def schedule_of(subscriber: Subscriber) -> Schedule:
+    return Schedule(
+        subscriber.timezone,
+        subscriber.send_hour,
+        subscriber.frequency,
+        subscriber.weekday,
+        subscriber.max_papers,
+        subscriber.send_when_empty,
+    )
+
+
+def set_schedule(subscriber: Subscriber, schedule: Schedule) -> None:
     subscriber.timezone = schedule.timezone
     subscriber.send_hour = schedule.send_hour
     subscriber.frequency = schedule.frequency
     subscriber.weekday = schedule.weekday
     subscriber.max_papers = schedule.max_papers
     subscriber.send_when_empty = schedule.send_when_empty
-    subscriber.updated_at = now
-    if confirmed and subscriber.status != "active":
-        activate(subscriber, now)
-    session.flush()
-    return subscriber, created
 
 
-def activate(subscriber: Subscriber, now: datetime) -> None:
-    subscriber.status = "active"
+def activate(subscriber: Subscriber, now: datetime) -> bool:
+    """Active from now on; False when it already was."""
+    if subscriber.status == SubscriberStatus.ACTIVE:
+        return False
+    subscriber.status = SubscriberStatus.ACTIVE
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
     subscriber.paused_until = None
     subscriber.updated_at = now
+    return True
 
 
 def unsubscribe(subscriber: Subscriber, now: datetime | None = None) -> bool:
     """Stop all mail; True when this changed anything (a second click is harmless)."""
-    if subscriber.status == "unsubscribed":
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return False
     now = now or datetime.now(UTC)
-    subscriber.status = "unsubscribed"
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
     subscriber.unsubscribed_at = now
     subscriber.updated_at = now
     return True
@@ -185,15 +142,157 @@ def set_profile(subscriber: Subscriber, profile: Profile, now: datetime | None =
     subscriber.updated_at = now or datetime.now(UTC)
 
 
+def pause(subscriber: Subscriber, days: int | None, now: datetime) -> None:
+    """No digests for ``days`` days (None: resume now)."""
+    subscriber.paused_until = now + timedelta(days=days) if days else None
+    subscriber.updated_at = now
+
+
+def set_pending_email(subscriber: Subscriber, address: str | None, now: datetime) -> None:
+    subscriber.pending_email = address
+    subscriber.updated_at = now
+
+
+def move_to(session: Session, subscriber: Subscriber, address: str, now: datetime) -> bool:
+    """Take on the confirmed new ``address``; False when another subscription has it."""
+    stored, key = addresses.normalise(address)
+    other = find(session, stored)
+    if other is not None and other.id != subscriber.id:
+        return False
+    subscriber.email = stored
+    subscriber.email_key = key
+    subscriber.pending_email = None
+    subscriber.token_version += 1  # links sent to the old address stop working
+    subscriber.updated_at = now
+    session.flush()
+    return True
+
+
+def sign_out(session: Session, subscriber: Subscriber, now: datetime) -> None:
+    """Revoke every preferences link sent so far: they carry the old token version."""
+    subscriber.token_version += 1
+    subscriber.updated_at = now
+    session.flush()
+
+
 def listing(session: Session, status: str | None = None) -> list[Subscriber]:
     query = select(Subscriber).order_by(Subscriber.created_at, Subscriber.id)
     if status is not None:
-        if status not in STATUSES:
-            raise ValidationError(f"status {status!r}: expected one of {', '.join(STATUSES)}")
+        if status not in set(SubscriberStatus):
+            choices = ", ".join(SubscriberStatus)
+            raise ValidationError(f"status {status!r}: expected one of {choices}")
         query = query.where(Subscriber.status == status)
     return list(session.scalars(query))
 
 
 def counts(session: Session) -> dict[str, int]:
-    rows = session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
-    return {status: count for status, count in rows}
+    """Subscribers by status, every status listed."""
+    rows = dict(
+        session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
+    )
+    return {state: rows.get(state, 0) for state in (*SubscriberStatus, *sorted(rows))}
+
+
+# -- everything about one subscriber ----------------------------------------------------
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def export(session: Session, person: Subscriber, now: datetime) -> dict[str, Any]:
+    """Everything stored about one subscriber, as plain JSON."""
+    deliveries = session.scalars(
+        select(Delivery).where(Delivery.subscriber_id == person.id).order_by(Delivery.local_date)
+    ).all()
+    items: dict[int, list[dict[str, Any]]] = {d.id: [] for d in deliveries}
+    if deliveries:
+        rows = session.execute(
+            select(DeliveryItem, Paper)
+            .join(Paper, Paper.id == DeliveryItem.paper_id)
+            .where(DeliveryItem.delivery_id.in_([d.id for d in deliveries]))
+            .order_by(DeliveryItem.delivery_id, DeliveryItem.position)
+        )
+        for item, paper in rows:
+            items[item.delivery_id].append(
+                {
+                    "position": item.position,
+                    "section": item.section,
+                    "arxiv_id": paper.arxiv_id,
+                    "title": paper.title,
+                    "score": round(item.score, 4),
+                    "reasons": item.reasons,
+                }
+            )
+    bounces = session.scalars(
+        select(Bounce).where(Bounce.subscriber_id == person.id).order_by(Bounce.received_at)
+    ).all()
+    choices = session.execute(
+        select(Feedback, Paper)
+        .join(Paper, Paper.id == Feedback.paper_id)
+        .where(Feedback.subscriber_id == person.id)
+        .order_by(Feedback.created_at, Feedback.id)
+    ).all()
+    return {
+        "about": "Everything this digest service stores about you. Rate-limit records hold "
+        "only keyed hashes and cannot be tied back to you.",
+        "exported_at": now.isoformat(),
+        "subscriber": {
+            "email": person.email,
+            "pending_email": person.pending_email,
+            "status": person.status,
+            "timezone": person.timezone,
+            "send_hour": person.send_hour,
+            "frequency": person.frequency,
+            "weekday": WEEKDAYS[person.weekday] if person.weekday is not None else None,
+            "max_papers": person.max_papers,
+            "send_when_empty": person.send_when_empty,
+            "paused_until": _iso(person.paused_until),
+            "created_at": _iso(person.created_at),
+            "confirmed_at": _iso(person.confirmed_at),
+            "unsubscribed_at": _iso(person.unsubscribed_at),
+            "updated_at": _iso(person.updated_at),
+            "bounce_count": person.bounce_count,
+            "last_bounce_at": _iso(person.last_bounce_at),
+        },
+        "profile": person.profile,
+        "digests": [
+            {
+                "date": d.local_date.isoformat(),
+                "status": d.status,
+                "sent_at": _iso(d.sent_at),
+                "papers": items[d.id],
+            }
+            for d in deliveries
+        ],
+        "feedback": [
+            {
+                "at": _iso(choice.created_at),
+                "choice": "more like this" if choice.value > 0 else "fewer like this",
+                "arxiv_id": paper.arxiv_id,
+                "title": paper.title,
+            }
+            for choice, paper in choices
+        ],
+        "bounces": [
+            {
+                "received_at": _iso(b.received_at),
+                "kind": b.kind,
+                "status": b.status,
+                "diagnostic": b.diagnostic,
+            }
+            for b in bounces
+        ],
+    }
+
+
+def erase(session: Session, person: Subscriber) -> None:
+    """Remove the subscriber and everything tied to them (not relying on ON DELETE)."""
+    mine = select(Delivery.id).where(Delivery.subscriber_id == person.id)
+    session.execute(delete(DeliveryItem).where(DeliveryItem.delivery_id.in_(mine)))
+    session.execute(delete(SentPaper).where(SentPaper.subscriber_id == person.id))
+    session.execute(delete(Feedback).where(Feedback.subscriber_id == person.id))
+    session.execute(delete(Bounce).where(Bounce.subscriber_id == person.id))
+    session.execute(delete(Delivery).where(Delivery.subscriber_id == person.id))
+    session.execute(delete(TransactionalMail).where(TransactionalMail.subscriber_id == person.id))
+    session.execute(delete(Subscriber).where(Subscriber.id == person.id))

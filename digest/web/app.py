@@ -6,31 +6,26 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from digest import pipeline
+from digest.app.access import LinkProblem
+from digest.app.candidates import LivePreviews
+from digest.app.services import templates_dir
+from digest.app.transactional import MailSender
 from digest.config import Settings, secret_key
-from digest.delivery.bounce_hook import make_bounce_endpoint
 from digest.delivery.mailers import Mailer, make_mailer
-from digest.delivery.transactional import MailSender
-from digest.domain.tokens import SignedLinks, Tokens
 from digest.render import default_templates_dir
 from digest.store import Store
-from digest.store.ratelimit import RateLimiter
-from digest.web.access import AddressTokens, LinkProblem
 from digest.web.context import Web, web_of
 from digest.web.csrf import Csrf, CsrfCookie
-from digest.web.mails import Mails
 from digest.web.pages import Pages
-from digest.web.preview import PreviewIndex
 from digest.web.routes import routes
 from digest.web.routes.common import link_problem, message
 from digest.web.security import HEADERS, AccessLog, SecurityHeaders, redact_path
@@ -44,11 +39,6 @@ ERRORS = {
     404: ("Page not found", "Check the address, or start again from the front page."),
     405: ("That is not how this page works", "Please go back and use the page's buttons."),
 }
-
-
-def _templates_dir(settings: Settings) -> Path:
-    folder = settings.paths.templates_dir
-    return Path(folder) if folder else default_templates_dir()
 
 
 def create_app(
@@ -68,34 +58,26 @@ def create_app(
     own_store = store is None
     store = store if store is not None else Store.open(settings.database)
     secret = secret_key(settings)
-    tokens = Tokens(secret)
     https = settings.web.base_url.startswith("https://")
     csrf = Csrf(secret, secure=https)
     now = clock or (lambda: datetime.now(UTC))
-    folder = _templates_dir(settings)
     mail_sender = MailSender(
         settings, store, mailer_factory or (lambda: make_mailer(settings)), now
     )
     pages = Pages(
-        folder,
+        templates_dir(settings),
         brand=settings.mail.from_name,
         csrf_token=csrf.token,
         confirm_days=settings.web.confirm_days,
     )
-    web = Web(
-        settings=settings,
-        store=store,
-        tokens=tokens,
-        links=SignedLinks(settings.web.base_url, tokens),
-        address_tokens=AddressTokens(secret),
+    web = Web.make(
+        settings,
+        store,
+        now,
         csrf=csrf,
         pages=pages,
-        mails=Mails(settings, folder, now),
+        previews=LivePreviews(settings, store),
         mail_sender=mail_sender,
-        limiter=RateLimiter(secret),
-        previews=PreviewIndex(settings, store),
-        clock=now,
-        make_renderer=lambda: pipeline.make_renderer(settings),
     )
     static = pages.static_dir
     if not static.is_dir():  # a custom templates_dir without its own static files
@@ -116,7 +98,6 @@ def create_app(
         routes=[
             *routes(),
             # Bounce reports from the mail server (a shared secret; 404 until one is set).
-            Route("/hooks/bounce", make_bounce_endpoint(settings, store), methods=["POST"]),
             Mount("/static", StaticFiles(directory=static), name="static"),
         ],
         middleware=[

@@ -14,23 +14,22 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from digest.config import Settings, check_timezone
+from digest.domain import addresses
 from digest.domain.categories import ARCHIVES, CATEGORIES
 from digest.domain.profiles import (
+    MAX_DESCRIPTION_CHARS,
     Profile,
-    Term,
+    merge,
     parse_authors,
     parse_categories,
     parse_terms,
 )
+from digest.domain.schedules import FREQUENCIES, MAX_PAPERS, WEEKDAY_NAMES, WEEKDAYS, Schedule
 from digest.errors import ValidationError
 from digest.models import Subscriber
-from digest.store import subscribers
-from digest.store.subscribers import MAX_PAPERS, WEEKDAYS, Schedule
 
 MAX_FIELD_CHARS = 4000
-MAX_DESCRIPTION_CHARS = 1000  # the model reads ~1,000 characters; more would go unread
 MAX_PAUSE_DAYS = 90
-WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 # The category picker: arXiv's archives grouped as arXiv's own listing groups them.
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -150,7 +149,8 @@ class Checked:
 
     values: dict[str, Any]
     errors: dict[str, str] = field(default_factory=dict)
-    profile: Profile | None = None
+    changes: dict[str, Any] | None = None  # what ``profiles.merge`` takes, when all is fine
+    profile: Profile | None = None  # those changes on an empty profile (for the preview)
     schedule: Schedule | None = None
     email: str | None = None
 
@@ -182,38 +182,31 @@ def read_topics(form: Any) -> Checked:
         errors["description"] = (
             f"Please keep this under {MAX_DESCRIPTION_CHARS:,} characters: a few sentences."
         )
-    include: list[Term] = []
-    exclude: list[Term] = []
-    categories: list[str] = []
-    authors: list[str] = []
-    if "include" not in errors:
+    # Each field checked alone, so each gets its own message; the profile itself is made
+    # by the one rule every edit goes through (profiles.merge).
+    checks = {
+        "include": lambda: parse_terms([values["include"]], what="include"),
+        "exclude": lambda: parse_terms([values["exclude"]], what="exclude", weights=False),
+        "categories": lambda: parse_categories(values["categories"]),
+        "authors": lambda: parse_authors([values["authors"]]),
+    }
+    for name, check in checks.items():
+        if name in errors:
+            continue
         try:
-            include = parse_terms([values["include"]], what="include")
+            check()
         except ValidationError as exc:
-            errors["include"] = _message(exc)
-    if "exclude" not in errors:
-        try:
-            exclude = parse_terms([values["exclude"]], what="exclude", weights=False)
-        except ValidationError as exc:
-            errors["exclude"] = _message(exc)
-    try:
-        categories = parse_categories(values["categories"])
-    except ValidationError as exc:
-        errors["categories"] = _message(exc)
-    if "authors" not in errors:
-        try:
-            authors = parse_authors([values["authors"]])
-        except ValidationError as exc:
-            errors["authors"] = _message(exc)
+            errors[name] = _message(exc)
     if not errors:
-        checked.profile = Profile(
-            include=tuple(include),
-            exclude=tuple(t.text for t in exclude),
-            categories=tuple(categories),
-            authors=tuple(authors),
-            also_trending=values["also_trending"],
-            extra={"description": description} if description else {},
-        )
+        checked.changes = {
+            "include": [values["include"]],
+            "exclude": [values["exclude"]],
+            "categories": values["categories"],
+            "authors": [values["authors"]],
+            "also_trending": values["also_trending"],
+            "description": description,
+        }
+        checked.profile = merge(Profile(), **checked.changes)
     return checked
 
 
@@ -252,7 +245,7 @@ def read_schedule(form: Any, settings: Settings, checked: Checked, *, full: bool
     hour = _int(values["send_hour"] or str(defaults.default_hour), 0, 23)
     if hour is None:
         errors["send_hour"] = "Choose an hour from 00:00 to 23:00."
-    if values["frequency"] not in subscribers.FREQUENCIES:
+    if values["frequency"] not in FREQUENCIES:
         errors["frequency"] = "Choose daily or weekly."
     weekday: str | None = None
     if values["frequency"] == "weekly":
@@ -281,7 +274,7 @@ def read_email(form: Any, checked: Checked, name: str = "email") -> None:
     raw = _text(form, name).strip()[:400]
     checked.values[name] = raw
     try:
-        checked.email, _ = subscribers.normalise_email(raw)
+        checked.email, _ = addresses.normalise(raw)
     except ValidationError as exc:
         checked.errors[name] = _message(exc)
 
@@ -330,7 +323,7 @@ def blank_values(settings: Settings) -> dict[str, Any]:
 
 
 def subscriber_values(person: Subscriber) -> dict[str, Any]:
-    profile = subscribers.profile_of(person)
+    profile = Profile.from_json(person.profile)
     return {
         "email": person.email,
         "include": "\n".join(str(term) for term in profile.include),

@@ -1,30 +1,18 @@
-"""The live preview: the papers of the last few days that a profile would have received.
-
-The same ranking as the digests (:class:`digest.ranking.Ranker`), over the papers first seen in
-the last ``web.preview_days`` days. Preparing those papers (tokenising, stemming, matrices) is
-the costly part, so it is done once and kept until the set of papers changes (a fetch) or the
-window moves on (hourly); ranking one profile against it takes milliseconds, which is what
-lets the page update as a person types.
-"""
+"""The live preview's cards: what ``digest.app.candidates.LivePreviews`` chose, shaped for
+the page (titles and snippets escaped, matched words marked, reasons as chips)."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
-from sqlalchemy import func, select
 
-from digest import compose, embeddings
+from digest.app.candidates import Picks
 from digest.config import Settings
 from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, RankedItem, Reason
 from digest.domain.profiles import Profile
-from digest.models import Paper, PaperEmbedding
-from digest.ranking import Ranker, RankRequest
 from digest.render import one_line, paper_view
-from digest.store import Store
 
 ABSTRACT_CHARS = 320
 
@@ -64,7 +52,7 @@ class Card:
 class Preview:
     cards: tuple[Card, ...]
     scanned: int  # papers in the window
-    days: int
+    period: str  # the window in words: "of the last 3 days", "since your last digest"
     has_topics: bool
 
 
@@ -109,60 +97,16 @@ def card(item: RankedItem, paper: PaperCard, authors_shown: int) -> Card:
     )
 
 
-@dataclass(slots=True)
-class _Prepared:
-    key: tuple[object, ...]
-    ranker: Ranker
-    cards: dict[int, PaperCard]
-
-
-class PreviewIndex:
-    """The window's papers, prepared once and shared by every preview request."""
-
-    def __init__(self, settings: Settings, store: Store) -> None:
-        self.settings = settings
-        self.store = store
-        self._lock = threading.Lock()
-        self._prepared: _Prepared | None = None
-
-    def window_start(self, now: datetime) -> datetime:
-        start = now - timedelta(days=self.settings.web.preview_days)
-        return start.replace(minute=0, second=0, microsecond=0)
-
-    def _prepare(self, now: datetime) -> _Prepared:
-        since = self.window_start(now)
-        window = Paper.first_seen_at >= since
-        with self.store.transaction() as session:
-            stamp = session.execute(
-                select(
-                    func.count(Paper.id), func.max(Paper.id), func.max(Paper.last_seen_at)
-                ).where(window)
-            ).one()
-            vectors = session.scalar(select(func.count()).select_from(PaperEmbedding))
-            key = (since, *stamp, vectors)  # papers embedded since: prepare again
-            with self._lock:
-                if self._prepared is not None and self._prepared.key == key:
-                    return self._prepared
-            papers = [compose.paper_card(p) for p in session.scalars(select(Paper).where(window))]
-        # Semantic matching on the vectors already stored: a page never waits for the model
-        # to embed papers (the fetch does that).
-        semantic = embeddings.semantic_for(self.settings, self.store, papers, embed_missing=False)
-        ranker = Ranker(papers, self.settings.ranking, now, semantic=semantic)
-        prepared = _Prepared(key, ranker, {})
-        prepared.cards.update((p.paper_id, p) for p in papers)
-        with self._lock:
-            self._prepared = prepared
-        return prepared
-
-    def preview(self, profile: Profile, limit: int, now: datetime) -> Preview:
-        prepared = self._prepare(now)
-        since = self.window_start(now)
-        [ranked] = prepared.ranker.rank([RankRequest(profile, limit, since)])
-        shown = self.settings.mail.authors_shown
-        cards = tuple(card(item, prepared.cards[item.paper_id], shown) for item in ranked)
-        return Preview(
-            cards=cards,
-            scanned=len(prepared.cards),
-            days=self.settings.web.preview_days,
-            has_topics=profile.has_topics,
-        )
+def preview(
+    settings: Settings, picks: Picks, scanned: int, profile: Profile, *, returning: bool
+) -> Preview:
+    """The cards of a preview, from the picks the live preview chose; ``returning``: for a
+    reader whose next digest starts at their last one."""
+    shown = settings.mail.authors_shown
+    days = max(round(settings.ranking.first_window_hours / 24), 1)
+    return Preview(
+        cards=tuple(card(item, paper, shown) for item, paper in picks),
+        scanned=scanned,
+        period="since your last digest" if returning else f"of the last {days} days",
+        has_topics=profile.has_topics,
+    )

@@ -25,7 +25,7 @@ import pytest
 from smtp_server import Recorder, free_port, smtp_server
 from sqlalchemy import select
 
-from digest import pipeline
+from digest.app import digests, fetching, sending
 from digest.config import Settings, load_settings
 from digest.delivery.mailers import make_mailer
 from digest.domain.tokens import SignedLinks, Tokens
@@ -103,7 +103,7 @@ def site(settings: Settings, smtp: tuple[str, int, Recorder]) -> Iterator[tuple[
     )
     store = Store.open(served.database)
     now = datetime.now(UTC)
-    [fetched] = pipeline.fetch(served, store, ["sample"])
+    [fetched] = fetching.fetch(served, store, ["sample"])
     assert fetched.status == "ok"
     with store.transaction() as session:
         for paper in session.scalars(select(Paper)):
@@ -242,16 +242,16 @@ def test_a_new_reader_from_sign_up_to_unsubscribe(
     # -- a digest arrives -------------------------------------------------------------------
     with _store(settings) as store:
         today = datetime.now(ZoneInfo("Europe/Berlin")).date()
-        planned = pipeline.plan_and_rank(settings, store, datetime.now(UTC), for_date=today)
+        planned = digests.plan_and_rank(settings, store, datetime.now(UTC), for_date=today)
         assert planned.planned == 1 and planned.items > 0
         mailer = make_mailer(settings)
         try:
-            sent = pipeline.send_ready(
+            sent = sending.send_ready(
                 settings,
                 store,
                 mailer,
-                pipeline.make_renderer(settings),
-                SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key)),
+                renderer=sending.make_renderer(settings),
+                links=SignedLinks(settings.web.base_url, Tokens(settings.web.secret_key)),
             )
         finally:
             mailer.close()

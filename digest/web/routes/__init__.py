@@ -6,6 +6,7 @@ from starlette.routing import BaseRoute
 
 from digest.web.routes import (
     archive,
+    bounce,
     confirm,
     feedback,
     health,
@@ -26,4 +27,5 @@ def routes() -> list[BaseRoute]:
         *feedback.routes,
         *health.routes,
         *metrics.routes,
+        *bounce.routes,
     ]

@@ -1,19 +1,22 @@
-"""Helpers every area's routes share: reading forms, the standard answers, rate limits."""
+"""Helpers every area's routes share: reading forms, the CSRF and link preamble, the
+standard answers. Routes call ``digest.app`` for everything else, and never each other."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from digest.models import Subscriber
-from digest.store.ratelimit import ADDRESS_MAIL, CLIENT, Limit
-from digest.web.access import LinkProblem
-from digest.web.context import Web
+from digest.app.access import LinkProblem
+from digest.app.subscriptions import Asked, mail_manage_link
+from digest.web.context import Web, web_of
+
+T = TypeVar("T")
 
 __all__ = ["in_thread"]
 
@@ -26,24 +29,6 @@ MAX_PART_BYTES = 64 * 1024
 async def read_form(request: Request) -> FormData:
     """The posted form (urlencoded or multipart), files refused and sizes capped."""
     return await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=MAX_PART_BYTES)
-
-
-def client_limit(web: Web) -> Limit:
-    return Limit(CLIENT, web.settings.web.subscribe_per_client_per_hour, timedelta(hours=1))
-
-
-def address_limit(web: Web) -> Limit:
-    return Limit(
-        ADDRESS_MAIL, web.settings.web.confirm_mails_per_address_per_day, timedelta(days=1)
-    )
-
-
-def address_value(email: str) -> str:
-    return email.strip().casefold()
-
-
-def manage_path(web: Web, person: Subscriber) -> str:
-    return f"/manage/{web.tokens.make('manage', person.public_id, person.token_version)}"
 
 
 def redirect(path: str) -> RedirectResponse:
@@ -126,3 +111,66 @@ def too_many_for_address(web: Web, request: Request) -> Response:
         tone="warn",
         headers={"Retry-After": "86400"},
     )
+
+
+def check_inbox(web: Web, request: Request, address: str, status: int = 200) -> HTMLResponse:
+    return web.pages.response(request, "check_inbox.html", {"address": address}, status=status)
+
+
+def refused(web: Web, request: Request, asked: Asked) -> Response | None:
+    """The answer to a request a rate limit turned down, or None when it went through."""
+    if asked.outcome == "client-limit":
+        return too_many_from_client(web, request)
+    if asked.outcome == "address-limit":
+        return too_many_for_address(web, request)
+    return None
+
+
+def link_mailed(web: Web, request: Request, asked: Asked) -> Response:
+    """The answer to "email me a link to my preferences", from any page that offers it."""
+    response = refused(web, request, asked) or message(
+        web,
+        request,
+        "Check your inbox",
+        [
+            "We have emailed you a link to your preferences. It opens a page where you can "
+            "change your topics, the time of your digest, or pause it for a while.",
+        ],
+        tone="ok",
+    )
+    response.background = web.send_later(asked.mail_id)
+    return response
+
+
+async def guarded(
+    request: Request,
+    work: Callable[[Web, FormData, str], T],
+    answer: Callable[[Web, FormData, T], Awaitable[Response] | Response],
+) -> Response:
+    """The preamble of every form POST on a page behind a link: the CSRF token is checked,
+    ``work(web, form, token)`` runs in a thread, and ``answer`` makes the page; a stale form
+    or a bad link gets its own answer."""
+    web = web_of(request)
+    form = await read_form(request)
+    if not web.csrf.valid(request, form.get("csrf_token")):
+        return csrf_failed(web, request)
+    try:
+        result = await in_thread(work, web, form, request.path_params["token"])
+    except LinkProblem as problem:
+        return link_problem(web, request, problem)
+    made = answer(web, form, result)
+    return await made if inspect.isawaitable(made) else made  # type: ignore[return-value]
+
+
+def mail_link_route(purpose: str) -> Callable[[Request], Awaitable[Response]]:
+    """POST …/manage-link behind an unsubscribe, feedback or archive link."""
+
+    async def endpoint(request: Request) -> Response:
+        def work(web: Web, _form: FormData, token: str) -> Asked:
+            return mail_manage_link(web, purpose, token, web.client(request))
+
+        return await guarded(
+            request, work, lambda web, _form, asked: link_mailed(web, request, asked)
+        )
+
+    return endpoint

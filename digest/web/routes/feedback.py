@@ -14,17 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.models import Paper, Subscriber
+from digest.app import feedback
+from digest.app.feedback import Judged
 from digest.render import format_authors, one_line
-from digest.store import feedback, subscribers
-from digest.web import access, learned
+from digest.web import learned
 from digest.web.context import Web, web_of
-from digest.web.routes.common import csrf_failed, in_thread, read_form
-from digest.web.routes.unsubscribe import answer_manage_link, send_manage_link
+from digest.web.routes.common import guarded, in_thread, mail_link_route
 
 WORDS = {1: "more like this", -1: "fewer like this"}
 
@@ -36,70 +36,49 @@ class PaperView:
     canonical_id: str
 
 
-def _paper(paper: Paper, shown: int) -> PaperView:
+def _paper(web: Web, judged: Judged) -> PaperView:
     return PaperView(
-        one_line(paper.title, 500) or "(untitled)",
-        format_authors(paper.authors, shown),
-        paper.canonical_id,
+        one_line(judged.title, 500) or "(untitled)",
+        format_authors(list(judged.authors), web.settings.mail.authors_shown),
+        judged.canonical_id,
     )
-
-
-def _look(web: Web, token: str) -> tuple[PaperView, int, int | None]:
-    with web.store.transaction() as session:
-        person, paper, value = access.feedback(session, web.tokens, token)
-        current = feedback.choice(session, person, paper)
-        return _paper(paper, web.settings.mail.authors_shown), value, current
 
 
 async def show(request: Request) -> Response:
     """The confirmation page: nothing is recorded until its button is pressed."""
     web = web_of(request)
     token = request.path_params["token"]
-    paper, value, current = await in_thread(_look, web, token)
+    judged = await in_thread(feedback.look, web, token)
     context = {
         "base": f"/feedback/{token}",
-        "paper": paper,
-        "value": value,
-        "words": WORDS[value],
-        "already": current == value,
+        "paper": _paper(web, judged),
+        "value": judged.value,
+        "words": WORDS[judged.value],
+        "already": judged.current == judged.value,
     }
     return web.pages.response(request, "feedback.html", context)
 
 
-def _apply(web: Web, token: str, undo: bool) -> tuple[PaperView, int, learned.LearnedView, bool]:
-    now = web.clock()
-    with web.store.transaction() as session:
-        person, paper, value = access.feedback(session, web.tokens, token)
-        if undo:
-            changed = feedback.undo(session, person, paper)
-        else:
-            feedback.record(session, person, paper, value, now)
-            changed = True
-        if changed:
-            feedback.relearn(session, person, web.settings.feedback, now)
-        shown = learned.view(
-            subscribers.profile_of(person), now, web.settings.feedback.model_min_events
-        )
-        return _paper(paper, web.settings.mail.authors_shown), value, shown, changed
-
-
 async def _answer(request: Request, undo: bool) -> Response:
-    web = web_of(request)
-    form = await read_form(request)
-    if not web.csrf.valid(request, form.get("csrf_token")):
-        return csrf_failed(web, request)
     token = request.path_params["token"]
-    paper, value, shown, changed = await in_thread(_apply, web, token, undo)
-    context = {
-        "base": f"/feedback/{token}",
-        "paper": paper,
-        "value": value,
-        "words": WORDS[value],
-        "undone": undo,
-        "changed": changed,
-        "learned": shown,
-    }
-    return web.pages.response(request, "feedback_done.html", context)
+
+    def answer(web: Web, _form: FormData, judged: Judged) -> Response:
+        context = {
+            "base": f"/feedback/{token}",
+            "paper": _paper(web, judged),
+            "value": judged.value,
+            "words": WORDS[judged.value],
+            "undone": undo,
+            "changed": judged.changed,
+            "learned": learned.view(
+                judged.profile, web.clock(), web.settings.feedback.model_min_events
+            ),
+        }
+        return web.pages.response(request, "feedback_done.html", context)
+
+    return await guarded(
+        request, lambda web, _form, token: feedback.judge(web, token, undo), answer
+    )
 
 
 async def record(request: Request) -> Response:
@@ -110,24 +89,9 @@ async def undo(request: Request) -> Response:
     return await _answer(request, undo=True)
 
 
-def _person(web: Web, token: str) -> Subscriber:
-    with web.store.transaction() as session:
-        return access.feedback(session, web.tokens, token)[0]
-
-
-async def manage_link(request: Request) -> Response:
-    web = web_of(request)
-    form = await read_form(request)
-    if not web.csrf.valid(request, form.get("csrf_token")):
-        return csrf_failed(web, request)
-    person = await in_thread(_person, web, request.path_params["token"])
-    outcome, mail = await in_thread(send_manage_link, web, person, web.client(request))
-    return answer_manage_link(web, request, outcome, mail)
-
-
 routes = [
     Route("/feedback/{token}", show, methods=["GET"]),
     Route("/feedback/{token}", record, methods=["POST"]),
     Route("/feedback/{token}/undo", undo, methods=["POST"]),
-    Route("/feedback/{token}/manage-link", manage_link, methods=["POST"]),
+    Route("/feedback/{token}/manage-link", mail_link_route("feedback"), methods=["POST"]),
 ]

@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import digest
-from digest.web.context import Web, web_of
+from digest.app.health import healthy
+from digest.web.context import web_of
 from digest.web.routes.common import in_thread
 
 log = logging.getLogger(__name__)
 
 
-def _check(web: Web) -> None:
-    with web.store.transaction() as session:
-        session.execute(text("SELECT 1"))
-
-
 async def healthz(request: Request) -> JSONResponse:
     web = web_of(request)
-    try:
-        await in_thread(_check, web)
-    except Exception as exc:
-        log.error("health check: database unusable: %s", exc)
+    if not await in_thread(healthy, web.store):
         return JSONResponse(
             {"status": "error", "database": "unreachable", "version": digest.__version__},
             status_code=503,

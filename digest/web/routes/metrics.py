@@ -1,5 +1,5 @@
 """``/metrics``: Prometheus metrics, read from the database at each scrape (see
-:mod:`digest.metrics`).
+:mod:`digest.app.health`).
 
 Who may read them: with ``metrics.token`` set, any client sending ``Authorization: Bearer
 <token>``; without one, only clients on loopback or private networks (Prometheus beside the
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from digest import metrics
+from digest.app import health
 from digest.web.context import Web, web_of
 from digest.web.routes.common import in_thread
 
@@ -54,10 +54,10 @@ async def metrics_endpoint(request: Request) -> Response:
         return PlainTextResponse("Not Found", status_code=404)
     registry = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
-        registry = metrics.make_registry(web.settings, web.store, web.clock)
+        registry = health.metrics_registry(web.settings, web.store, web.clock)
         request.app.state.metrics_registry = registry
     body, content_type = await in_thread(
-        metrics.render, registry, request.headers.get("accept", "")
+        health.render_metrics, registry, request.headers.get("accept", "")
     )
     return Response(body, headers={"content-type": content_type})
 

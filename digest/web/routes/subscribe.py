@@ -16,15 +16,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from digest.app import subscriptions
 from digest.domain.profiles import Profile
-from digest.store import subscribers
 from digest.web import forms
 from digest.web.context import Web, web_of
-from digest.web.preview import Preview
+from digest.web.preview import Preview, preview
 from digest.web.routes.common import (
-    address_limit,
-    address_value,
-    client_limit,
+    check_inbox,
     in_thread,
     read_form,
     too_many_for_address,
@@ -35,7 +33,10 @@ HONEYPOT = "website"  # hidden from people; bots fill it in
 
 
 def preview_of(web: Web, profile: Profile | None, limit: int) -> Preview:
-    return web.previews.preview(profile or Profile(), max(1, min(limit, 50)), web.clock())
+    """A new reader's first digest for ``profile``."""
+    profile = profile or Profile()
+    picks, scanned = web.previews.new_reader(profile, max(1, min(limit, 50)), web.clock())
+    return preview(web.settings, picks, scanned, profile, returning=False)
 
 
 async def front_page(
@@ -69,42 +70,20 @@ async def show(request: Request) -> Response:
 class Outcome:
     kind: str  # sent, invalid, client-limit, address-limit, bot
     checked: forms.Checked | None = None
-    mail: int | None = None  # the confirmation (or "already subscribed") mail's id
+    asked: subscriptions.Asked | None = None
 
 
 def _subscribe(web: Web, form: Any, client: str) -> Outcome:
-    now = web.clock()
-    with web.store.transaction() as session:
-        if not web.limiter.take(session, client_limit(web), client, now):
-            return Outcome("client-limit")
+    if not subscriptions.client_allowed(web, client):
+        return Outcome("client-limit")
     checked = forms.read_subscribe(form, web.settings)
     if form.get(HONEYPOT):
         return Outcome("bot", checked)
     if not checked.ok:
         return Outcome("invalid", checked)
-    assert checked.email and checked.profile and checked.schedule
-    key = address_value(checked.email)
-    with web.store.transaction() as session:
-        if not web.limiter.allows(session, address_limit(web), key, now):
-            return Outcome("address-limit", checked)
-        person = subscribers.find(session, checked.email)
-        if person is not None and person.status == "active":
-            # Someone may be trying this address out: change nothing, tell its owner.
-            url = web.links.manage(person.public_id, person.token_version)
-            message, kind = web.mails.manage_link(person.email, url, "already"), "manage_link"
-        else:
-            person, _ = subscribers.upsert(
-                session, checked.email, checked.profile, checked.schedule, confirmed=False, now=now
-            )
-            url = web.links.confirm(person.public_id, person.token_version)
-            message, kind = web.mails.confirm_subscription(person.email, url), "confirm"
-        web.limiter.record(session, address_limit(web).bucket, key, now)
-        mail_id = web.queue_mail(session, message, kind, person.email, person.id)
-    return Outcome("sent", checked, mail_id)
-
-
-def check_inbox(web: Web, request: Request, address: str, status: int = 200) -> HTMLResponse:
-    return web.pages.response(request, "check_inbox.html", {"address": address}, status=status)
+    assert checked.email and checked.changes is not None and checked.schedule
+    asked = subscriptions.sign_up(web, checked.email, checked.changes, checked.schedule)
+    return Outcome(asked.outcome, checked, asked)
 
 
 async def submit(request: Request) -> Response:
@@ -129,8 +108,7 @@ async def submit(request: Request) -> Response:
         return await front_page(request, checked.values, checked.errors, status=400, notice=notice)
     address = outcome.checked.email or outcome.checked.values.get("email", "")
     response = check_inbox(web, request, address)
-    if outcome.mail is not None:
-        response.background = web.send_later(outcome.mail)
+    response.background = web.send_later(outcome.asked.mail_id if outcome.asked else None)
     return response
 
 

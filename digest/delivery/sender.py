@@ -2,10 +2,9 @@
 
 One ``Sender`` is one worker process's sending side. It runs ``smtp.max_connections``
 lanes, each a thread with its own connection, sharing one rate limiter. The sender sees two
-narrow interfaces (as in listmonk): the outbox that hands out the next batch, and a mailer
-per lane. What a delivery's message looks like comes from a ``prepare`` function the
-pipeline gives; this module knows nothing of papers. Transactional mail (confirmations,
-preferences links) waits in an outbox of its own and is claimed ahead of the digests.
+narrow interfaces (as in listmonk): a :class:`Queue` that hands out the next batch and
+records outcomes (``digest.app.sending`` keeps it in the database), and a mailer per lane.
+It knows nothing of papers, tables or SQL.
 
 Why it cannot lose or multiply mail:
 
@@ -33,22 +32,18 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from functools import partial
-from typing import Any
-
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from typing import Literal, Protocol, TypeVar
 
 from digest.config import Settings, max_send_seconds
-from digest.delivery import bounces, policy
+from digest.delivery import policy
 from digest.delivery.limits import RateLimiter
 from digest.delivery.mailers import Mailer, SendError
-from digest.errors import DeliveryError
-from digest.models import Delivery, TransactionalMail
-from digest.store import Store, outbox
+from digest.errors import DeliveryError, StoreError, Unavailable
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +59,8 @@ class Outgoing:
     name: str  # names it in files and logs
     # Renders the message (an EmailMessage or its wire bytes); runs outside any transaction.
     build: Callable[[], EmailMessage | bytes]
-    # The outbox its row is in: a digest, or a transactional mail.
-    model: outbox.Leased = Delivery
-
-
-Prepare = Callable[[Session, Delivery], Outgoing]
-# Called once per claimed batch before ``Prepare`` runs for each of its deliveries, so what
-# they need can be loaded with a few queries for the whole batch.
-PrepareBatch = Callable[[Session, Sequence[Delivery]], None]
+    # Which outbox it is in: a digest, or a transactional mail (sent ahead of digests).
+    kind: Literal["digest", "mail"] = "digest"
 
 
 @dataclass(slots=True)
@@ -101,6 +90,57 @@ class SendSummary:
                 setattr(self, f.name, mine + theirs)
 
 
+class Queue(Protocol):
+    """Where a sender's work comes from and its outcomes go. Each call is its own
+    transaction; a passing database outage raises ``digest.errors.Unavailable``."""
+
+    def claim(
+        self, now: datetime, owner: str, limit: int, lease: timedelta, summary: SendSummary
+    ) -> list[Outgoing] | None:
+        """Up to ``limit`` messages leased to ``owner``; None when nothing is ready. One
+        that cannot be prepared is set aside (counted in ``summary``), not returned."""
+        ...
+
+    def mark_sent(self, outgoing: Outgoing, owner: str, now: datetime, reply: str) -> bool:
+        """False when the lease had passed to another sender."""
+        ...
+
+    def mark_handed_over(self, outgoing: Outgoing, owner: str, now: datetime) -> bool: ...
+
+    def mark_failed(
+        self,
+        outgoing: Outgoing,
+        owner: str,
+        reason: str,
+        now: datetime,
+        *,
+        retry_at: datetime | None = None,
+        bounce_code: int | None = None,
+        bounce: bool = False,
+    ) -> bool:
+        """Deferred until ``retry_at``, or failed for good (None); ``bounce`` counts a
+        permanent refusal toward suppressing the address."""
+        ...
+
+    def mark_unknown(
+        self, outgoing: Outgoing, owner: str, reason: str, retry_at: datetime | None
+    ) -> bool: ...
+
+    def release(
+        self,
+        outgoings: Sequence[Outgoing],
+        owner: str,
+        retry_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Give back claimed messages never tried."""
+        ...
+
+    def cap_reached(self, now: datetime) -> bool:
+        """Whether today's sends reached ``delivery.daily_cap``."""
+        ...
+
+
 class _ServerRefused(Exception):
     """The server will not take mail from us now; the lane stops until the retry time."""
 
@@ -121,33 +161,21 @@ class Sender:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
-        prepare: Prepare | None,
+        queue: Queue,
         *,
         owner: str,
         clock: Clock | None = None,
         stop: threading.Event | None = None,
-        only: Sequence[int] | None = None,
         batch: int | None = None,
         lease: timedelta | None = None,
         limiter: RateLimiter | None = None,
         rng: random.Random | None = None,
-        prepare_batch: PrepareBatch | None = None,
-        mail: bool = True,
-        mail_ids: Sequence[int] | None = None,
     ) -> None:
-        """``prepare`` None: send transactional mail only (the web app's sender);
-        ``mail`` False: digests only; ``mail_ids``: only these transactional mails."""
         self.settings = settings
-        self.store = store
-        self.prepare = prepare
-        self.prepare_batch = prepare_batch
+        self.queue = queue
         self.owner = owner
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.stop = stop or threading.Event()
-        self.only = only
-        self.mail = mail
-        self.mail_ids = mail_ids
         self.batch = batch or settings.delivery.batch_size
         self.lease = lease or timedelta(seconds=settings.delivery.lease_seconds)
         self.limiter = limiter or RateLimiter(settings.smtp.messages_per_second)
@@ -188,8 +216,8 @@ class Sender:
         summary = SendSummary()
         try:
             self.lane(mailer, summary)
-        except SQLAlchemyError as exc:  # an outage: the worker's loop waits and tries again
-            log.warning("sender lane stopped: database unavailable (%s)", _first_line(exc))
+        except StoreError as exc:  # an outage: the worker's loop waits and tries again
+            log.warning("sender lane stopped: %s", exc)
             summary.errors += 1
         except Exception:  # a lane's failure is logged; the others go on
             log.exception("sender lane stopped")
@@ -199,13 +227,14 @@ class Sender:
         return summary
 
     def lane(self, mailer: Mailer, summary: SendSummary | None = None) -> SendSummary:
-        """Claim, send and record batch after batch until nothing is ready or a stop."""
+        """Claim, send and record batch after batch until nothing is ready or a stop. A
+        database error while claiming rolls the claim back and stops the lane."""
         summary = summary if summary is not None else SendSummary()
         while not self.stop.is_set():
             now = self.clock()
-            ready = self._claim(now, summary)
+            ready = self.queue.claim(now, self.owner, self.batch, self.lease, summary)
             if ready is None:
-                if self.settings.delivery.daily_cap and self._cap_reached(now):
+                if self.settings.delivery.daily_cap and self.queue.cap_reached(now):
                     summary.capped = True
                 return summary
             lease_end = now + self.lease
@@ -223,115 +252,18 @@ class Sender:
                     return summary
         return summary
 
-    def _claim(self, now: datetime, summary: SendSummary) -> list[Outgoing] | None:
-        """The next batch: transactional mail first, then digests; None when nothing is
-        ready. A database error rolls the claim back and stops the lane (it is retried)."""
-        with self.store.transaction() as session:
-            if self.mail:
-                mails = outbox.claim_mail(
-                    session,
-                    now,
-                    self.owner,
-                    self.batch,
-                    self.lease,
-                    ids=self.mail_ids,
-                    subscriber_ids=self.only,
-                    policy=self.settings.delivery.unknown_policy,
-                )
-                if mails:
-                    return [self._mail_outgoing(mail) for mail in mails]
-            if self.prepare is None:
-                return None
-            claimed = outbox.claim(
-                session,
-                now,
-                self.owner,
-                self.batch,
-                self.lease,
-                self.only,
-                policy=self.settings.delivery.unknown_policy,
-                daily_cap=self.settings.delivery.daily_cap,
-            )
-            if not claimed:
-                return None
-            if self.prepare_batch is not None:
-                try:
-                    self.prepare_batch(session, claimed)
-                except SQLAlchemyError:
-                    raise
-                except Exception:  # each delivery's ``prepare`` then says what is wrong
-                    log.exception("cannot prepare a batch of %d deliveries", len(claimed))
-            ready: list[Outgoing] = []
-            for delivery in claimed:
-                try:
-                    ready.append(self.prepare(session, delivery))
-                except SQLAlchemyError:
-                    raise  # the database's trouble, not this delivery's
-                except Exception as exc:  # a bug, not the message's fault: try it later
-                    log.exception("delivery %s: cannot prepare its message", delivery.id)
-                    self._set_aside(delivery, exc, now, summary)
-            return ready
-
-    def _set_aside(
-        self, delivery: Delivery, exc: Exception, now: datetime, summary: SendSummary
-    ) -> None:
-        """A claimed delivery whose message could not be prepared waits for a later try
-        (in the claim's own transaction), and fails only at the give-up age."""
-        reason = f"internal error while preparing the message: {exc!r}"
-        retry_at = policy.next_attempt(
-            self.settings.delivery, now, delivery.planned_at, delivery.attempts, self.rng
-        )
-        delivery.lease_until = None
-        if retry_at is None:
-            delivery.status = "failed"
-            delivery.last_error = _gave_up(self.settings, delivery.attempts, reason)
-            summary.failed += 1
-        else:
-            delivery.status = "deferred"
-            delivery.next_attempt_at = retry_at
-            delivery.last_error = reason[:2000]
-            summary.deferred += 1
-
-    def _mail_outgoing(self, mail: TransactionalMail) -> Outgoing:
-        payload = mail.payload
-        return Outgoing(
-            delivery_id=mail.id,
-            public_id=mail.public_id,
-            subscriber_id=mail.subscriber_id or 0,
-            recipient=mail.recipient,
-            attempts=mail.attempts,
-            planned_at=mail.planned_at,
-            name=f"{mail.kind}-{mail.planned_at:%Y%m%dT%H%M%S}-{mail.recipient}-{mail.public_id[:6]}",
-            build=lambda: payload,
-            model=TransactionalMail,
-        )
-
-    def _cap_reached(self, now: datetime) -> bool:
-        with self.store.transaction() as session:
-            return outbox.used_today(session, now) >= self.settings.delivery.daily_cap
-
     def _release(
         self, rest: Sequence[Outgoing], retry_at: datetime | None = None, reason: str | None = None
     ) -> int:
-        released = 0
-        for model in {o.model for o in rest}:
-            ids = [o.delivery_id for o in rest if o.model is model]
-            give_back = partial(
-                outbox.release,
-                delivery_ids=ids,
-                owner=self.owner,
-                retry_at=retry_at,
-                reason=reason,
-                model=model,
-            )
-            released += self._record(give_back, None)
-        return released
+        if not rest:
+            return 0
+        return self._record(partial(self.queue.release, rest, self.owner, retry_at, reason), None)
 
     # -- one message ----------------------------------------------------------------
 
     def envelope_sender(self, outgoing: Outgoing) -> str:
         template = self.settings.delivery.return_path
-        if template and outgoing.model is Delivery:  # bounces name the digest they concern
+        if template and outgoing.kind == "digest":  # bounces name the digest they concern
             return template.replace("{id}", outgoing.public_id)
         return self.settings.mail.from_address
 
@@ -375,9 +307,7 @@ class Sender:
 
             def on_data() -> None:
                 self._record(
-                    lambda s: outbox.mark_handed_over(
-                        s, outgoing.delivery_id, self.owner, self.clock(), outgoing.model
-                    ),
+                    partial(self.queue.mark_handed_over, outgoing, self.owner, self.clock()),
                     lease_end,
                 )
 
@@ -405,10 +335,7 @@ class Sender:
         summary.send_seconds += time.perf_counter() - sending
         # Accepted: record it now, before anything else can happen to this process.
         recorded = self._record(
-            lambda s: outbox.mark_sent(
-                s, outgoing.delivery_id, self.owner, self.clock(), reply, outgoing.model
-            ),
-            lease_end,
+            partial(self.queue.mark_sent, outgoing, self.owner, self.clock(), reply), lease_end
         )
         if not recorded:
             log.error("delivery %s: sent, but its lease had passed to another sender", outgoing)
@@ -428,7 +355,6 @@ class Sender:
         now = self.clock()
         reason = str(exc)
         settings = self.settings.delivery
-        model = outgoing.model
         log.warning("delivery %s to %s: %s", outgoing.delivery_id, _mask(outgoing.recipient), exc)
         retry_at = policy.next_attempt(
             settings, now, outgoing.planned_at, outgoing.attempts, self.rng
@@ -436,45 +362,31 @@ class Sender:
         if stage == "unknown":
             keep = retry_at if settings.unknown_policy == "resend" else None
             self._record(
-                lambda s: outbox.mark_unknown(
-                    s, outgoing.delivery_id, self.owner, reason, retry_at=keep, model=model
-                ),
-                lease_end,
+                partial(self.queue.mark_unknown, outgoing, self.owner, reason, keep), lease_end
             )
             summary.unknown += 1
             return
         if not exc.temporary:
             # Only a refused recipient counts toward suppressing the address; a message this
             # server cannot carry (an address needing SMTPUTF8) says nothing about it.
-            counts = stage == "recipient"
-
-            def fail(session: Session) -> None:
-                marked = outbox.mark_failed(
-                    session, outgoing.delivery_id, self.owner, reason, model=model
-                )
-                if marked and counts and outgoing.subscriber_id:
-                    bounces.record(
-                        session,
-                        settings,
-                        subscriber_id=outgoing.subscriber_id,
-                        delivery_id=outgoing.delivery_id if model is Delivery else None,
-                        kind="failed",
-                        status=str(code) if code else None,
-                        diagnostic=reason,
-                        now=now,
-                    )
-
+            fail = partial(
+                self.queue.mark_failed,
+                outgoing,
+                self.owner,
+                reason,
+                now,
+                bounce=stage == "recipient",
+                bounce_code=code,
+            )
             self._record(fail, lease_end)
             summary.failed += 1
             return
         if retry_at is None:
-            reason = _gave_up(self.settings, outgoing.attempts, reason)
-        self._record(
-            lambda s: outbox.mark_failed(
-                s, outgoing.delivery_id, self.owner, reason, retry_at=retry_at, model=model
-            ),
-            lease_end,
+            reason = policy.gave_up(self.settings.delivery, outgoing.attempts, reason)
+        defer = partial(
+            self.queue.mark_failed, outgoing, self.owner, reason, now, retry_at=retry_at
         )
+        self._record(defer, lease_end)
         if retry_at is None:
             summary.failed += 1
             return
@@ -484,36 +396,21 @@ class Sender:
 
     # -- recording through a database outage ------------------------------------------
 
-    def _record(self, work: Callable[[Session], Any], lease_end: datetime | None) -> Any:
-        """Run ``work`` in a transaction, retrying while the database is unreachable, until
-        ``lease_end`` (after it another sender may take the row, so the result is moot)."""
+    def _record(self, work: Callable[[], T], lease_end: datetime | None) -> T:
+        """Run ``work`` (one queue call, one transaction), retrying while the database is
+        away, until ``lease_end`` (after it another sender may take the row: moot)."""
         delay = 0.1
         while True:
             try:
-                with self.store.transaction() as session:
-                    return work(session)
-            except (OperationalError, DBAPIError) as exc:
-                if isinstance(exc, DBAPIError) and not (
-                    isinstance(exc, OperationalError) or exc.connection_invalidated
-                ):
-                    raise
+                return work()
+            except Unavailable as exc:
                 if lease_end is None or self.clock() + timedelta(seconds=delay) >= lease_end:
                     raise
-                log.warning("database unavailable (%s); retrying in %.1f s", exc.orig, delay)
+                log.warning("%s; retrying in %.1f s", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-
-def _gave_up(settings: Settings, attempts: int, reason: str) -> str:
-    hours = settings.delivery.give_up_hours
-    return f"gave up after {attempts} attempts over {hours:g} hours: {reason}"[:2000]
 
 
 def _mask(address: str) -> str:
     local, _, domain = address.partition("@")
     return f"{local[:1]}…@{domain}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -2,7 +2,7 @@
 for it, tried at once, and retried from the outbox like a digest.
 
 The web app puts each mail in the outbox inside the transaction that changes the
-subscriber (:func:`digest.delivery.outbox.enqueue_mail`), so the two are stored together or
+subscriber (:func:`enqueue`), so the two are stored together or
 not at all, then asks this module's :class:`MailSender` to try it at once, after the page is
 answered. A mail the server does not take now (greylisting's 4xx, a relay that is down)
 stays in the outbox and is tried again after the usual backoff: by the web process's own
@@ -20,13 +20,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
-
+from digest.app.sending import OutboxQueue
 from digest.config import Settings
 from digest.delivery.mailers import Mailer, payload_of
-from digest.delivery.workers import Sender, SendSummary
-from digest.store import Store, outbox
+from digest.delivery.sender import Sender, SendSummary
+from digest.errors import StoreError
+from digest.store import Session, Store, mail_outbox
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def enqueue(
     """Store ``message`` for ``recipient`` in the outbox (in ``session``'s transaction)."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind of mail {kind!r}")
-    return outbox.enqueue_mail(
+    return mail_outbox.enqueue(
         session,
         kind=kind,
         recipient=recipient,
@@ -88,14 +87,14 @@ class MailSender:
         return self._run(None)
 
     def _run(self, ids: Sequence[int] | None) -> SendSummary:
+        # Transactional mail only (no digest maker): digests are the workers' job.
+        queue = OutboxQueue(self.settings, self.store, None, mail_ids=ids)
         sender = Sender(
             self.settings,
-            self.store,
-            None,  # transactional mail only: digests are the workers' job
+            queue,
             owner=self.owner,
             clock=self.clock,
             stop=self._stop,
-            mail_ids=ids,
             batch=len(ids) if ids else None,
         )
         summary = SendSummary()
@@ -103,8 +102,8 @@ class MailSender:
         try:
             mailer = self.mailer_factory()
             sender.lane(mailer, summary)
-        except SQLAlchemyError as exc:
-            log.warning("transactional mail: database unavailable (%s); retrying later", exc)
+        except StoreError as exc:
+            log.warning("transactional mail: %s; retrying later", exc)
             summary.errors += 1
         except Exception:
             log.exception("transactional mail: sender stopped; retrying later")
@@ -139,14 +138,14 @@ class MailSender:
             try:
                 now = self.clock()
                 with self.store.transaction() as session:
-                    due = outbox.mail_due(session, now, self.settings.delivery.unknown_policy)
+                    due = mail_outbox.due(session, now, self.settings.delivery.unknown_policy)
                 if due is not None and due <= now:
                     if self.send_due().claimed:
                         continue
                     wait = 1.0  # another process holds it: look again soon
                 elif due is not None:
                     wait = min(IDLE_SECONDS, max((due - now) / timedelta(seconds=1), 0.5))
-            except SQLAlchemyError as exc:
-                log.warning("transactional mail: database unavailable (%s)", exc)
+            except StoreError as exc:
+                log.warning("transactional mail: %s", exc)
             self._wake.wait(wait)
             self._wake.clear()

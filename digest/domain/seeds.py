@@ -12,10 +12,8 @@
 - RIS (Zotero's "RIS" export): the same clues in ``UR``, ``DO``, ``L1``, ``M3``, ``N1``….
 
 Entries without an arXiv id are reported (by title), not fatal; a file that cannot be read
-at all raises ``SeedError`` with a message for the reader. ``find_papers`` then looks the
-ids up in the store and fetches the missing ones from the arXiv API by ``id_list`` (through
-the same ``ArxivApiSource`` and ``Fetcher`` as the daily fetch); ids arXiv does not know
-are reported back.
+at all raises ``SeedError`` with a message for the reader. ``digest.app.feedback`` then
+looks the ids up and fetches the missing ones from the arXiv API. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -25,27 +23,15 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
-from sqlalchemy import select
-
-from digest.config import Settings
 from digest.domain.text import parse_arxiv_id
-from digest.errors import DigestError, SourceError
-from digest.ingest import merge_batch, upsert
-from digest.models import Paper
-from digest.sources.arxiv_api import ArxivApiSource
-from digest.sources.http import Fetcher
-from digest.store import Store
+from digest.errors import DigestError
 
 log = logging.getLogger(__name__)
 
 MAX_SEED_BYTES = 2 * 1024 * 1024
 MAX_SEED_IDS = 200  # one arXiv API call; more is not a seed, it is a library
-# How far back a paper fetched for a seed counts as "first seen" when arXiv gives no date.
-_OLD = timedelta(days=365)
 
 _NEW = r"\d{4}\.\d{4,5}"
 _OLD_STYLE = r"[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/\d{7}"
@@ -353,76 +339,3 @@ def _ris_record(record: list[tuple[str, str]], found: SeedList) -> None:
     if not _take_first(found, _clues(clues)):
         title = next((value for tag, value in record if tag in ("TI", "T1")), None)
         found.skipped.append(_label(title, "a record"))
-
-
-# -- papers for the ids -------------------------------------------------------------------
-
-
-@dataclass
-class SeedPapers:
-    papers: list[Paper]  # in the order of the ids
-    fetched: int = 0  # fetched from arXiv just now
-    unknown: list[str] = field(default_factory=list)  # ids arXiv does not know
-    problem: str | None = None  # arXiv could not be asked (its ids are in ``unknown``)
-
-
-def find_papers(
-    settings: Settings,
-    store: Store,
-    ids: list[str],
-    now: datetime,
-    *,
-    transport: httpx.BaseTransport | None = None,
-) -> SeedPapers:
-    """The stored papers for ``ids``, fetching the missing ones from the arXiv API."""
-    with store.transaction() as session:
-        known = {
-            p.canonical_id
-            for p in session.scalars(select(Paper).where(Paper.canonical_id.in_(ids)))
-        }
-    missing = [i for i in ids if i not in known]
-    result = SeedPapers([])
-    if missing:
-        try:
-            result.fetched = _fetch(settings, store, missing, now, transport)
-        except SourceError as exc:
-            log.warning("seed: arXiv API failed: %s", exc.reason)
-            result.problem = f"arXiv could not be reached ({exc.reason})"
-    with store.transaction() as session:
-        rows = {
-            p.canonical_id: p
-            for p in session.scalars(select(Paper).where(Paper.canonical_id.in_(ids)))
-        }
-    result.papers = [rows[i] for i in ids if i in rows]
-    result.unknown = [i for i in ids if i not in rows]
-    return result
-
-
-def _fetch(
-    settings: Settings,
-    store: Store,
-    ids: list[str],
-    now: datetime,
-    transport: httpx.BaseTransport | None,
-) -> int:
-    api = settings.sources.arxiv_api.model_copy(update={"id_list": ids, "max_results": len(ids)})
-    with Fetcher(settings.http, transport=transport) as fetcher:
-        records = ArxivApiSource(api).fetch(fetcher, None)
-    papers, _skipped = merge_batch(records)
-    with store.transaction() as session:
-        by_id, by_title = store.papers_by_keys(
-            session, (p.key for p in papers), (p.title_key for p in papers)
-        )
-        before = set(by_id)
-        stats = upsert(session, papers, by_id, by_title, now=now)
-        session.flush()
-        # A paper fetched because someone liked it is not news: dated by its arXiv date, it
-        # never enters anyone's next digest as "new since yesterday".
-        for paper in papers:
-            if paper.key in before:
-                continue
-            row = session.scalar(select(Paper).where(Paper.canonical_id == paper.key))
-            if row is not None and row.first_seen_at == now:
-                published = paper.record.published_at or paper.record.updated_at
-                row.first_seen_at = min(published, now) if published else now - _OLD
-        return stats.new

@@ -2,8 +2,6 @@
 
 Only with the ``semantic`` extra (``digest.semantic``); without it every function here is a
 no-op that returns nothing, and ranking runs on keywords alone (the log says so once).
-Vectors live in ``paper_embeddings`` (one row per paper, with the model's name: a new model
-means re-embedding) as 384 little-endian float32.
 """
 
 from __future__ import annotations
@@ -14,12 +12,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from digest.config import Settings
 from digest.domain.items import PaperCard
-from digest.models import Paper, PaperEmbedding
+from digest.errors import Conflict
 from digest.semantic import (
     MODEL_ID,
     Embedder,
@@ -28,12 +24,11 @@ from digest.semantic import (
     vector_bytes,
     vector_from_bytes,
 )
-from digest.store import Store
+from digest.store import Store, embeddings
 
 log = logging.getLogger(__name__)
 
 BATCH = 64  # papers embedded and committed at a time: a crash loses at most one batch
-_CHUNK = 500  # ids per IN (...) query
 
 _shared: Embedder | None = None
 _shared_lock = threading.Lock()
@@ -71,18 +66,15 @@ def embed_new(
     try:
         while limit is None or done < limit:
             with store.transaction() as session:
-                have = select(PaperEmbedding.paper_id).where(PaperEmbedding.model == MODEL_ID)
                 size = BATCH if limit is None else min(BATCH, limit - done)
-                papers = list(
-                    session.scalars(
-                        select(Paper).where(Paper.id.not_in(have)).order_by(Paper.id).limit(size)
-                    )
-                )
-                if not papers:
+                cards = embeddings.without_vector(session, MODEL_ID, size)
+                if not cards:
                     break
-                _store(session, papers, model)
-                done += len(papers)
-    except IntegrityError:  # another process (a second worker) stored these meanwhile
+                found = embed_papers(cards, model)
+                pairs = [(c.paper_id, vector_bytes(v)) for c, v in zip(cards, found, strict=True)]
+                embeddings.save(session, pairs, MODEL_ID, datetime.now(UTC))
+                done += len(cards)
+    except Conflict:  # another process (a second worker) stored these meanwhile
         log.info("papers embedded by another process; %d embedded here", done)
     except Exception:  # the model or the database: logged, retried on the next call
         log.exception("embedding papers failed after %d; they will be embedded later", done)
@@ -91,55 +83,10 @@ def embed_new(
     return done
 
 
-def _store(session: object, papers: Sequence[Paper], embedder: Embedder) -> None:
-    from digest import compose
-
-    vectors = embed_papers([compose.paper_card(p) for p in papers], embedder)
-    now = datetime.now(UTC)
-    for paper, vector in zip(papers, vectors, strict=True):
-        row = session.get(PaperEmbedding, paper.id)  # type: ignore[attr-defined]
-        if row is None:
-            session.add(  # type: ignore[attr-defined]
-                PaperEmbedding(
-                    paper_id=paper.id, model=MODEL_ID, vector=vector_bytes(vector), created_at=now
-                )
-            )
-        else:  # from an older model
-            row.model, row.vector, row.created_at = MODEL_ID, vector_bytes(vector), now
-
-
 def vectors(store: Store, paper_ids: Sequence[int]) -> dict[int, np.ndarray]:
     """paper id -> stored vector of the current model, for those that have one."""
-    found: dict[int, np.ndarray] = {}
-    ids = list(paper_ids)
     with store.transaction() as session:
-        for start in range(0, len(ids), _CHUNK):
-            rows = session.execute(
-                select(PaperEmbedding.paper_id, PaperEmbedding.vector).where(
-                    PaperEmbedding.paper_id.in_(ids[start : start + _CHUNK]),
-                    PaperEmbedding.model == MODEL_ID,
-                )
-            )
-            found.update((pid, vector_from_bytes(data)) for pid, data in rows)
-    return found
-
-
-def vectors_by_canonical_id(store: Store, canonical_ids: Sequence[str]) -> dict[str, np.ndarray]:
-    """canonical id -> stored vector (liked papers, for the profiles that liked them)."""
-    found: dict[str, np.ndarray] = {}
-    ids = list(dict.fromkeys(canonical_ids))
-    with store.transaction() as session:
-        for start in range(0, len(ids), _CHUNK):
-            rows = session.execute(
-                select(Paper.canonical_id, PaperEmbedding.vector)
-                .join(PaperEmbedding, PaperEmbedding.paper_id == Paper.id)
-                .where(
-                    Paper.canonical_id.in_(ids[start : start + _CHUNK]),
-                    PaperEmbedding.model == MODEL_ID,
-                )
-            )
-            found.update((cid, vector_from_bytes(data)) for cid, data in rows)
-    return found
+        return embeddings.vectors(session, paper_ids, MODEL_ID, vector_from_bytes)
 
 
 def semantic_for(
@@ -153,8 +100,8 @@ def semantic_for(
     """The ``SemanticMatch`` for a ranker over ``cards``, or None (keywords alone).
 
     ``embed_missing`` embeds (and stores) the cards' papers that have no vector yet (stored
-    before the extra was installed); the live preview passes False and matches only the
-    papers that have one, so a page never waits for the model.
+    before the extra was installed): the send path does that. Previews pass False and match
+    only the papers that have one: they write nothing, and a page never waits for the model.
     """
     model = enabled(settings, embedder)
     if model is None:
@@ -163,9 +110,11 @@ def semantic_for(
     if embed_missing and len(found) < len(cards):
         embed_new(settings, store, model)
         found = vectors(store, [c.paper_id for c in cards])
+
+    def stored_vectors(ids: Sequence[str]) -> dict[str, np.ndarray]:
+        with store.transaction() as session:
+            return embeddings.vectors_by_canonical_id(session, ids, MODEL_ID, vector_from_bytes)
+
     return SemanticMatch.from_settings(
-        found,
-        model.embed,
-        settings.ranking,
-        stored_vectors=lambda ids: vectors_by_canonical_id(store, ids),
+        found, model.embed, settings.ranking, stored_vectors=stored_vectors
     )

@@ -19,12 +19,13 @@ import hashlib
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from digest.domain import addresses
 from digest.domain.tokens import TokenData, TokenError, Tokens
-from digest.models import Delivery, Paper, Subscriber
-from digest.store import subscribers
+from digest.models import Paper
+from digest.store import Session, outbox, papers, subscribers
+from digest.store.digests import Stored, stored
+from digest.store.subscribers import Subscriber
 
 MAX_TOKEN_CHARS = 400
 
@@ -106,18 +107,18 @@ def feedback(session: Session, tokens: Tokens, token: str) -> tuple[Subscriber, 
     except TokenError as exc:
         raise LinkProblem(exc.reason, "feedback", token) from None
     person = _subscriber(session, data.public_id, "feedback", token)
-    paper = session.scalar(select(Paper).where(Paper.canonical_id == data.paper))
+    paper = papers.row_by_canonical_id(session, data.paper)
     if paper is None:
         raise LinkProblem("unknown", "feedback", token)
     return person, paper, data.value
 
 
-def archive(session: Session, tokens: Tokens, token: str) -> Delivery:
+def archive(session: Session, tokens: Tokens, token: str) -> Stored:
     data = _read(tokens, "archive", token)
-    delivery = session.scalar(select(Delivery).where(Delivery.public_id == data.public_id))
+    delivery = outbox.by_public_id(session, data.public_id)
     if delivery is None:
         raise LinkProblem("unknown", "archive", token)
-    return delivery
+    return stored(delivery)
 
 
 # -- a new address's confirmation ------------------------------------------------------
@@ -147,7 +148,7 @@ class AddressTokens:
         self._serializer = URLSafeTimedSerializer(secret, salt="digest.new-address")
 
     def make(self, person: Subscriber, new_address: str) -> str:
-        _, key = subscribers.normalise_email(new_address)
+        _, key = addresses.normalise(new_address)
         return self._serializer.dumps([person.public_id, person.token_version, address_key(key)])
 
     def read(self, session: Session, token: str, max_age: float) -> AddressChange:
@@ -168,7 +169,7 @@ class AddressTokens:
         pending = person.pending_email
         if version != person.token_version or not pending:
             raise LinkProblem("revoked", self.purpose, token)
-        _, key = subscribers.normalise_email(pending)
+        _, key = addresses.normalise(pending)
         if address_key(key) != wanted:
             raise LinkProblem("revoked", self.purpose, token)
         return AddressChange(person, pending)

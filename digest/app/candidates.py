@@ -1,0 +1,181 @@
+"""Which papers a reader's next digest is chosen from, and how: one selection for sending,
+`digest preview`, `send --dry-run`, `digest rank` and the web's live preview.
+
+For a reader at a moment ``now``:
+
+- their **window** starts at their last digest (or ``ranking.first_window_hours`` back for a
+  first one; never more than 8 days back): ``digest.domain.schedules.window_start``;
+- papers they already got, or judged (liked, disliked, seeded), are never candidates;
+- the **pool** the ranker is prepared over is every paper first seen since
+  ``now - first_window_hours`` (on the hour), or since the oldest window being ranked when
+  that is older.
+  Term rarity is measured over the pool, so a reader ranked alone and in a batch of
+  readers whose windows lie within the first window get exactly the same papers.
+
+Previews write nothing: they use the paper vectors already stored and embed none.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from digest.app import meaning
+from digest.config import Settings
+from digest.domain.items import PaperCard, RankedItem
+from digest.domain.profiles import Profile
+from digest.domain.schedules import window_start
+from digest.ranking import Ranker, RankRequest
+from digest.store import Session, Store, digests, embeddings, papers, subscribers
+from digest.store.subscribers import Subscriber
+
+Picks = list[tuple[RankedItem, PaperCard]]
+
+
+def first_window(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.ranking.first_window_hours)
+
+
+def pool_start(settings: Settings, now: datetime, windows: Sequence[datetime] = ()) -> datetime:
+    """Where the ranker's pool of papers starts (see the module's doc): on the hour, so
+    that every path ranking within one hour prepares the same pool."""
+    start = (now - first_window(settings)).replace(minute=0, second=0, microsecond=0)
+    return min([start, *windows])
+
+
+def ranker(
+    settings: Settings,
+    store: Store,
+    since: datetime,
+    now: datetime,
+    *,
+    embed_missing: bool,
+) -> tuple[Ranker, dict[int, PaperCard]]:
+    """A ranker prepared over the papers first seen since ``since``, and those papers."""
+    with store.transaction() as session:
+        cards = papers.cards_since(session, since)
+    semantic = meaning.semantic_for(settings, store, cards, embed_missing=embed_missing)
+    return Ranker(cards, settings.ranking, now, semantic=semantic), {c.paper_id: c for c in cards}
+
+
+def request(profile: Profile, limit: int, since: datetime | None, known: set[int]) -> RankRequest:
+    return RankRequest(profile, limit, since, frozenset(known))
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderWindow:
+    """A reader's next digest, as the batch would rank it now."""
+
+    since: datetime
+    request: RankRequest
+    seen: int  # papers in the window they already got or judged
+
+
+def reader_window(
+    session: Session, settings: Settings, person: Subscriber, now: datetime
+) -> ReaderWindow:
+    since = window_start(digests.last_planned(session, person.id), now, first_window(settings))
+    known = digests.known_papers(session, [person.id], since).get(person.id, set())
+    profile = subscribers.profile_of(person)
+    return ReaderWindow(since, request(profile, person.max_papers, since, known), len(known))
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderPreview:
+    email: str
+    since: datetime
+    items: Picks
+    candidates: int  # papers first seen in the window
+    seen: int  # of those, already sent to them or judged by them
+
+
+def for_reader(settings: Settings, store: Store, email: str, now: datetime) -> ReaderPreview:
+    """What ``email`` would get if their digest were planned now (writes nothing)."""
+    with store.transaction() as session:
+        person = subscribers.get(session, email)
+        window = reader_window(session, settings, person, now)
+        address = person.email
+    ranked, cards = ranker(
+        settings, store, pool_start(settings, now, [window.since]), now, embed_missing=False
+    )
+    [items] = ranked.rank([window.request])
+    picks = [(i, cards[i.paper_id]) for i in items]
+    return ReaderPreview(address, window.since, picks, _in_window(cards, window.since), window.seen)
+
+
+def for_profile(
+    settings: Settings,
+    store: Store,
+    profile: Profile,
+    *,
+    limit: int,
+    now: datetime,
+    since: datetime | None,
+) -> Picks:
+    """What ``profile`` would get from the papers first seen since ``since`` (all of them for
+    None), as a new reader with no history (`digest rank`; writes nothing)."""
+    start = since if since is not None else pool_start(settings, now)
+    pool = min(start, pool_start(settings, now))
+    ranked, cards = ranker(settings, store, pool, now, embed_missing=False)
+    [items] = ranked.rank([request(profile, limit, start, set())])
+    return [(i, cards[i.paper_id]) for i in items]
+
+
+class LivePreviews:
+    """The web's live preview: the same selection, with the pool prepared once and kept
+    until the papers change (a fetch), vectors are added, or the hour moves on; ranking one
+    profile against it takes milliseconds, which lets the page update as a person types."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self._lock = threading.Lock()
+        self._prepared: tuple[tuple[object, ...], Ranker, dict[int, PaperCard]] | None = None
+
+    def _pool(
+        self, now: datetime, window: datetime | None = None
+    ) -> tuple[Ranker, dict[int, PaperCard]]:
+        since = pool_start(self.settings, now)
+        if window is not None and window < since:  # a reader back after a long absence
+            return ranker(self.settings, self.store, window, now, embed_missing=False)
+        with self.store.transaction() as session:
+            key = (since, *papers.stamp(session, since), embeddings.count(session))
+        with self._lock:
+            if self._prepared is not None and self._prepared[0] == key:
+                return self._prepared[1], self._prepared[2]
+        ranked, cards = ranker(self.settings, self.store, since, now, embed_missing=False)
+        with self._lock:
+            self._prepared = (key, ranked, cards)
+        return ranked, cards
+
+    def new_reader(self, profile: Profile, limit: int, now: datetime) -> tuple[Picks, int]:
+        """A first digest for ``profile`` (the sign-up page): the picks, and how many papers
+        were looked at."""
+        ranked, cards = self._pool(now)
+        since = now - first_window(self.settings)
+        [items] = ranked.rank([request(profile, limit, since, set())])
+        return [(i, cards[i.paper_id]) for i in items], _in_window(cards, since)
+
+    def subscriber(
+        self, email: str, profile: Profile, limit: int, now: datetime
+    ) -> tuple[Picks, int]:
+        """``email``'s next digest if their profile were ``profile`` (as being edited on
+        their preferences page): their window, without what they already got."""
+        with self.store.transaction() as session:
+            window = reader_window(session, self.settings, subscribers.get(session, email), now)
+        return self.reader(window, profile, limit, now)
+
+    def reader(
+        self, window: ReaderWindow, profile: Profile, limit: int, now: datetime
+    ) -> tuple[Picks, int]:
+        """A reader's next digest with ``profile`` instead of their own."""
+        ranked, cards = self._pool(now, window.since)
+        base = window.request
+        [items] = ranked.rank([RankRequest(profile, limit, base.since, base.exclude_ids)])
+        return [(i, cards[i.paper_id]) for i in items], _in_window(cards, window.since)
+
+
+def _in_window(cards: dict[int, PaperCard], since: datetime) -> int:
+    return sum(1 for c in cards.values() if c.first_seen_at and c.first_seen_at >= since)

@@ -1,0 +1,418 @@
+"""Sending from the outbox: the senders' queue kept in the database, and the digests' messages.
+
+:class:`OutboxQueue` is the :class:`digest.delivery.sender.Queue` a sender works from:
+it claims transactional mail first, then digests, loads what a claimed batch of digests
+needs with a few queries, and records every outcome in a transaction of its own.
+:class:`DigestMaker` turns a claimed digest into its message (rendered by the sending
+thread, just before it is sent). :func:`send_all` is what `digest send`, a worker's round
+and the scheduler's tick run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from digest.config import Settings, secret_key
+from digest.delivery import policy
+from digest.delivery.mailers import Mailer, make_mailer
+from digest.delivery.sender import Outgoing, Sender, SendSummary
+from digest.domain.items import PaperCard, RankedItem, message_id, outbox_name
+from digest.domain.tokens import SignedLinks, Tokens
+from digest.models import Delivery, TransactionalMail
+from digest.render import DigestInput, Renderer
+from digest.store import Session, Store, bounces, digests, mail_outbox, outbox, papers
+from digest.store.digests import Reader
+from digest.store.mail_outbox import ClaimedMail
+from digest.store.outbox import Claimed
+
+log = logging.getLogger(__name__)
+
+_TABLES = {"digest": Delivery, "mail": TransactionalMail}
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    folder = settings.paths.templates_dir
+    return Renderer(settings.mail, Path(folder) if folder else None)
+
+
+def signed_links(settings: Settings) -> SignedLinks:
+    return SignedLinks(settings.web.base_url, Tokens(secret_key(settings)))
+
+
+def worker_name(settings: Settings | None = None) -> str:
+    """The name a sender's claims carry: ``delivery.worker_name``, else host:pid."""
+    if settings is not None and settings.delivery.worker_name:
+        return settings.delivery.worker_name
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def feedback_urls(
+    links: SignedLinks, public_id: str, items: Sequence[tuple[object, PaperCard]]
+) -> list[tuple[str, str]]:
+    """ "More like this" and "fewer like this" under each paper of a subscriber's digest."""
+    return [
+        (
+            links.feedback(public_id, card.canonical_id, 1),
+            links.feedback(public_id, card.canonical_id, -1),
+        )
+        for _item, card in items
+    ]
+
+
+def digest_input(
+    settings: Settings,
+    links: SignedLinks,
+    reader: Reader,
+    delivery: Claimed | digests.Stored,
+    items: Sequence[tuple[RankedItem, PaperCard]],
+    *,
+    manage_url: str | None = None,
+) -> DigestInput:
+    """What the renderer makes a digest from. ``manage_url`` replaces the preferences link
+    (the archive page hands out no such link)."""
+    template = settings.delivery.return_path
+    return DigestInput(
+        to_address=reader.email,
+        local_date=delivery.local_date,
+        items=list(items),
+        profile_summary=reader.profile.describe(weights=False),
+        message_id=message_id(delivery.public_id, settings.mail.from_address),
+        date_header=delivery.planned_at,
+        manage_url=manage_url or links.manage(reader.public_id, reader.token_version),
+        unsubscribe_url=links.unsubscribe(reader.public_id),
+        archive_url=links.archive(delivery.public_id),
+        return_path=template.replace("{id}", delivery.public_id) if template else None,
+        feedback_urls=feedback_urls(links, reader.public_id, items),
+    )
+
+
+class DigestMaker:
+    """Claimed digests' messages, loaded a claimed batch at a time: one query for the
+    readers, one for the chosen items, one for the papers not seen yet (paper cards are kept
+    for the run: the same papers go to everyone today; shared by the sending threads)."""
+
+    MAX_CARDS = 50_000
+
+    def __init__(self, settings: Settings, renderer: Renderer, links: SignedLinks) -> None:
+        self.settings = settings
+        self.renderer = renderer
+        self.links = links
+        self.cards: dict[int, PaperCard] = {}
+        self._lock = threading.Lock()
+
+    def prepare(
+        self, session: Session, claimed: Sequence[Claimed]
+    ) -> dict[int, Outgoing | Exception]:
+        """Each claimed digest's message-to-be (rendered when sent), or why it cannot be."""
+        readers = digests.readers(session, {c.subscriber_id for c in claimed})
+        chosen = digests.items_of(session, [c.id for c in claimed])
+        cards = self._cards(session, {i.paper_id for items in chosen.values() for i in items})
+        found: dict[int, Outgoing | Exception] = {}
+        for one in claimed:
+            try:
+                reader = readers[one.subscriber_id]
+                items = [(item, cards[item.paper_id]) for item in chosen[one.id]]
+                data = digest_input(self.settings, self.links, reader, one, items)
+            except Exception as exc:  # this one only; the rest of the batch goes on
+                found[one.id] = exc
+                continue
+            found[one.id] = Outgoing(
+                delivery_id=one.id,
+                public_id=one.public_id,
+                subscriber_id=one.subscriber_id,
+                recipient=reader.email,
+                attempts=one.attempts,
+                planned_at=one.planned_at,
+                name=outbox_name(one.local_date, reader.email, one.public_id),
+                build=lambda data=data: self.renderer.render(data).raw,  # type: ignore[misc]
+            )
+        return found
+
+    def _cards(self, session: Session, wanted: set[int]) -> dict[int, PaperCard]:
+        with self._lock:
+            if len(self.cards) > self.MAX_CARDS:
+                self.cards.clear()
+            cards = {i: self.cards[i] for i in wanted if i in self.cards}
+        missing = wanted - cards.keys()
+        if missing:
+            loaded = papers.cards_by_ids(session, missing)
+            cards.update(loaded)
+            with self._lock:
+                self.cards.update(loaded)
+        return cards
+
+
+class OutboxQueue:
+    """A sender's work from the database: transactional mail first, then digests.
+
+    ``maker`` None: transactional mail only (the web app's sender); ``mail`` False: digests
+    only; ``mail_ids``: only these transactional mails; ``only``: these subscribers' mail.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        maker: DigestMaker | None,
+        *,
+        mail: bool = True,
+        mail_ids: Sequence[int] | None = None,
+        only: Sequence[int] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.maker = maker
+        self.mail = mail
+        self.mail_ids = mail_ids
+        self.only = only
+        self.rng = rng or random.Random()
+
+    def claim(
+        self, now: datetime, owner: str, limit: int, lease: timedelta, summary: SendSummary
+    ) -> list[Outgoing] | None:
+        policy_name = self.settings.delivery.unknown_policy
+        with self.store.transaction() as session:
+            if self.mail:
+                mails = mail_outbox.claim(
+                    session,
+                    now,
+                    owner,
+                    limit,
+                    lease,
+                    ids=self.mail_ids,
+                    subscriber_ids=self.only,
+                    policy=policy_name,
+                )
+                if mails:
+                    return [_mail_outgoing(m) for m in mails]
+            if self.maker is None:
+                return None
+            claimed = outbox.claim(
+                session,
+                now,
+                owner,
+                limit,
+                lease,
+                self.only,
+                policy=policy_name,
+                daily_cap=self.settings.delivery.daily_cap,
+            )
+            if not claimed:
+                return None
+            prepared = self.maker.prepare(session, claimed)
+            ready: list[Outgoing] = []
+            for one in claimed:
+                made = prepared[one.id]
+                if isinstance(made, Outgoing):
+                    ready.append(made)
+                    continue
+                log.error("delivery %s: cannot prepare its message: %r", one.id, made)
+                self._set_aside(session, one, owner, made, now, summary)
+            return ready
+
+    def _set_aside(
+        self,
+        session: Session,
+        one: Claimed,
+        owner: str,
+        exc: Exception,
+        now: datetime,
+        summary: SendSummary,
+    ) -> None:
+        """A claimed digest whose message could not be prepared (a bug, not the message's
+        fault) waits for a later try, in the claim's own transaction; it fails only at the
+        give-up age."""
+        settings = self.settings.delivery
+        reason = f"internal error while preparing the message: {exc!r}"
+        retry_at = policy.next_attempt(settings, now, one.planned_at, one.attempts, self.rng)
+        if retry_at is None:
+            reason = policy.gave_up(settings, one.attempts, reason)
+            summary.failed += 1
+        else:
+            summary.deferred += 1
+        outbox.mark_failed(session, one.id, owner, reason, retry_at=retry_at)
+
+    def mark_sent(self, outgoing: Outgoing, owner: str, now: datetime, reply: str) -> bool:
+        with self.store.transaction() as session:
+            return outbox.mark_sent(
+                session, outgoing.delivery_id, owner, now, reply, _TABLES[outgoing.kind]
+            )
+
+    def mark_handed_over(self, outgoing: Outgoing, owner: str, now: datetime) -> bool:
+        with self.store.transaction() as session:
+            return outbox.mark_handed_over(
+                session, outgoing.delivery_id, owner, now, _TABLES[outgoing.kind]
+            )
+
+    def mark_failed(
+        self,
+        outgoing: Outgoing,
+        owner: str,
+        reason: str,
+        now: datetime,
+        *,
+        retry_at: datetime | None = None,
+        bounce_code: int | None = None,
+        bounce: bool = False,
+    ) -> bool:
+        with self.store.transaction() as session:
+            marked = outbox.mark_failed(
+                session,
+                outgoing.delivery_id,
+                owner,
+                reason,
+                retry_at=retry_at,
+                model=_TABLES[outgoing.kind],
+            )
+            if marked and bounce and outgoing.subscriber_id:
+                bounces.record(
+                    session,
+                    self.settings.delivery,
+                    subscriber_id=outgoing.subscriber_id,
+                    delivery_id=outgoing.delivery_id if outgoing.kind == "digest" else None,
+                    kind="failed",
+                    status=str(bounce_code) if bounce_code else None,
+                    diagnostic=reason,
+                    now=now,
+                )
+            return marked
+
+    def mark_unknown(
+        self, outgoing: Outgoing, owner: str, reason: str, retry_at: datetime | None
+    ) -> bool:
+        with self.store.transaction() as session:
+            return outbox.mark_unknown(
+                session,
+                outgoing.delivery_id,
+                owner,
+                reason,
+                retry_at=retry_at,
+                model=_TABLES[outgoing.kind],
+            )
+
+    def release(
+        self,
+        outgoings: Sequence[Outgoing],
+        owner: str,
+        retry_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> int:
+        released = 0
+        with self.store.transaction() as session:
+            for kind, model in _TABLES.items():
+                ids = [o.delivery_id for o in outgoings if o.kind == kind]
+                if ids:
+                    released += outbox.release(session, ids, owner, retry_at, reason, model)
+        return released
+
+    def cap_reached(self, now: datetime) -> bool:
+        with self.store.transaction() as session:
+            return outbox.used_today(session, now) >= self.settings.delivery.daily_cap
+
+
+def _mail_outgoing(mail: ClaimedMail) -> Outgoing:
+    payload = mail.payload
+    return Outgoing(
+        delivery_id=mail.id,
+        public_id=mail.public_id,
+        subscriber_id=mail.subscriber_id or 0,
+        recipient=mail.recipient,
+        attempts=mail.attempts,
+        planned_at=mail.planned_at,
+        name=f"{mail.kind}-{mail.planned_at:%Y%m%dT%H%M%S}-{mail.recipient}-{mail.public_id[:6]}",
+        build=lambda: payload,
+        kind="mail",
+    )
+
+
+def make_sender(
+    settings: Settings,
+    store: Store,
+    *,
+    renderer: Renderer | None = None,
+    links: SignedLinks | None = None,
+    clock: Callable[[], datetime] | None = None,
+    owner: str | None = None,
+    batch: int | None = None,
+    lease: timedelta | None = None,
+    only: Sequence[int] | None = None,
+    stop: threading.Event | None = None,
+) -> Sender:
+    """A sender of the digests the pipeline ranked, and the transactional mail ahead of
+    them; each sending thread renders a digest just before it sends it."""
+    maker = DigestMaker(
+        settings, renderer or make_renderer(settings), links or signed_links(settings)
+    )
+    return Sender(
+        settings,
+        OutboxQueue(settings, store, maker, only=only),
+        owner=owner or worker_name(settings),
+        clock=clock,
+        stop=stop,
+        batch=batch,
+        lease=lease,
+    )
+
+
+def send_all(
+    settings: Settings,
+    store: Store,
+    *,
+    renderer: Renderer | None = None,
+    links: SignedLinks | None = None,
+    mailers: Callable[[], Mailer] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    owner: str | None = None,
+    only: Sequence[int] | None = None,
+    stop: threading.Event | None = None,
+    lanes: int | None = None,
+) -> SendSummary:
+    """Send everything ready over ``smtp.max_connections`` connections at once (or
+    ``lanes``). One bad message is recorded and skipped; it never stops the run."""
+    sender = make_sender(
+        settings,
+        store,
+        renderer=renderer,
+        links=links,
+        clock=clock,
+        owner=owner,
+        only=only,
+        stop=stop,
+    )
+    return sender.run(mailers or (lambda: make_mailer(settings)), lanes)
+
+
+def send_ready(
+    settings: Settings,
+    store: Store,
+    mailer: Mailer,
+    *,
+    renderer: Renderer | None = None,
+    links: SignedLinks | None = None,
+    clock: Callable[[], datetime] | None = None,
+    owner: str | None = None,
+    batch: int | None = None,
+    lease: timedelta | None = None,
+    only: Sequence[int] | None = None,
+) -> SendSummary:
+    """Send everything ready over one connection, ``mailer``'s."""
+    sender = make_sender(
+        settings,
+        store,
+        renderer=renderer,
+        links=links,
+        clock=clock,
+        owner=owner,
+        batch=batch,
+        lease=lease,
+        only=only,
+    )
+    return sender.lane(mailer)

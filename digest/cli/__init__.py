@@ -1,0 +1,29 @@
+"""The command line: thin commands over ``digest.app``, one module per group.
+
+    common       the Typer app, global options, what commands share; ``main``
+    papers       fetch, papers
+    subscribers  subscribe, subscribers, unsubscribe, profile, reactivate
+    digests      preview, rank, send, run-once, demo
+    service      serve, web, worker
+    operator     db, outbox, bounce, status
+
+Importing the package registers every command on ``app``, in this order.
+"""
+
+from digest.cli import papers, subscribers  # noqa: I001  (the order of `digest --help`)
+from digest.cli import digests, service, operator
+from digest.cli.common import app, db_app, main, outbox_app
+from digest.cli.operator import EX_TEMPFAIL
+
+__all__ = [
+    "EX_TEMPFAIL",
+    "app",
+    "db_app",
+    "digests",
+    "main",
+    "operator",
+    "outbox_app",
+    "papers",
+    "service",
+    "subscribers",
+]

@@ -1,0 +1,161 @@
+"""Transactional mail's outbox: confirmations and preferences links, stored with the action
+that asked for them and sent ahead of digests, with the same states and leases.
+
+Marking (sent, failed, released) is shared with the digests: see
+:mod:`digest.store.outbox`, whose functions take the table.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from digest.domain.states import DeliveryState
+from digest.models import TransactionalMail
+from digest.store import begin_write
+from digest.store.outbox import UnknownPolicy
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    recipient: str,
+    payload: bytes,
+    subscriber_id: int | None,
+    now: datetime,
+) -> int:
+    """Put a transactional mail in its outbox, in the caller's transaction (so the action that
+    asked for it and the mail are stored together or not at all); returns its id."""
+    mail = TransactionalMail(
+        public_id=secrets.token_hex(16),
+        subscriber_id=subscriber_id,
+        kind=kind,
+        recipient=recipient,
+        payload=payload,
+        status=DeliveryState.PLANNED,
+        planned_at=now,
+        attempts=0,
+    )
+    session.add(mail)
+    session.flush()
+    return mail.id
+
+
+def _mail_ready(now: datetime, policy: UnknownPolicy) -> Any:
+    parts = [
+        and_(
+            TransactionalMail.status == DeliveryState.PLANNED,
+            or_(
+                TransactionalMail.next_attempt_at.is_(None),
+                TransactionalMail.next_attempt_at <= now,
+            ),
+        ),
+        and_(
+            TransactionalMail.status == DeliveryState.DEFERRED,
+            TransactionalMail.next_attempt_at <= now,
+        ),
+        and_(
+            TransactionalMail.status == DeliveryState.SENDING, TransactionalMail.lease_until < now
+        ),
+    ]
+    if policy == "resend":
+        parts.append(
+            and_(
+                TransactionalMail.status == DeliveryState.UNKNOWN,
+                TransactionalMail.next_attempt_at <= now,
+            )
+        )
+    return or_(*parts)
+
+
+def claim(
+    session: Session,
+    now: datetime,
+    owner: str,
+    limit: int,
+    lease: timedelta,
+    *,
+    ids: Sequence[int] | None = None,
+    subscriber_ids: Sequence[int] | None = None,
+    policy: UnknownPolicy = "resend",
+) -> list[ClaimedMail]:
+    """Take up to ``limit`` transactional mails that are ready, as :func:`claim` takes
+    digests (a lapsed lease, a deferral whose time has come, an unknown one to resend)."""
+    begin_write(session)
+    if policy == "hold":
+        session.execute(
+            update(TransactionalMail)
+            .where(
+                TransactionalMail.status == DeliveryState.SENDING,
+                TransactionalMail.lease_until < now,
+                TransactionalMail.handed_over_at.is_not(None),
+            )
+            .values(status=DeliveryState.UNKNOWN, lease_until=None, next_attempt_at=None)
+        )
+    query = select(TransactionalMail).where(_mail_ready(now, policy))
+    if ids is not None:
+        query = query.where(TransactionalMail.id.in_(list(ids)))
+    if subscriber_ids is not None:
+        query = query.where(TransactionalMail.subscriber_id.in_(list(subscriber_ids)))
+    taken = list(
+        session.scalars(
+            query.order_by(TransactionalMail.id).limit(limit).with_for_update(skip_locked=True)
+        )
+    )
+    for mail in taken:
+        mail.status = DeliveryState.SENDING
+        mail.lease_owner = owner
+        mail.lease_until = now + lease
+        mail.handed_over_at = None
+        mail.attempts += 1
+    session.flush()
+    return [
+        ClaimedMail(
+            m.id,
+            m.public_id,
+            m.subscriber_id,
+            m.kind,
+            m.recipient,
+            m.payload,
+            m.planned_at,
+            m.attempts,
+        )
+        for m in taken
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedMail:
+    """A transactional mail leased to a sender, with its bytes."""
+
+    id: int
+    public_id: str
+    subscriber_id: int | None
+    kind: str
+    recipient: str
+    payload: bytes
+    planned_at: datetime
+    attempts: int  # including this one
+
+
+def due(session: Session, now: datetime, policy: UnknownPolicy = "resend") -> datetime | None:
+    """When the next transactional mail is ready: ``now`` if one is, else the earliest retry
+    or lease end (None: nothing is waiting). A read, so an idle poller takes no write lock."""
+    if session.scalar(select(exists().where(_mail_ready(now, policy)))):
+        return now
+    waiting = [DeliveryState.PLANNED, DeliveryState.DEFERRED, DeliveryState.SENDING] + (
+        [DeliveryState.UNKNOWN] if policy == "resend" else []
+    )
+    mail = TransactionalMail
+    return session.scalar(
+        select(func.min(func.coalesce(mail.next_attempt_at, mail.lease_until))).where(
+            mail.status.in_(waiting)
+        )
+    )
