@@ -28,7 +28,7 @@ def _no_semantic_model(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
     if "semantic_model" in request.fixturenames:
         return
     from digest.app import meaning
-    from digest.semantic import Embedder
+    from digest.ranking.semantic import Embedder
 
     def missing() -> object:
         raise ImportError("the semantic extra is switched off in tests")

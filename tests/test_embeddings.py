@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from digest import semantic
 from digest.app import digests, fetching, meaning
 from digest.config import Settings, load_settings
 from digest.domain.profiles import build_profile
 from digest.domain.schedules import Schedule
 from digest.models import Delivery, DeliveryItem, Paper, PaperEmbedding
-from digest.semantic import (
+from digest.ranking import semantic
+from digest.ranking.semantic import (
     DIMENSION,
     MODEL_ID,
     NOT_INSTALLED,

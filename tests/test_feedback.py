@@ -32,7 +32,7 @@ from digest.domain.profiles import (
     term_id,
 )
 from digest.ranking import Ranker, RankRequest
-from digest.semantic import LIKED_OFFSET, SemanticMatch, profile_texts
+from digest.ranking.semantic import LIKED_OFFSET, SemanticMatch, profile_texts
 
 NOW = datetime(2026, 9, 25, 12, 0, tzinfo=UTC)
 SETTINGS = FeedbackSettings()
@@ -347,7 +347,7 @@ def test_liked_papers_join_the_profile_texts_with_their_stored_vectors() -> None
 
 def test_the_mail_names_learned_words_and_semantic_matches() -> None:
     from digest.domain.items import Reason
-    from digest.render import format_reasons
+    from digest.render.text import format_reasons
 
     reasons = (
         Reason("term", "networks"),

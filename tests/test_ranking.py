@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from digest import ranking
 from digest.config import RankingSettings
 from digest.domain.analysis import match_spans, stems
 from digest.domain.items import PaperCard, RankedItem, Reason
 from digest.domain.profiles import Profile, Term, build_profile
 from digest.ranking import Ranker, RankRequest, rank_one
+from digest.ranking import ranker as ranking
 
 LISTING = Path(__file__).parents[1] / "digest" / "data" / "sample" / "listing.jsonl"
 NOW = datetime(2026, 9, 25, 12, 0, tzinfo=UTC)

@@ -23,14 +23,8 @@ import pytest
 from digest.config import MailSettings
 from digest.domain.items import PaperCard, RankedItem, Reason
 from digest.ingest import clean
-from digest.render import (
-    DigestInput,
-    Rendered,
-    Renderer,
-    TemplateError,
-    highlight_html,
-    trim_abstract,
-)
+from digest.render import DigestInput, Rendered, Renderer, TemplateError
+from digest.render.text import highlight_html, trim_abstract
 from digest.sources.huggingface import parse_daily_papers
 from digest.sources.records import PaperIn
 from digest.sources.sample import read_listing

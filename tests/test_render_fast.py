@@ -34,17 +34,9 @@ from premailer import Premailer
 from digest.config import MailSettings
 from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, Reason
-from digest.render import (
-    HIGHLIGHT_STYLE,
-    HTML_TEMPLATE,
-    POLICY,
-    DigestInput,
-    Renderer,
-    highlight_html,
-    highlight_spans,
-    quoted_printable,
-    wrap,
-)
+from digest.render import HTML_TEMPLATE, DigestInput, Renderer
+from digest.render.text import HIGHLIGHT_STYLE, highlight_html, highlight_spans, wrap
+from digest.render.wire import POLICY, quoted_printable
 from digest.sources.huggingface import parse_daily_papers
 from digest.sources.sample import read_listing
 

@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from digest import semantic
 from digest.config import RankingSettings
 from digest.domain.items import PaperCard, Reason
 from digest.domain.profiles import Profile, build_profile
-from digest.ranking import Ranker, RankRequest
-from digest.semantic import (
+from digest.ranking import Ranker, RankRequest, semantic
+from digest.ranking.semantic import (
     NOT_INSTALLED,
     Embedder,
     PaperVectorCache,
@@ -93,7 +92,7 @@ def no_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_without_the_extra_it_is_unavailable_and_says_so_once(
     no_extra: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="digest.semantic")
+    caplog.set_level(logging.WARNING, logger="digest.ranking.semantic")
     first, second = Embedder(), Embedder()
     assert not first.available()
     assert not first.available()
@@ -101,7 +100,7 @@ def test_without_the_extra_it_is_unavailable_and_says_so_once(
     with pytest.raises(SemanticUnavailable, match="not installed"):
         first.embed(["model compression"])
     assert semantic_match([_card(1, "Pruning")], second) is None
-    said = [r.getMessage() for r in caplog.records if r.name == "digest.semantic"]
+    said = [r.getMessage() for r in caplog.records if r.name == "digest.ranking.semantic"]
     assert said == [NOT_INSTALLED] == ["semantic matching not installed; ranking on keywords alone"]
 
 

@@ -196,7 +196,7 @@ def keywords(
 
 def semantic_match_for(cards: Sequence[PaperCard]) -> tuple[Any, str]:
     """A digest.semantic.SemanticMatch with default blend settings, or (None, why not)."""
-    from digest.semantic import Embedder, semantic_match
+    from digest.ranking.semantic import Embedder, semantic_match
 
     match = semantic_match(cards, Embedder())
     if match is None:

@@ -16,7 +16,7 @@ import numpy as np
 from digest.config import Settings
 from digest.domain.items import PaperCard
 from digest.errors import Conflict
-from digest.semantic import (
+from digest.ranking.semantic import (
     MODEL_ID,
     Embedder,
     SemanticMatch,

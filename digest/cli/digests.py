@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _items_table(title: str, items: Picks, as_json: bool) -> None:
-    from digest.render import format_reasons
+    from digest.render.text import format_reasons
 
     if as_json:
         for item, card in items:

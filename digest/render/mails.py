@@ -24,7 +24,8 @@ import jinja2
 
 from digest.config import Settings
 from digest.domain.addresses import wire_form
-from digest.render import POLICY, UTF8_POLICY, checked_url, one_line
+from digest.render.text import checked_url, one_line
+from digest.render.wire import POLICY, UTF8_POLICY
 
 TEMPLATES = ("confirm.html", "confirm.txt", "manage_link.html", "manage_link.txt")
 

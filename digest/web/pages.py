@@ -17,7 +17,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from digest.render import one_line
+from digest.render.text import one_line
 from digest.web import forms
 
 STATIC = "static"

@@ -12,7 +12,8 @@ from digest.config import Settings
 from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, RankedItem, Reason
 from digest.domain.profiles import Profile
-from digest.render import one_line, paper_view
+from digest.render import paper_view
+from digest.render.text import one_line
 
 ABSTRACT_CHARS = 320
 

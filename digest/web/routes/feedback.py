@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from digest.app import feedback
 from digest.app.feedback import Judged
-from digest.render import format_authors, one_line
+from digest.render.text import format_authors, one_line
 from digest.web import learned
 from digest.web.context import Web, web_of
 from digest.web.routes.common import guarded, in_thread, mail_link_route

@@ -1,0 +1,81 @@
+"""CSS inlined into a Jinja template's source once, when the renderer loads it."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import jinja2
+from premailer import Premailer
+
+from digest.errors import ConfigError
+
+
+class TemplateError(ConfigError):
+    """The email templates are missing or cannot be prepared."""
+
+
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_PLACEHOLDER = re.compile(r"<!--JJB(\d{5})Q-->|JJV(\d{5})Q")
+
+
+def inline_template_css(source: str, name: str = "template") -> str:
+    """The Jinja ``source`` with its <style> rules inlined as style="" attributes.
+
+    Jinja tags are swapped for inert placeholders around premailer and put back after; a tag
+    that premailer moved or mangled (a block tag inside an attribute, say) is an error.
+    """
+    saved: list[str] = []
+
+    def protect(match: re.Match[str]) -> str:
+        saved.append(match.group())
+        index = len(saved) - 1
+        if match.group().startswith("{{"):
+            return f"JJV{index:05d}Q"
+        return f"<!--JJB{index:05d}Q-->"
+
+    protected = _JINJA_TAG.sub(protect, source)
+    premailer = Premailer(
+        protected,
+        keep_style_tags=False,  # drop the inlined rules; leftovers (@media) stay in <style>
+        strip_important=False,  # the @media overrides need their !important
+        disable_validation=True,  # cssutils does not know mso-* or color-scheme properties
+        remove_classes=False,  # the @media rules select by class
+        allow_network=False,
+        disable_link_rewrites=True,
+        align_floating_images=False,
+        cssutils_logging_level=logging.CRITICAL,
+    )
+    inlined = premailer.transform(pretty_print=False)
+    if "{{" in inlined or "{%" in inlined:
+        raise TemplateError(f"{name}: a Jinja tag survived outside a placeholder")
+    restored = [0] * len(saved)
+
+    def restore(match: re.Match[str]) -> str:
+        index = int(match.group(1) or match.group(2))
+        if index >= len(saved):
+            raise TemplateError(f"{name}: unknown placeholder {match.group()}")
+        restored[index] += 1
+        return saved[index]
+
+    result = _PLACEHOLDER.sub(restore, inlined)
+    lost = [saved[i] for i, count in enumerate(restored) if count != 1]
+    if lost:
+        raise TemplateError(
+            f"{name}: CSS inlining moved or mangled Jinja tags {lost[:3]}; block tags must "
+            "sit between elements or in text, never inside attributes or <style>"
+        )
+    return result
+
+
+class _InliningLoader(jinja2.FileSystemLoader):
+    """Loads templates from disk; ``.html`` ones come back with their CSS inlined."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if template.endswith(".html"):
+            source = inline_template_css(source, template)
+        return source, filename, uptodate
