@@ -149,7 +149,28 @@ class Subscriber(Base):
     updated_at: Mapped[datetime]
 
 
-class Delivery(Base):
+class Leased:
+    """The columns of a row in an outbox (a digest, a transactional mail): its state, its
+    sender's lease, its tries. ``digest.store.outbox`` marks either kind the same way."""
+
+    # planned, sending (leased), sent, deferred, failed, unknown (the connection died after
+    # the data, before the reply); digests also skipped (nothing to send and the subscriber
+    # asked for no empty mails) and cancelled (the subscriber left before it went out)
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    planned_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Set (under delivery.unknown_policy = "hold") just before the message's data goes to the
+    # server: a lease that runs out with it set may have been delivered, so it is held.
+    handed_over_at: Mapped[datetime | None]
+
+
+class Delivery(Leased, Base):
     """One digest for one subscriber and local date; its papers are fixed once ranked."""
 
     __tablename__ = "deliveries"
@@ -165,28 +186,12 @@ class Delivery(Base):
     public_id: Mapped[str] = mapped_column(String(32), unique=True)  # Message-ID, archive link
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     local_date: Mapped[date]
-    # planned (content fixed once ranked_at is set), sending (leased), sent, deferred,
-    # failed, unknown (the connection died after the data, before the reply), skipped
-    # (nothing to send and the subscriber asked for no empty mails), cancelled (the
-    # subscriber left before it went out)
-    status: Mapped[str] = mapped_column(String(16), default="planned")
-    planned_at: Mapped[datetime]
     since: Mapped[datetime]  # candidates were papers first seen from here on
-    ranked_at: Mapped[datetime | None]
+    ranked_at: Mapped[datetime | None]  # its papers are fixed from then on
     paper_count: Mapped[int] = mapped_column(default=0)
-    attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[datetime | None]
-    lease_owner: Mapped[str | None] = mapped_column(String(100))
-    lease_until: Mapped[datetime | None]
-    sent_at: Mapped[datetime | None]
-    smtp_reply: Mapped[str | None] = mapped_column(Text)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    # Set (under delivery.unknown_policy = "hold") just before the message's data goes to the
-    # server: a lease that runs out with it set may have been delivered, so it is held.
-    handed_over_at: Mapped[datetime | None]
 
 
-class TransactionalMail(Base):
+class TransactionalMail(Leased, Base):
     """A mail someone's action asked for (confirm a subscription or a new address, a link to
     the preferences page), waiting in an outbox of its own with the digests' leases, states
     and retries, and sent ahead of them. Its bytes are made when it is asked for (the links in
@@ -204,17 +209,6 @@ class TransactionalMail(Base):
     kind: Mapped[str] = mapped_column(String(20))  # confirm, confirm_address, manage_link
     recipient: Mapped[str] = mapped_column(String(320))
     payload: Mapped[bytes] = mapped_column(LargeBinary)  # the message as it goes on the wire
-    # The same states as a delivery's: planned, sending, sent, deferred, failed, unknown.
-    status: Mapped[str] = mapped_column(String(16), default="planned")
-    planned_at: Mapped[datetime]
-    attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[datetime | None]
-    lease_owner: Mapped[str | None] = mapped_column(String(100))
-    lease_until: Mapped[datetime | None]
-    sent_at: Mapped[datetime | None]
-    smtp_reply: Mapped[str | None] = mapped_column(Text)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    handed_over_at: Mapped[datetime | None]
 
 
 class DeliveryItem(Base):

@@ -10,12 +10,10 @@ same selection previews and dry runs use.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -25,6 +23,7 @@ from digest.delivery.mailers import Mailer
 from digest.delivery.sender import SendSummary
 from digest.errors import ValidationError
 from digest.ranking import Ranker
+from digest.ranking.parts import gc_paused
 from digest.render import Renderer
 from digest.store import Session, Store, begin_write, digests, outbox, subscribers
 
@@ -91,7 +90,7 @@ def plan_and_rank(
     # the ranking transactions (on SQLite those hold the write lock).
     meaning.embed_new(settings, store)
     while True:
-        with _gc_paused(), store.transaction() as session:
+        with gc_paused(), store.transaction() as session:
             begin_write(session)
             planned = outbox.unranked(session, batch)
             if not planned:
@@ -142,21 +141,6 @@ def _rank_batch(
         summary.ranked += 1
         summary.items += len(items)
     digests.save_chosen(session, chosen, now)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a batch is ranked and stored: it allocates some
-    hundred thousand objects that stay alive until the commit, and the collector would scan
-    the growing heap again and again for nothing (it made ranking 10,000 digests take 1.6x as
-    long). Nothing here forms cycles that must go sooner."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _stage(name: str, count: int, seconds: float) -> dict[str, object]:

@@ -93,11 +93,10 @@ def _fetch_one(
                 papers.save_validators(session, learned, started)
                 papers.record_fetch(
                     session,
-                    FetchRun(
-                        source=name,
-                        started_at=started,
-                        finished_at=datetime.now(UTC),
-                        status=status,
+                    _run(
+                        name,
+                        started,
+                        status,
                         fetched=len(records),
                         new=stats.new,
                         updated=stats.updated,
@@ -125,19 +124,17 @@ def _fetch_one(
     )
 
 
+def _run(name: str, started: datetime, status: str, **outcome: object) -> FetchRun:
+    """The record of one fetch run, finished now."""
+    return FetchRun(
+        source=name, started_at=started, finished_at=datetime.now(UTC), status=status, **outcome
+    )
+
+
 def _failed(store: Store, name: str, started: datetime, clock: float, reason: str) -> FetchSummary:
     log.error("%s: fetch failed: %s", name, reason)
     with store.transaction() as session:
-        papers.record_fetch(
-            session,
-            FetchRun(
-                source=name,
-                started_at=started,
-                finished_at=datetime.now(UTC),
-                status="failed",
-                error=reason,
-            ),
-        )
+        papers.record_fetch(session, _run(name, started, "failed", error=reason))
     return FetchSummary(name, "failed", error=reason, seconds=time.monotonic() - clock)
 
 

@@ -113,20 +113,12 @@ def report(
     return found
 
 
-def status(
-    store: Store,
-    settings: Settings,
-    now: datetime,
-    *,
-    max_queue_age: timedelta = DEFAULT_MAX_QUEUE_AGE,
-    max_fetch_age: timedelta = DEFAULT_MAX_FETCH_AGE,
-) -> StatusReport:
-    """The report, refusing (``StoreError``) a schema that is behind: changes nothing."""
+def status(store: Store, settings: Settings, now: datetime, **limits: timedelta) -> StatusReport:
+    """The report, refusing (``StoreError``) a schema that is behind: changes nothing.
+    ``limits``: ``max_queue_age`` and ``max_fetch_age``, as :func:`report` takes them."""
     store.check_schema()
     with store.transaction() as session:
-        return report(
-            session, settings, now, max_queue_age=max_queue_age, max_fetch_age=max_fetch_age
-        )
+        return report(session, settings, now, **limits)
 
 
 def problems(

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from digest.config import Settings, secret_key
 from digest.delivery import policy
@@ -333,32 +334,33 @@ def _mail_outgoing(mail: ClaimedMail) -> Outgoing:
     )
 
 
-def make_sender(
-    settings: Settings,
-    store: Store,
-    *,
-    renderer: Renderer | None = None,
-    links: SignedLinks | None = None,
-    clock: Callable[[], datetime] | None = None,
-    owner: str | None = None,
-    batch: int | None = None,
-    lease: timedelta | None = None,
-    only: Sequence[int] | None = None,
-    stop: threading.Event | None = None,
-) -> Sender:
+class SenderOptions(TypedDict, total=False):
+    renderer: Renderer | None
+    links: SignedLinks | None
+    clock: Callable[[], datetime] | None
+    owner: str | None  # the name on its claims (default: delivery.worker_name or host:pid)
+    batch: int | None
+    lease: timedelta | None
+    only: Sequence[int] | None  # only these subscribers' mail
+    stop: threading.Event | None
+
+
+def make_sender(settings: Settings, store: Store, **options: Unpack[SenderOptions]) -> Sender:
     """A sender of the digests the pipeline ranked, and the transactional mail ahead of
     them; each sending thread renders a digest just before it sends it."""
     maker = DigestMaker(
-        settings, renderer or make_renderer(settings), links or signed_links(settings)
+        settings,
+        options.get("renderer") or make_renderer(settings),
+        options.get("links") or signed_links(settings),
     )
     return Sender(
         settings,
-        OutboxQueue(settings, store, maker, only=only),
-        owner=owner or worker_name(settings),
-        clock=clock,
-        stop=stop,
-        batch=batch,
-        lease=lease,
+        OutboxQueue(settings, store, maker, only=options.get("only")),
+        owner=options.get("owner") or worker_name(settings),
+        clock=options.get("clock"),
+        stop=options.get("stop"),
+        batch=options.get("batch"),
+        lease=options.get("lease"),
     )
 
 
@@ -366,53 +368,18 @@ def send_all(
     settings: Settings,
     store: Store,
     *,
-    renderer: Renderer | None = None,
-    links: SignedLinks | None = None,
     mailers: Callable[[], Mailer] | None = None,
-    clock: Callable[[], datetime] | None = None,
-    owner: str | None = None,
-    only: Sequence[int] | None = None,
-    stop: threading.Event | None = None,
     lanes: int | None = None,
+    **options: Unpack[SenderOptions],
 ) -> SendSummary:
     """Send everything ready over ``smtp.max_connections`` connections at once (or
     ``lanes``). One bad message is recorded and skipped; it never stops the run."""
-    sender = make_sender(
-        settings,
-        store,
-        renderer=renderer,
-        links=links,
-        clock=clock,
-        owner=owner,
-        only=only,
-        stop=stop,
-    )
+    sender = make_sender(settings, store, **options)
     return sender.run(mailers or (lambda: make_mailer(settings)), lanes)
 
 
 def send_ready(
-    settings: Settings,
-    store: Store,
-    mailer: Mailer,
-    *,
-    renderer: Renderer | None = None,
-    links: SignedLinks | None = None,
-    clock: Callable[[], datetime] | None = None,
-    owner: str | None = None,
-    batch: int | None = None,
-    lease: timedelta | None = None,
-    only: Sequence[int] | None = None,
+    settings: Settings, store: Store, mailer: Mailer, **options: Unpack[SenderOptions]
 ) -> SendSummary:
     """Send everything ready over one connection, ``mailer``'s."""
-    sender = make_sender(
-        settings,
-        store,
-        renderer=renderer,
-        links=links,
-        clock=clock,
-        owner=owner,
-        batch=batch,
-        lease=lease,
-        only=only,
-    )
-    return sender.lane(mailer)
+    return make_sender(settings, store, **options).lane(mailer)

@@ -69,26 +69,21 @@ def _mail_allowed(services: Services, session: Session, address: str, now: datet
     return True
 
 
-def _manage_link_mail(services: Services, session: Session, person: Subscriber, reason: str) -> int:
-    url = services.links.manage(person.public_id, person.token_version)
-    message = services.mails.manage_link(person.email, url, reason)
+def _queue(
+    services: Services, session: Session, person: Subscriber, kind: str, reason: str = ""
+) -> int:
+    """Put a mail to ``person`` in the outbox: their confirmation link ("confirm"), or a
+    link to their preferences ("manage_link", saying ``reason``)."""
+    if kind == "confirm":
+        url = services.links.confirm(person.public_id, person.token_version)
+        message = services.mails.confirm_subscription(person.email, url)
+    else:
+        url = services.links.manage(person.public_id, person.token_version)
+        message = services.mails.manage_link(person.email, url, reason)
     return transactional.enqueue(
         session,
         message,
-        kind="manage_link",
-        recipient=person.email,
-        subscriber_id=person.id,
-        now=services.clock(),
-    )
-
-
-def _confirm_mail(services: Services, session: Session, person: Subscriber) -> int:
-    url = services.links.confirm(person.public_id, person.token_version)
-    message = services.mails.confirm_subscription(person.email, url)
-    return transactional.enqueue(
-        session,
-        message,
-        kind="confirm",
+        kind=kind,
         recipient=person.email,
         subscriber_id=person.id,
         now=services.clock(),
@@ -115,14 +110,14 @@ def sign_up(services: Services, email: str, changes: Changes, schedule: Schedule
             return Asked("address-limit")
         if person is not None and person.status == SubscriberStatus.ACTIVE:
             # Someone may be trying this address out: change nothing, tell its owner.
-            mail_id = _manage_link_mail(services, session, person, "already")
+            mail_id = _queue(services, session, person, "manage_link", "already")
         else:
             old = subscribers.profile_of(person) if person else Profile()
             profile = merge(old, **changes)
             person, _ = subscribers.upsert(
                 session, email, profile, schedule, confirmed=False, now=now
             )
-            mail_id = _confirm_mail(services, session, person)
+            mail_id = _queue(services, session, person, "confirm")
         services.limiter.record(session, address_limit(services).bucket, _key(email), now)
         return Asked("sent", person.email, mail_id)
 
@@ -137,9 +132,9 @@ def resend_confirmation(services: Services, token: str, client: str) -> Asked:
         if not _mail_allowed(services, session, person.email, now):
             return Asked("address-limit")
         if person.status == SubscriberStatus.ACTIVE:
-            mail_id = _manage_link_mail(services, session, person, "already")
+            mail_id = _queue(services, session, person, "manage_link", "already")
         else:
-            mail_id = _confirm_mail(services, session, person)
+            mail_id = _queue(services, session, person, "confirm")
         return Asked("sent", person.email, mail_id)
 
 
@@ -241,7 +236,7 @@ def sign_out(services: Services, token: str) -> Asked:
         if not _mail_allowed(services, session, person.email, now):
             return Asked("address-limit", person.email)
         return Asked(
-            "sent", person.email, _manage_link_mail(services, session, person, "signed_out")
+            "sent", person.email, _queue(services, session, person, "manage_link", "signed_out")
         )
 
 
@@ -326,7 +321,7 @@ def mail_manage_link(services: Services, purpose: str, token: str, client: str) 
         if not _mail_allowed(services, session, person.email, now):
             return Asked("address-limit")
         return Asked(
-            "sent", person.email, _manage_link_mail(services, session, person, "requested")
+            "sent", person.email, _queue(services, session, person, "manage_link", "requested")
         )
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -73,6 +75,15 @@ class State:
         from digest.store import Store
 
         return Store.connect(self.settings.database)
+
+    @contextmanager
+    def opened(self, *, migrate: bool = True) -> Iterator[Store]:
+        """The database for one command, closed after it (``migrate`` False: as it is)."""
+        store = self.store() if migrate else self.connect()
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def _version(value: bool) -> None:

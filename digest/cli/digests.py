@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from digest.store import Store
 
 
+ForDateOpt = Annotated[
+    str | None,
+    typer.Option("--date", help="plan this local date for everyone, whatever the hour"),
+]
+
+
 def _items_table(title: str, items: Picks, as_json: bool) -> None:
     from digest.render.text import format_reasons
 
@@ -63,11 +69,8 @@ def preview(
     from digest.app import candidates
 
     state: State = ctx.obj
-    store = state.store()
-    try:
+    with state.opened() as store:
         found = candidates.for_reader(state.settings, store, email, end_of(parse_day(day)))
-    finally:
-        store.close()
     _items_table(f"{len(found.items)} papers for {found.email}", found.items, as_json)
 
 
@@ -94,13 +97,10 @@ def rank(
         include or (), exclude or (), category or (), author or (), also_trending
     )
     since_at = start_of(parse_day(since, "--since"))
-    store = state.store()
-    try:
+    with state.opened() as store:
         items = candidates.for_profile(
             state.settings, store, profile, limit=limit, now=datetime.now(UTC), since=since_at
         )
-    finally:
-        store.close()
     _items_table(f"{len(items)} papers for {profile.describe()}", items, as_json)
 
 
@@ -150,10 +150,7 @@ def send(
         bool, typer.Option("--dry-run", help="show who is due and what they would get")
     ] = False,
     to: Annotated[str | None, typer.Option("--to", help="only this subscriber")] = None,
-    day: Annotated[
-        str | None,
-        typer.Option("--date", help="plan this local date for everyone, whatever the hour"),
-    ] = None,
+    day: ForDateOpt = None,
 ) -> None:
     """Plan, rank and send the digests that are due (exit 1 if any failed)."""
     from digest.app import digests
@@ -162,11 +159,8 @@ def send(
     for_date = parse_day(day)
     only = None
     if to is not None:
-        store = state.store()
-        try:
+        with state.opened() as store:
             only = digests.active_ids(store, to)
-        finally:
-            store.close()
     if dry_run:
         _dry_run(state, for_date, only)
         return
@@ -180,13 +174,10 @@ def _dry_run(state: State, for_date: date | None, only: list[int] | None) -> Non
     """Who is due and what each would get: the same selection as the send (writes nothing)."""
     from digest.app import digests
 
-    store = state.store()
-    try:
+    with state.opened() as store:
         found = digests.dry_run(
             state.settings, store, datetime.now(UTC), for_date=for_date, only=only
         )
-    finally:
-        store.close()
     table = Table(
         "subscriber", "date", "papers", "top paper", title=f"{len(found.due)} due (dry run)"
     )
@@ -199,21 +190,15 @@ def _dry_run(state: State, for_date: date | None, only: list[int] | None) -> Non
 @app.command("run-once")
 def run_once(
     ctx: typer.Context,
-    day: Annotated[
-        str | None,
-        typer.Option("--date", help="plan this local date for everyone, whatever the hour"),
-    ] = None,
+    day: ForDateOpt = None,
 ) -> None:
     """Fetch, then plan, rank, render and send for everyone due, then exit."""
     from digest.cli.progress import fetch_with_progress
 
     state: State = ctx.obj
     for_date = parse_day(day)
-    store = state.store()
-    try:
+    with state.opened() as store:
         fetched = fetch_with_progress(state.settings, store)
-    finally:
-        store.close()
     for s in fetched:
         if s.status == "failed":
             print(f"error: {s.source}: {s.error}", file=sys.stderr)

@@ -30,12 +30,9 @@ STATUS_ATTENTION = 1
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending migrations (safe to run again: a no-op when up to date)."""
     state: State = ctx.obj
-    store = state.connect()
-    try:
+    with state.opened(migrate=False) as store:
         applied = store.upgrade()
         current = store.current_revision()
-    finally:
-        store.close()
     if applied:
         console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
@@ -46,12 +43,9 @@ def db_upgrade(ctx: typer.Context) -> None:
 def db_status(ctx: typer.Context) -> None:
     """Show the schema revision and any pending migrations."""
     state: State = ctx.obj
-    store = state.connect()
-    try:
+    with state.opened(migrate=False) as store:
         pending = store.pending_migrations()
         current = store.current_revision()
-    finally:
-        store.close()
     console.print(f"revision: {current or 'none (empty database)'}")
     if pending:
         console.print(f"pending: {', '.join(pending)} (run `digest db upgrade`)")
@@ -71,11 +65,8 @@ def outbox_status(
     from digest.app import operator
 
     state: State = ctx.obj
-    store = state.store()
-    try:
+    with state.opened() as store:
         counts = operator.counts(store)
-    finally:
-        store.close()
     if as_json:
         print(json.dumps(counts))
         return
@@ -96,11 +87,8 @@ def outbox_list(
     from digest.app import operator
 
     state: State = ctx.obj
-    store = state.store()
-    try:
+    with state.opened() as store:
         rows = operator.listing(store, status, limit)
-    finally:
-        store.close()
     data = [
         {
             "id": row.public_id,
@@ -146,11 +134,8 @@ def outbox_retry(
     from digest.app import operator
 
     state: State = ctx.obj
-    store = state.store()
-    try:
+    with state.opened() as store:
         count = operator.retry(store, datetime.now(UTC), status or [], ids or [])
-    finally:
-        store.close()
     print(f"{count} deliveries queued again")
 
 
@@ -179,11 +164,8 @@ def bounce(
         except OSError as exc:
             raise ValidationError(f"cannot read {source}: {exc.strerror}") from None
     try:
-        store = state.store()
-        try:
+        with state.opened() as store:
             result = ingest_bounce(state.settings, store, raw, envelope_recipient=recipient)
-        finally:
-            store.close()
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(EX_TEMPFAIL) from None
@@ -221,8 +203,7 @@ def status_command(
     from digest.app import health
 
     state: State = ctx.obj
-    store = state.connect()
-    try:
+    with state.opened(migrate=False) as store:
         found = health.status(
             store,
             state.settings,
@@ -230,8 +211,6 @@ def status_command(
             max_queue_age=timedelta(minutes=max_queue_minutes),
             max_fetch_age=timedelta(hours=max_fetch_hours),
         )
-    finally:
-        store.close()
     if as_json:
         print(json.dumps(found.as_json(), ensure_ascii=False))
     else:

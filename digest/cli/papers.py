@@ -40,11 +40,8 @@ def fetch(
                 f"--source: unknown source {name!r}; choose from {', '.join(SOURCE_NAMES)}"
             )
     listing_day = parse_day(day)
-    store = state.store()
-    try:
+    with state.opened() as store:
         summaries = fetch_with_progress(state.settings, store, source or None, listing_day)
-    finally:
-        store.close()
     table = Table("source", "status", "fetched", "new", "updated", "failed", title="fetch")
     for s in summaries:
         table.add_row(
@@ -76,11 +73,8 @@ def papers(
     from digest.app.fetching import stored_papers
 
     state: State = ctx.obj
-    store = state.store()
-    try:
+    with state.opened() as store:
         rows, total = stored_papers(store, start_of(parse_day(since, "--since")), limit)
-    finally:
-        store.close()
     if as_json:
         for p in rows:
             print(json.dumps(_paper_json(p), ensure_ascii=False))

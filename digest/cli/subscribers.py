@@ -67,8 +67,7 @@ def subscribe(
     from digest.domain.schedules import Schedule
 
     state: State = ctx.obj
-    store = state.store()
-    try:
+    with state.opened() as store:
         person, created = subscriptions.subscribe(
             store,
             Schedule.default(state.settings.subscribers),
@@ -89,8 +88,6 @@ def subscribe(
             },
             datetime.now(UTC),
         )
-    finally:
-        store.close()
     verb = "subscribed" if created else "updated"
     print(f"{verb} {person.email}: {_when(person)}; {_profile(person).describe()}")
 
@@ -123,11 +120,8 @@ def list_subscribers(
     from digest.domain.schedules import WEEKDAYS
 
     state: State = ctx.obj
-    store = state.store()
-    try:
+    with state.opened() as store:
         rows = subscriptions.listing(store, "bounced" if bounced else status)
-    finally:
-        store.close()
     data = [
         {
             "email": s.email,
@@ -172,11 +166,8 @@ def unsubscribe(
     from digest.app import subscriptions
 
     state: State = ctx.obj
-    store = state.store()
-    try:
+    with state.opened() as store:
         address, changed = subscriptions.stop(store, email, datetime.now(UTC))
-    finally:
-        store.close()
     print(f"unsubscribed {address}" if changed else f"{address} was already unsubscribed")
 
 
@@ -230,8 +221,7 @@ def profile(
     if clear:
         asked["clear"] = True
     now = datetime.now(UTC)
-    store = state.store()
-    try:
+    with state.opened() as store:
         address, shown = subscriptions.update_profile(store, email, asked, now)
         if liked or disliked:
             added = feedback.add(state.settings, store, address, liked, disliked, now)
@@ -244,8 +234,6 @@ def profile(
                 + (f" ({added.fetched} fetched from arXiv)" if added.fetched else "")
             )
             address, shown = subscriptions.update_profile(store, address, {}, now)
-    finally:
-        store.close()
     changed = bool(asked or liked or disliked)
     table = Table("", "", title=f"profile of {address}" + (" (updated)" if changed else ""))
     table.add_row("include", ", ".join(str(t) for t in shown.include) or "—")
@@ -299,9 +287,6 @@ def reactivate(
     from digest.app import operator
 
     state: State = ctx.obj
-    store = state.store()
-    try:
+    with state.opened() as store:
         address = operator.reactivate(store, email, datetime.now(UTC))
-    finally:
-        store.close()
     print(f"reactivated {address}")

@@ -45,15 +45,17 @@ def visible(value: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
-def cap(text: str, limit: int) -> str:
-    """Cut ``text`` to at most ``limit`` characters at a word boundary, marking the cut."""
+def cap(text: str, limit: int, *, keep: float = 0.6, strip: str = " ,;:") -> str:
+    """Cut ``text`` to at most ``limit`` characters, marking the cut with "…": at the last
+    word boundary when that keeps at least ``keep`` of the limit, then without trailing
+    ``strip`` characters."""
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
     space = cut.rfind(" ")
-    if space > limit * 0.6:
+    if space > limit * keep:
         cut = cut[:space]
-    return cut.rstrip(" ,;:") + "…"
+    return cut.rstrip(strip) + "…"
 
 
 def parse_arxiv_id(raw: str | None) -> tuple[str, int | None] | None:

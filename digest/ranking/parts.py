@@ -137,7 +137,7 @@ def _cpu_count() -> int:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a batch runs.
 
     A batch allocates millions of small tracked objects (items, reason tuples) that all stay

@@ -25,7 +25,6 @@ from digest.ranking.parts import (
     RankRequest,
     _cpu_count,
     _first,
-    _gc_paused,
     _lookup,
     _Row,
     _selection,
@@ -34,6 +33,7 @@ from digest.ranking.parts import (
     _timestamp,
     _weighted_selection,
     _Workspace,
+    gc_paused,
 )
 from digest.ranking.prepared import Prepared
 from digest.ranking.semantic import SemanticMatch
@@ -55,7 +55,7 @@ class Ranker(Prepared):
         chunks = [requests[start : start + size] for start in range(0, len(requests), size)]
         threads = min(len(chunks), _MAX_THREADS, _cpu_count())
         results: list[list[RankedItem]] = []
-        with _gc_paused():
+        with gc_paused():
             if threads <= 1:
                 work = _Workspace(min(size, len(requests)), self._n)
                 for chunk in chunks:

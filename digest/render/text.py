@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 
 from digest.domain.analysis import term_key, words
 from digest.domain.items import Reason
-from digest.domain.text import clean_text
+from digest.domain.text import cap, clean_text
 
 # Highlight style, inline because Gmail drops classes in some views; dark mode overrides it
 # through the .hl class and !important.
@@ -243,13 +243,7 @@ def long_date(day: date) -> str:
 
 def _shorten(text: str, limit: int) -> str:
     """At most ``limit`` characters, cut at a word when possible, "…" when cut."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit * 0.5:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-–—(") + "…"
+    return cap(text, limit, keep=0.5, strip=" ,;:-–—(")
 
 
 def make_subject(day: date, top_title: str | None, more: int) -> str:

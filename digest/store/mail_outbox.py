@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from digest.domain.states import DeliveryState
 from digest.models import TransactionalMail
 from digest.store import begin_write
-from digest.store.outbox import UnknownPolicy
+from digest.store.outbox import UnknownPolicy, take
 
 
 def enqueue(
@@ -110,11 +110,7 @@ def claim(
         )
     )
     for mail in taken:
-        mail.status = DeliveryState.SENDING
-        mail.lease_owner = owner
-        mail.lease_until = now + lease
-        mail.handed_over_at = None
-        mail.attempts += 1
+        take(mail, owner, now, lease)
     session.flush()
     return [
         ClaimedMail(

@@ -260,11 +260,7 @@ def claim(
             delivery.lease_owner = delivery.lease_until = None
             delivery.last_error = f"not sent: the subscriber is {subscriber_status}"
             continue
-        delivery.status = DeliveryState.SENDING
-        delivery.lease_owner = owner
-        delivery.lease_until = now + lease
-        delivery.handed_over_at = None
-        delivery.attempts += 1
+        take(delivery, owner, now, lease)
         taken.append(
             Claimed(
                 delivery.id,
@@ -277,6 +273,15 @@ def claim(
         )
     session.flush()
     return taken
+
+
+def take(row: Delivery | TransactionalMail, owner: str, now: datetime, lease: timedelta) -> None:
+    """Lease a claimed row to ``owner``: one more attempt, nothing handed over yet."""
+    row.status = DeliveryState.SENDING
+    row.lease_owner = owner
+    row.lease_until = now + lease
+    row.handed_over_at = None
+    row.attempts += 1
 
 
 CAP_LOCK_KEY = 0x6469_6765_7374_0001  # "digest" + 1: the daily cap's claim lock

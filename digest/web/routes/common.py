@@ -80,37 +80,36 @@ def csrf_failed(web: Web, request: Request) -> Response:
 
 def too_many_from_client(web: Web, request: Request) -> Response:
     most = web.settings.web.subscribe_per_client_per_hour
-    return message(
+    return _too_many(
         web,
         request,
         "Too many attempts",
-        [
-            f"We accept at most {most} of these forms per hour from one network, to keep the "
-            "site from being used to send mail to people who did not ask for it.",
-            "Nothing was sent. Please try again in an hour.",
-        ],
-        status=429,
-        tone="warn",
-        headers={"Retry-After": "3600"},
+        f"We accept at most {most} of these forms per hour from one network, to keep the "
+        "site from being used to send mail to people who did not ask for it.",
+        "Nothing was sent. Please try again in an hour.",
+        3600,
     )
 
 
 def too_many_for_address(web: Web, request: Request) -> Response:
     most = web.settings.web.confirm_mails_per_address_per_day
-    return message(
+    return _too_many(
         web,
         request,
         "We have already written to this address today",
-        [
-            f"We send at most {most} of these mails to one address per day, so that nobody "
-            "can flood someone's inbox through this form.",
-            "Nothing was sent this time. Please look for the earlier mails (and in your spam "
-            "folder), or try again tomorrow.",
-        ],
-        status=429,
-        tone="warn",
-        headers={"Retry-After": "86400"},
+        f"We send at most {most} of these mails to one address per day, so that nobody "
+        "can flood someone's inbox through this form.",
+        "Nothing was sent this time. Please look for the earlier mails (and in your spam "
+        "folder), or try again tomorrow.",
+        86400,
     )
+
+
+def _too_many(
+    web: Web, request: Request, title: str, why: str, then: str, retry_after: int
+) -> Response:
+    headers = {"Retry-After": str(retry_after)}
+    return message(web, request, title, [why, then], status=429, tone="warn", headers=headers)
 
 
 def check_inbox(web: Web, request: Request, address: str, status: int = 200) -> HTMLResponse:

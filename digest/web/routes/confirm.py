@@ -7,6 +7,8 @@ address.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,15 +41,23 @@ def _show(web: Web, token: str) -> dict[str, object]:
     }
 
 
-async def show(request: Request) -> Response:
+async def _page(
+    request: Request, load: Callable[[Web, str], dict[str, object]], kind: str, path: str
+) -> Response:
+    """The page a confirmation link opens: what it confirms, and a button (a GET changes
+    nothing: mail scanners open links)."""
     web = web_of(request)
     token = request.path_params["token"]
     try:
-        context = await in_thread(_show, web, token)
+        context = await in_thread(load, web, token)
     except LinkProblem as problem:
         return link_problem(web, request, problem)
-    context.update(kind="subscription", action=f"/confirm/{token}")
+    context.update(kind=kind, action=f"{path}/{token}")
     return web.pages.response(request, "confirm.html", context)
+
+
+async def show(request: Request) -> Response:
+    return await _page(request, _show, "subscription", "/confirm")
 
 
 async def activate(request: Request) -> Response:
@@ -87,14 +97,7 @@ def _show_address(web: Web, token: str) -> dict[str, object]:
 
 
 async def show_address(request: Request) -> Response:
-    web = web_of(request)
-    token = request.path_params["token"]
-    try:
-        context = await in_thread(_show_address, web, token)
-    except LinkProblem as problem:
-        return link_problem(web, request, problem)
-    context.update(kind="new-address", action=f"/confirm-email/{token}")
-    return web.pages.response(request, "confirm.html", context)
+    return await _page(request, _show_address, "new-address", "/confirm-email")
 
 
 async def change_address(request: Request) -> Response:
