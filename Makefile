@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format venv clean bench semantic bench-ranking
+.PHONY: demo test test-fast lint format venv clean bench semantic bench-ranking
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -31,6 +31,10 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# While working: everything but the slow system tests (processes, crashes, browsers, Docker).
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
 
 # Optional semantic matching (a small sentence-embedding model that runs offline on the CPU).
 # torch is installed first as the CPU build, so the extra does not pull a multi-GB CUDA one.

@@ -394,9 +394,6 @@ class WebSettings(Section):
     behind_proxy: bool = Field(
         False, description="trust X-Forwarded-For / -Proto from a reverse proxy in front"
     )
-    preview_days: int = Field(
-        3, ge=1, le=30, description="the live preview ranks the papers of this many days"
-    )
 
     @field_validator("base_url")
     @classmethod
@@ -609,6 +606,8 @@ def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
 RETIRED = {
     "delivery.render_processes": "removed (sending threads render their own messages now); "
     "delete the line",
+    "web.preview_days": "removed (the live preview shows a reader's next digest, whose window "
+    "is ranking.first_window_hours for a new reader); delete the line",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from digest.config import Settings, load_settings
 from digest.store import Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The helpers every test folder shares (SMTP servers, settings, the CLI runner).
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # The semantic extra may be installed here (`make semantic`). Tests run as without it: the
@@ -101,3 +104,11 @@ def postgres_url() -> Iterator[str]:
     with engine.begin() as connection:
         connection.execute(text(f'drop schema "{schema}" cascade'))
     engine.dispose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whole processes, crashes, browsers, Docker and benchmarks are ``slow``: `make test`
+    and CI run them all; `make test-fast` leaves them out while working."""
+    for item in items:
+        if "system" in item.path.parts or item.path.name == "test_browser.py":
+            item.add_marker(pytest.mark.slow)

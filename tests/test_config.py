@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from cli_support import run_cli
 
 from digest.config import Settings, iter_settings, load_settings
 from digest.errors import ConfigError
@@ -86,15 +85,7 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_cli_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "DIGEST_HTTP__TIMEOUT": "soon", "HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "digest", "papers"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(tmp_path, "papers", DIGEST_HTTP__TIMEOUT="soon")
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

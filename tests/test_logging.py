@@ -7,13 +7,12 @@ import io
 import json
 import logging
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cli_support import run_cli
 from delivery_helpers import add_subscribers, smtp_settings
 from rich.console import Console
 from scripted_smtp import Script, scripted_smtp
@@ -25,8 +24,6 @@ from digest.cli import common
 from digest.config import LoggingSettings, Settings
 from digest.domain.tokens import Tokens
 from digest.store import Store
-
-from conftest import NO_MODEL
 
 TOKEN = Tokens("a-secret-of-some-length").make("manage", "0123456789abcdef0123456789abcdef", 3)
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
@@ -124,18 +121,6 @@ def test_auto_is_rich_on_a_terminal_and_text_elsewhere(monkeypatch) -> None:
     logs.setup(LoggingSettings(), stream=terminal)
     logging.getLogger("digest.test").warning("to dora@example.org")
     assert "d…@example.org" in terminal.getvalue() and "dora@" not in terminal.getvalue()
-
-
-def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200", **NO_MODEL, **env}
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_a_real_send_logs_json_without_addresses(

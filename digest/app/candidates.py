@@ -71,15 +71,18 @@ class ReaderWindow:
     since: datetime
     request: RankRequest
     seen: int  # papers in the window they already got or judged
+    returning: bool  # the window starts at their last digest (not a first one)
 
 
 def reader_window(
     session: Session, settings: Settings, person: Subscriber, now: datetime
 ) -> ReaderWindow:
-    since = window_start(digests.last_planned(session, person.id), now, first_window(settings))
+    last = digests.last_planned(session, person.id)
+    since = window_start(last, now, first_window(settings))
     known = digests.known_papers(session, [person.id], since).get(person.id, set())
     profile = subscribers.profile_of(person)
-    return ReaderWindow(since, request(profile, person.max_papers, since, known), len(known))
+    asked = request(profile, person.max_papers, since, known)
+    return ReaderWindow(since, asked, len(known), last is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +163,13 @@ class LivePreviews:
 
     def subscriber(
         self, email: str, profile: Profile, limit: int, now: datetime
-    ) -> tuple[Picks, int]:
+    ) -> tuple[Picks, int, bool]:
         """``email``'s next digest if their profile were ``profile`` (as being edited on
-        their preferences page): their window, without what they already got."""
+        their preferences page): their window, without what they already got; and whether
+        that window starts at their last digest."""
         with self.store.transaction() as session:
             window = reader_window(session, self.settings, subscribers.get(session, email), now)
-        return self.reader(window, profile, limit, now)
+        return (*self.reader(window, profile, limit, now), window.returning)
 
     def reader(
         self, window: ReaderWindow, profile: Profile, limit: int, now: datetime

@@ -3,17 +3,20 @@
 A small Starlette app, served by uvicorn (``digest.web.server.run``). Modules, by what they do:
 
     app.py        create_app(): wires the parts below into one ASGI app
-    context.py    Web: what every request handler shares (settings, store, tokens, mailer …)
+    context.py    Web: the use cases' Services, plus CSRF, pages, live preview, mail sender
     pages.py      Jinja2 pages from templates/web/, autoescaped; static file URLs
     security.py   security headers (CSP without inline script), client address, access log
     csrf.py       double-submit CSRF cookie with a signed form token
-    ratelimit.py  rate limits stored as RateEvent rows under keyed hashes, never clear values
-    access.py     reading the signed links: purpose, expiry, revocation by token version
     forms.py      parsing and checking form fields, one clear message per field
-    mails.py      the transactional mails (confirm, new address, preferences link)
-    preview.py    the live preview: ranking a profile against the last days' papers
-    routes/       one module per area: subscribe, confirm, manage, unsubscribe, archive, health
+    learned.py    what feedback taught, shaped for the pages
+    preview.py    the live preview's cards (``digest.app.candidates`` chooses the papers)
+    routes/       one module per area (subscribe, confirm, manage, unsubscribe, archive,
+                  feedback, health, metrics, bounce); what they share is in routes/common.py
     server.py     run(): uvicorn
+
+Routes call ``digest.app`` for every decision (signed links are read by
+``digest.app.access``, rate limits kept by ``digest.store.ratelimit``, mails made by
+``digest.render.mails``); they never import each other.
 
 Nothing in the package imports ``digest.cli`` or ``digest.scheduler``; nothing outside it
 imports it except those two.

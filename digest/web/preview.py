@@ -55,6 +55,7 @@ class Preview:
     scanned: int  # papers in the window
     period: str  # the window in words: "of the last 3 days", "since your last digest"
     has_topics: bool
+    returning: bool = False  # the window starts at the reader's last digest
 
 
 def chips(reasons: tuple[Reason, ...]) -> tuple[Chip, ...]:
@@ -110,4 +111,5 @@ def preview(
         scanned=scanned,
         period="since your last digest" if returning else f"of the last {days} days",
         has_topics=profile.has_topics,
+        returning=returning,
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest.app import feedback, subscriptions
@@ -82,8 +82,8 @@ def _state(web: Web, person: Subscriber, token: str) -> dict[str, Any]:
 
 def _preview(web: Web, person: Subscriber, profile: Profile, limit: int) -> Preview:
     """The reader's next digest with the settings on the page."""
-    picks, scanned = web.previews.subscriber(person.email, profile, limit, web.clock())
-    return preview(web.settings, picks, scanned, profile, returning=True)
+    picks, scanned, returning = web.previews.subscriber(person.email, profile, limit, web.clock())
+    return preview(web.settings, picks, scanned, profile, returning=returning)
 
 
 async def _page(
@@ -144,7 +144,8 @@ async def preview_fragment(request: Request) -> Response:
         stored = Profile.from_json(person.profile)
         profile = checked.profile.with_extra(learned=stored.extra.get("learned"))  # type: ignore[union-attr]
         shown = await in_thread(_preview, web, person, profile, limit)
-    return web.pages.fragment("_preview.html", {"preview": shown, "preview_errors": checked.errors})
+    html = web.pages.render("_preview.html", {"preview": shown, "preview_errors": checked.errors})
+    return HTMLResponse(html, headers={"X-Robots-Tag": "noindex"})
 
 
 def _current(web: Web, form: FormData, token: str) -> Subscriber:

@@ -200,6 +200,41 @@ def test_the_preview_follows_the_topics(web: Harness) -> None:
     assert by_category and all("video" in t.lower() for t in by_category)
 
 
+def test_the_preferences_preview_is_the_readers_next_digest(web: Harness) -> None:
+    """On the preferences page the preview ranks the reader's own window: papers they got
+    are not shown again; it follows the topics being typed, and a bad link is refused."""
+    web.ingest_sample()
+    person = web.add("ada@example.org", include=["diffusion"])
+    client = web.client()
+    path = web.manage_path(person) + "/preview"
+
+    def titles(**params: object) -> list[str]:
+        answer = client.get(path, params=params)
+        assert answer.status_code == 200
+        return re.findall(r'<h3 class="paper-title">(?:<a [^>]*>)?(.*?)(?:</a>)?</h3>', answer.text)
+
+    before = titles(include="diffusion")
+    assert before and "since your last digest" not in client.get(path).text
+    # Her digest goes out with those papers; none of them is a candidate again.
+    assert digests.plan_and_rank(web.settings, web.store, web.clock()).planned == 1
+    assert titles(include="diffusion") == []
+    assert "No new papers since your last digest yet" in client.get(path).text
+    # Papers that arrive later are: the preview shows what her next digest would hold,
+    # never what she already got.
+    web.clock.advance(hours=2)
+    with web.store.transaction() as session:
+        for paper in session.scalars(select(Paper)):
+            paper.first_seen_at = web.clock() - timedelta(hours=1)
+        got = set(
+            session.scalars(select(Paper.title).join(SentPaper, SentPaper.paper_id == Paper.id))
+        )
+    after = titles(include="diffusion, learning", max_papers="30")
+    assert len(after) > 5
+    assert not {re.sub(r"</?mark>", "", t) for t in after} & got
+    assert "since your last digest" in client.get(path, params={"include": "diffusion"}).text
+    assert client.get(path.replace("/manage/", "/manage/x")).status_code == 400
+
+
 def test_feed_text_is_escaped_in_the_preview(web: Harness) -> None:
     web.ingest_sample()
     with web.store.transaction() as session:

@@ -4,13 +4,12 @@ plan and send (over a real SMTP exchange), in process through httpx.ASGITranspor
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from cli_support import run_cli
 from delivery_helpers import add_subscribers, smtp_settings
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
@@ -24,8 +23,6 @@ from digest.delivery.sender import SendSummary
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.store import Store, make_engine
 from digest.web import create_app
-
-from conftest import NO_MODEL
 
 SECRET = "test-secret-key-0123456789"
 
@@ -137,22 +134,14 @@ def test_the_queue_and_other_processes_show_at_the_next_scrape(
     assert value(found, "digest_queue_depth") == 2
     assert 3500 < value(found, "digest_queue_oldest_age_seconds") < 3700
     # Another process sends them (a worker elsewhere): the same app's next scrape knows.
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "DIGEST_DATABASE__URL": settings.database.url,
-        "DIGEST_PATHS__VAR_DIR": str(settings.paths.var_dir),
-        "DIGEST_PATHS__OUTBOX_DIR": str(tmp_path / "outbox"),
-        "DIGEST_WEB__SECRET_KEY": SECRET,
-        **NO_MODEL,
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "digest", "worker", "--once"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_cli(
+        tmp_path,
+        "worker",
+        "--once",
+        DIGEST_DATABASE__URL=settings.database.url,
+        DIGEST_PATHS__VAR_DIR=str(settings.paths.var_dir),
+        DIGEST_PATHS__OUTBOX_DIR=str(tmp_path / "outbox"),
+        DIGEST_WEB__SECRET_KEY=SECRET,
     )
     assert done.returncode == 0, done.stderr
     found = samples(scrape(app))

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
+from cli_support import run_cli
+
 from digest import __version__
-
-from conftest import NO_MODEL
-
-
-def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200", **NO_MODEL, **env}
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_demo_twice_gives_the_same_result(tmp_path: Path) -> None:
@@ -77,10 +65,35 @@ def test_version_and_help(tmp_path: Path) -> None:
 
 
 def test_readme_documents_every_command() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     from digest.cli import app, db_app
 
     names = [c.name or c.callback.__name__ for c in app.registered_commands]
     names += [f"db {c.name}" for c in db_app.registered_commands]
     for name in names:
         assert f"`digest {name}" in readme, f"README does not document `digest {name}`"
+
+
+def test_send_dry_run_shows_who_is_due_and_what_they_would_get_writing_nothing(
+    tmp_path: Path,
+) -> None:
+    env = {"DIGEST_DATABASE__URL": f"sqlite:///{tmp_path / 'd.db'}"}
+    assert run_cli(tmp_path, "fetch", "--source", "sample", **env).returncode == 0
+    for address, topic in (("ada@example.org", "diffusion"), ("ben@example.org", "agents")):
+        made = run_cli(tmp_path, "subscribe", address, "-i", topic, "--hour", "0", **env)
+        assert made.returncode == 0, made.stderr
+    today = datetime.now(UTC).date().isoformat()
+    dry = run_cli(tmp_path, "send", "--dry-run", "--date", today, **env)
+    assert dry.returncode == 0, dry.stderr
+    assert "2 due (dry run)" in dry.stdout
+    for address in ("ada@example.org", "ben@example.org"):
+        [line] = [row for row in dry.stdout.splitlines() if address in row]
+        preview = run_cli(tmp_path, "preview", address, "--json", **env)
+        picks = [json.loads(row) for row in preview.stdout.splitlines()]
+        assert picks, f"{address} would get nothing"
+        # The same selection: as many papers, the same one on top.
+        assert f" {len(picks)} " in line and picks[0]["title"][:20] in line
+    # Nothing was planned: the real send then plans both.
+    sent = run_cli(tmp_path, "send", "--date", today, **env)
+    assert "planned 2 digest(s)" in sent.stdout and "sent 2" in sent.stdout
+    assert "0 due" in run_cli(tmp_path, "send", "--dry-run", "--date", today, **env).stdout

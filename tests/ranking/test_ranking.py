@@ -24,7 +24,7 @@ from digest.domain.profiles import Profile, Term, build_profile
 from digest.ranking import Ranker, RankRequest, rank_one
 from digest.ranking import ranker as ranking
 
-LISTING = Path(__file__).parents[1] / "digest" / "data" / "sample" / "listing.jsonl"
+LISTING = Path(__file__).parents[2] / "digest" / "data" / "sample" / "listing.jsonl"
 NOW = datetime(2026, 9, 25, 12, 0, tzinfo=UTC)
 DEFAULTS = RankingSettings()
 NO_PRIOR = RankingSettings(trending_weight=0.0, freshness_weight=0.0)  # relevance order only

@@ -167,6 +167,7 @@ def test_a_render_that_outlasts_the_lease_never_reaches_the_mailer(
     assert send(mail, store, lambda: later).sent == 2
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_busy_worker_within_one_message_exchange(
     tmp_path: Path, sink: tuple[int, Recorder]
 ) -> None:

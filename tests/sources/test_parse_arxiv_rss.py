@@ -11,7 +11,7 @@ import pytest
 from digest.errors import SourceError
 from digest.sources.arxiv_rss import parse_listing, split_creators
 
-FIXTURES = Path(__file__).parent / "fixtures" / "arxiv_rss"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "arxiv_rss"
 ALL_ARCHIVES = "rss_all_archives_2024-11-28_truncated_52_of_1504_items.xml"
 EMPTY = "rss_empty_feed_test_archive_2024-11-28.xml"
 ERROR = "rss_error_bad_archive_astroph_2024-11-28.xml"

@@ -14,7 +14,7 @@ import pytest
 
 from digest.domain.profiles import build_profile
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 BENCH = ROOT / "benchmarks" / "ranking"
 
 

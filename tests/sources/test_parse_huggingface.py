@@ -12,7 +12,7 @@ import pytest
 from digest.errors import SourceError
 from digest.sources.huggingface import parse_daily_papers
 
-FIXTURES = Path(__file__).parent / "fixtures" / "huggingface"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "huggingface"
 RAW_2024 = "daily_papers_2024-04-04_raw_bytes.json"
 NO_AI_2026 = "daily_papers_2026-07-16_reserialized_no_ai_summary.json"
 FULL_2026 = "daily_papers_2026-08-13_reserialized.json"

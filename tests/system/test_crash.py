@@ -48,7 +48,7 @@ SUBSCRIBERS = 24
 LANES = 2  # smtp.max_connections: the in-flight limit
 POINTS = ("claimed", "data", "after-250", "committed")
 SEEDS = range(32)  # 8 runs per point
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 @dataclass

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import run_cli
 
 from digest.domain import addresses
 from digest.domain.categories import CATEGORIES
@@ -15,8 +14,6 @@ from digest.domain.profiles import Profile, Term, build_profile, parse_terms
 from digest.domain.schedules import Schedule
 from digest.errors import ValidationError
 from digest.store import Store, subscribers
-
-from conftest import NO_MODEL
 
 
 def test_terms_words_phrases_and_weights() -> None:
@@ -136,17 +133,6 @@ def test_schedule_checks(args: tuple, message: str) -> None:
 
 def test_weekly_schedule_keeps_its_day() -> None:
     assert Schedule.checked("UTC", 7, "weekly", "Friday").weekday == 4
-
-
-def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200", **NO_MODEL},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_subscriber_commands(tmp_path: Path) -> None:

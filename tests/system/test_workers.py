@@ -27,7 +27,7 @@ from digest.store import Store
 
 from conftest import IN_CI, NO_MODEL
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 DIGESTS = 2000
 
 

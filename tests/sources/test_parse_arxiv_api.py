@@ -12,7 +12,7 @@ from digest.errors import SourceError
 from digest.sources.arxiv_api import ApiPage, parse_api_feed
 from digest.sources.xml import local_date, parse_iso, parse_iso_local, parse_rfc822
 
-FIXTURES = Path(__file__).parent / "fixtures" / "arxiv_api"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "arxiv_api"
 TESTING_0 = "query_all-testing_start0_max10.xml"
 TESTING_10 = "query_all-testing_start10_max10_latex.xml"
 ERROR = "error_incorrect_id_format_abc_http400.xml"
@@ -266,7 +266,7 @@ def test_billion_laughs_is_refused_without_expansion() -> None:
 
 def test_rss_body_is_not_an_api_feed() -> None:
     body = (
-        (Path(__file__).parent / "fixtures" / "arxiv_rss")
+        (Path(__file__).parents[1] / "fixtures" / "arxiv_rss")
         .joinpath("rss_empty_feed_test_archive_2024-11-28.xml")
         .read_bytes()
     )

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from cli_support import Ran, run_cli
 from delivery_helpers import add_subscribers, smtp_settings
 from scripted_smtp import Script, scripted_smtp
 from sqlalchemy import create_engine, inspect
@@ -208,16 +207,8 @@ def test_bounced_subscribers_are_counted(settings: Settings, store: Store) -> No
 
 
 def test_a_database_behind_or_away_exits_3_and_changes_nothing(tmp_path: Path) -> None:
-    def run(url: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DIGEST_DATABASE__URL": url}
-        return subprocess.run(
-            [sys.executable, "-m", "digest", "status"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    def run(url: str) -> Ran:
+        return run_cli(tmp_path, "status", DIGEST_DATABASE__URL=url)
 
     empty = tmp_path / "empty.db"
     behind = run(f"sqlite:///{empty}")

@@ -74,7 +74,7 @@ DAY_TWO = [
 ]  # fmt: skip
 
 
-SAMPLE = Path(__file__).parents[1] / "digest" / "data" / "sample" / "listing.jsonl"
+SAMPLE = Path(__file__).parents[2] / "digest" / "data" / "sample" / "listing.jsonl"
 
 
 def listing(path: Path, papers: list[tuple[str, str, str]]) -> Path:

@@ -45,7 +45,7 @@ from conftest import IN_CI
 
 NOW = datetime(2026, 9, 25, 12, 0, tzinfo=UTC)
 NO_PRIOR = RankingSettings(trending_weight=0.0, freshness_weight=0.0)
-LISTING = Path(__file__).parents[1] / "digest" / "data" / "sample" / "listing.jsonl"
+LISTING = Path(__file__).parents[2] / "digest" / "data" / "sample" / "listing.jsonl"
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +127,7 @@ def test_without_the_extra_ranking_is_keyword_ranking(no_extra: None) -> None:
 
 def test_the_benchmark_reports_semantic_as_not_installed(no_extra: None) -> None:
     spec = importlib.util.spec_from_file_location(
-        "bench_eval", Path(__file__).parents[1] / "benchmarks" / "ranking" / "evaluate.py"
+        "bench_eval", Path(__file__).parents[2] / "benchmarks" / "ranking" / "evaluate.py"
     )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

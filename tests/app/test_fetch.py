@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -14,6 +12,7 @@ from typing import ClassVar
 
 import httpx
 import pytest
+from cli_support import run_cli
 from sqlalchemy import select
 
 from digest.app.fetching import fetch
@@ -23,7 +22,7 @@ from digest.sources.arxiv_api import ArxivApiSource
 from digest.sources.http import Fetcher
 from digest.store import Store
 
-from conftest import NO_MODEL, fixture_bytes
+from conftest import fixture_bytes
 
 HF_0813 = "huggingface/daily_papers_2026-08-13_reserialized.json"
 RSS_MULTI = "arxiv_rss/rss_multi_category_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_4_items.xml"
@@ -288,18 +287,6 @@ def local_server() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **NO_MODEL, **env}
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=tmp_path,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_fetch_command_reports_per_source_and_fails_for_a_bad_one(

@@ -11,10 +11,10 @@ from email import policy
 from pathlib import Path
 
 import pytest
+from cli_support import run_cli
 from delivery_helpers import fetch_sample, smtp_settings
 from smtp_server import smtp_server
 from sqlalchemy import select
-from test_cli import run_cli
 from web_support import SUBSCRIBE_FORM, Harness, web_settings
 
 from digest.app import digests, sending
