@@ -26,8 +26,7 @@ from digest.app import digests, fetching, sending
 from digest.config import Settings, cron_fields
 from digest.delivery.sender import SendSummary
 from digest.errors import StoreError
-from digest.store import Store, outbox
-from digest.store.locks import try_lock
+from digest.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -56,27 +55,21 @@ class Service:
         self.links = sending.signed_links(settings)
 
     def fetch(self) -> None:
-        with try_lock(self.store, "fetch") as taken:
-            if not taken:
-                log.info("fetch: another process is fetching; skipped")
-                return
-            for summary in fetching.fetch(self.settings, self.store):
-                if summary.status == "failed":
-                    log.error("fetch %s failed: %s", summary.source, summary.error)
-                else:
-                    log.info(
-                        "fetch %s: %d new, %d updated",
-                        summary.source,
-                        summary.new,
-                        summary.updated,
-                    )
+        summaries = fetching.fetch_alone(self.settings, self.store)
+        if summaries is None:
+            log.info("fetch: another process is fetching; skipped")
+            return
+        for summary in summaries:
+            if summary.status == "failed":
+                log.error("fetch %s failed: %s", summary.source, summary.error)
+            else:
+                log.info(
+                    "fetch %s: %d new, %d updated", summary.source, summary.new, summary.updated
+                )
 
     def recover(self) -> int:
         """Take back the claims this worker's previous run held (it has a stable name)."""
-        with self.store.transaction() as session:
-            count = outbox.recover(
-                session, self.owner, self.clock(), self.settings.delivery.unknown_policy
-            )
+        count = sending.recover(self.settings, self.store, self.owner, self.clock())
         if count:
             log.warning("took back %d deliveries claimed by this worker before a restart", count)
         return count

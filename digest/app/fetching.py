@@ -23,6 +23,7 @@ from digest.models import FetchRun
 from digest.sources.base import build_source
 from digest.sources.http import Fetcher
 from digest.store import Store, papers
+from digest.store.locks import try_lock
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,13 @@ def fetch(
             on_source(name)
         summaries.append(_fetch_one(settings, store, name, day, transport))
     return summaries
+
+
+def fetch_alone(settings: Settings, store: Store) -> list[FetchSummary] | None:
+    """Fetch the enabled sources unless another process is fetching right now (a
+    PostgreSQL advisory lock; SQLite has one process): None when it was skipped."""
+    with try_lock(store, "fetch") as taken:
+        return fetch(settings, store) if taken else None
 
 
 def _fetch_one(

@@ -383,3 +383,10 @@ def send_ready(
 ) -> SendSummary:
     """Send everything ready over one connection, ``mailer``'s."""
     return make_sender(settings, store, **options).lane(mailer)
+
+
+def recover(settings: Settings, store: Store, owner: str, now: datetime) -> int:
+    """Take back what a sender named ``owner`` held before it restarted (its rows are
+    treated as if their lease had run out now); how many."""
+    with store.transaction() as session:
+        return outbox.recover(session, owner, now, settings.delivery.unknown_policy)
