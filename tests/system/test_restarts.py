@@ -138,14 +138,14 @@ def report(recorder: Recorder, count: int, kills: Counter[str], workers: int) ->
 
 def test_one_worker_on_sqlite_restarted_eight_times_loses_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'digest.db'}"
-    restart_run(url, tmp_path, workers=1, count=2000, per_second="120")
+    restart_run(url, tmp_path, workers=1, count=2000, per_second="150")
 
 
 @pytest.mark.postgres
 def test_two_workers_on_postgresql_restarted_eight_times_each_lose_nothing(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    restart_run(postgres_url, tmp_path, workers=2, count=3000, per_second="100")
+    restart_run(postgres_url, tmp_path, workers=2, count=2000, per_second="100")
 
 
 def test_a_fresh_workers_lanes_render_what_one_thread_renders(tmp_path: Path) -> None:
