@@ -17,14 +17,23 @@ from digest.errors import ValidationError
 if TYPE_CHECKING:
     from digest.models import Subscriber
 
+# The limits are digest.domain.profiles' MAX_TERM_CHARS and MAX_PHRASE_WORDS, written out so
+# that `--help` need not import the domain (tests/cli checks they agree).
 IncludeOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--include", "-i", help='a word or phrase, optional weight: "graph neural network"^2'
+        "--include",
+        "-i",
+        help='a word or phrase, optional weight: "graph neural network"^2; a term of more '
+        "than six words is a description, an interest in a sentence (up to 300 "
+        "characters; quote it if it has a comma: commas separate terms)",
     ),
 ]
 ExcludeOpt = Annotated[
-    list[str] | None, typer.Option("--exclude", "-x", help="a word or phrase that vetoes a paper")
+    list[str] | None,
+    typer.Option(
+        "--exclude", "-x", help="a word or phrase (at most six words) that vetoes a paper"
+    ),
 ]
 CategoryOpt = Annotated[
     list[str] | None, typer.Option("--category", help="an arXiv category or archive: cs.LG, hep-th")

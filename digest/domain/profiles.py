@@ -6,9 +6,11 @@ phrases, each with a weight), exclude terms, arXiv categories and authors to fol
 feedback taught (``Learned``: made by ``digest.feedback``, read by ``digest.ranking``).
 
 Term syntax, the same on the command line and in the web form: terms are separated by
-commas, semicolons or new lines; a multi-word term is a phrase and must match as one; quotes group a
-phrase inside a longer line; ``^N`` after a term sets its weight (``"graph neural
-network"^2, diffusion^0.5``).
+commas, semicolons or new lines; quotes group a phrase inside a longer line (or keep a
+sentence with commas whole); ``^N`` after a term sets its weight (``"graph neural
+network"^2, diffusion^0.5``). A term of up to ``MAX_PHRASE_WORDS`` words is a word or a
+phrase; a longer one (up to ``MAX_TERM_CHARS``) is a description of an interest in the
+reader's own sentence. How each is matched is ``digest.ranking.query``'s business.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ MAX_INCLUDE = 50
 MAX_EXCLUDE = 50
 MAX_CATEGORIES = 20
 MAX_AUTHORS = 30
-MAX_TERM_CHARS = 80
-MAX_PHRASE_WORDS = 6
+MAX_TERM_CHARS = 300  # a sentence or two describing an interest
+MAX_PHRASE_WORDS = 6  # longer terms are descriptions
 MAX_AUTHOR_CHARS = 100
 MIN_WEIGHT, MAX_WEIGHT = 0.1, 10.0
 
+_SEPARATORS = (",", ";", "\n")  # what ends a bare term in _CHUNK
 _CHUNK = re.compile(r'"([^"]*)"(?:\^([0-9.]+))?|([^",;\n]+?)(?:\^([0-9.]+))?(?=\s*(?:[,;\n]|$|"))')
 
 
@@ -43,10 +46,19 @@ class Term:
 
     @property
     def is_phrase(self) -> bool:
-        return len(term_key(self.text)) > 1
+        return 1 < len(term_key(self.text)) <= MAX_PHRASE_WORDS
+
+    @property
+    def is_description(self) -> bool:
+        return len(term_key(self.text)) > MAX_PHRASE_WORDS
 
     def __str__(self) -> str:
-        shown = f'"{self.text}"' if self.is_phrase else self.text
+        """The term in the syntax above, parsed back by ``parse_terms`` to the same term (the
+        edit form and ``merge`` rely on it): a phrase is quoted to show it matches as one, and
+        so is any text holding a separator (a quoted sentence with a comma), which bare would
+        come back split."""
+        quoted = self.is_phrase or any(mark in self.text for mark in _SEPARATORS)
+        shown = f'"{self.text}"' if quoted else self.text
         return shown if self.weight == 1.0 else f"{shown}^{self.weight:g}"
 
 
@@ -62,7 +74,13 @@ class Profile:
     @property
     def has_topics(self) -> bool:
         """Something to match on: without, a reader gets the day's trending papers."""
-        return bool(self.include or self.categories or self.authors or self.learned.has_topics)
+        return bool(
+            self.include
+            or self.categories
+            or self.authors
+            or self.description
+            or self.learned.has_topics
+        )
 
     @property
     def description(self) -> str:
@@ -304,14 +322,17 @@ def _check_terms(terms: list[Term], what: str) -> list[Term]:
     for term in terms:
         if len(term.text) > MAX_TERM_CHARS:
             raise ValidationError(
-                f"{what} term {term.text[:30]!r}… is longer than {MAX_TERM_CHARS} characters"
+                f"{what} term {term.text[:30]!r}… is {len(term.text)} characters long; at most "
+                f"{MAX_TERM_CHARS} (a sentence or two)"
             )
         key = term_key(term.text)
         if not key:
             raise ValidationError(f"{what} term {term.text!r} has no letters or digits")
-        if len(key) > MAX_PHRASE_WORDS:
+        if what == "exclude" and len(key) > MAX_PHRASE_WORDS:
+            # An exclude vetoes every paper that says it: a sentence would veto nothing.
             raise ValidationError(
-                f"{what} term {term.text!r} has more than {MAX_PHRASE_WORDS} words"
+                f"exclude term {term.text[:40]!r}… has more than {MAX_PHRASE_WORDS} words; "
+                "exclude words or short phrases"
             )
         seen.setdefault(key, term)  # "transformer" and "transformers" are one term
     limit = MAX_INCLUDE if what == "include" else MAX_EXCLUDE

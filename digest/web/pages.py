@@ -17,6 +17,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from digest.domain.profiles import MAX_PHRASE_WORDS, MAX_TERM_CHARS
 from digest.render.text import one_line
 from digest.web import forms
 
@@ -58,6 +59,8 @@ class Pages:
             hours=forms.hours(),
             weekdays=forms.weekdays(),
             max_pause_days=forms.MAX_PAUSE_DAYS,
+            max_term_chars=MAX_TERM_CHARS,  # the topic hints state the parser's own limits
+            max_phrase_words=MAX_PHRASE_WORDS,
             confirm_days=f"{confirm_days:g} day" + ("" if confirm_days == 1 else "s"),
         )
         self.env.filters["when"] = when

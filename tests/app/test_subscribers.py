@@ -10,7 +10,7 @@ from cli_support import run_cli
 
 from digest.domain import addresses
 from digest.domain.categories import CATEGORIES
-from digest.domain.profiles import Profile, Term, build_profile, parse_terms
+from digest.domain.profiles import MAX_TERM_CHARS, Profile, Term, build_profile, parse_terms
 from digest.domain.schedules import Schedule
 from digest.errors import ValidationError
 from digest.store import Store, subscribers
@@ -40,11 +40,11 @@ MATH = sorted(c for c in CATEGORIES if c.startswith("math."))
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"include": ["x" * 81]}, "longer than 80 characters"),
+        ({"include": ["x" * (MAX_TERM_CHARS + 1)]}, f"at most {MAX_TERM_CHARS} (a sentence"),
         ({"include": ["diffusion^20"]}, "weight 20 is outside 0.1–10"),
         ({"include": ["diffusion^abc"]}, None),
         ({"include": [", ".join(f"word{i}" for i in range(51))]}, "too many include terms: 51"),
-        ({"include": ["one two three four five six seven"]}, "more than 6 words"),
+        ({"exclude": ["one two three four five six seven"]}, "has more than 6 words"),
         ({"include": ["!!!"]}, "has no letters or digits"),
         ({"exclude": ["survey^2"]}, "weights are not used here"),
         ({"categories": ["cs.XX"]}, "unknown arXiv category 'cs.XX'"),
@@ -211,3 +211,36 @@ def test_preview_and_rank_commands_give_json(tmp_path: Path) -> None:
     assert all("video" not in r["title"].lower() for r in rows)
     table = run_cli(tmp_path, "rank", "-i", "diffusion")
     assert "papers for diffusion" in table.stdout
+
+
+def test_a_reader_may_describe_an_interest_in_a_sentence(tmp_path: Path) -> None:
+    """From the command line, a sentence is a description: ranked by its words, and stored as
+    typed when subscribing."""
+    sentence = "methods that make large language models smaller and faster at inference time"
+    assert run_cli(tmp_path, "fetch").returncode == 0
+    ranked = run_cli(tmp_path, "rank", "-i", sentence, "--json", "--limit", "5")
+    assert ranked.returncode == 0, ranked.stderr
+    rows = [json.loads(line) for line in ranked.stdout.splitlines()]
+    assert rows, "a description found nothing in the sample"
+    assert all(r["reasons"] for r in rows)
+    joined = " ".join(r["title"] + " " + " ".join(r["reasons"]) for r in rows).lower()
+    assert "language model" in joined or "llm" in joined
+
+    done = run_cli(tmp_path, "subscribe", "s@example.org", "-i", f"{sentence}^2", "-i", "pruning")
+    assert done.returncode == 0, done.stderr
+    shown = run_cli(tmp_path, "profile", "s@example.org")
+    assert shown.returncode == 0, shown.stderr
+    assert f"{sentence}^2" in shown.stdout
+
+
+def test_the_command_line_help_states_the_profile_limits() -> None:
+    """The option help is written out so `--help` need not import the domain; it must agree."""
+    from digest.cli.subscribers import ExcludeOpt, IncludeOpt
+    from digest.domain.profiles import MAX_PHRASE_WORDS
+
+    words = {6: "six"}[MAX_PHRASE_WORDS]
+    include_help = IncludeOpt.__metadata__[0].help
+    exclude_help = ExcludeOpt.__metadata__[0].help
+    assert f"more than {words} words" in include_help
+    assert f"up to {MAX_TERM_CHARS} characters" in include_help
+    assert f"at most {words} words" in exclude_help

@@ -23,6 +23,7 @@ from web_support import (
 from digest.app import digests, sending
 from digest.config import Settings
 from digest.delivery.mailers import SmtpMailer
+from digest.domain.profiles import MAX_TERM_CHARS
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, Paper, SentPaper
 from digest.render import Renderer
@@ -132,7 +133,7 @@ def test_bad_fields_get_their_own_message_and_keep_what_was_typed(web: Harness) 
     typed = {
         **SUBSCRIBE_FORM,
         "email": "not-an-address",
-        "include": "diffusion, " + "x" * 90,
+        "include": "diffusion, " + "x" * (MAX_TERM_CHARS + 1),
         "exclude": "<b>survey</b>",
         "authors": "Yann LeCun\n!!",
         "timezone": "Mars/Olympus_Mons",
@@ -149,7 +150,7 @@ def test_bad_fields_get_their_own_message_and_keep_what_was_typed(web: Harness) 
     )
     assert set(errors) == {"email", "include", "categories", "authors", "timezone", "send_hour"}
     assert "not a valid email address" in errors["email"]
-    assert "longer than 80 characters" in errors["include"]
+    assert f"{MAX_TERM_CHARS + 1} characters long; at most {MAX_TERM_CHARS}" in errors["include"]
     assert "Unknown arXiv category &#39;cs.NOPE&#39;" in errors["categories"]
     assert "does not look like a name" in errors["authors"]
     assert "Unknown time zone" in errors["timezone"]
