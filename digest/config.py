@@ -173,25 +173,42 @@ class RankingSettings(Section):
     first_window_hours: float = Field(
         72.0, gt=0, le=24 * 31, description="a first digest looks back this many hours"
     )
-    title_weight: float = Field(2.0, ge=0, description="a match in the title counts this much")
-    abstract_weight: float = Field(
-        1.0, ge=0, description="a match in the abstract counts this much"
+    # How papers are scored: digest/ranking/__init__.py and docs/ranking.md. The defaults were
+    # chosen on the tuning half of benchmarks/ranking (make bench-ranking reports the other).
+    title_weight: float = Field(
+        3.0, ge=0, description="a word in the title counts as this many in the abstract"
     )
-    bm25_k1: float = Field(1.2, ge=0, le=5, description="BM25 term-frequency saturation")
+    abstract_weight: float = Field(1.0, ge=0, description="a word in the abstract counts this much")
+    bm25_k1: float = Field(1.6, ge=0, le=5, description="BM25 term-frequency saturation")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation")
+    phrase_weight: float = Field(
+        1.0, ge=0, le=10, description="a phrase found as written, on top of its words"
+    )
+    proximity_weight: float = Field(
+        0.5, ge=0, le=10, description="a phrase's words found near each other, on top of its words"
+    )
+    description_weight: float = Field(
+        0.5, ge=0, le=10, description="each word of a description (a term longer than a phrase)"
+    )
+    expansion_papers: int = Field(
+        10, ge=0, le=50, description="best papers whose distinctive words expand a reader's terms"
+    )
+    expansion_weight: float = Field(
+        0.3, ge=0, le=1, description="share of relevance that comes from the expansion"
+    )
+    relative_cut: float = Field(
+        0.2, ge=0, lt=1, description="papers under this share of the reader's best are left out"
+    )
     author_boost: float = Field(
-        3.0, ge=0, description="score added when a followed author wrote the paper"
+        10.0, ge=0, description="added when a followed author wrote the paper (a word: ~2-8)"
     )
     category_boost: float = Field(
-        1.0, ge=0, description="score added when the paper is in a chosen category"
-    )
-    relevance_floor: float = Field(
-        1.0, ge=0, description="papers whose relevance is below this are left out"
+        3.0, ge=0, description="added when the paper is in a chosen category"
     )
     trending_weight: float = Field(
-        0.3, ge=0, description="weight of the Hugging Face upvotes prior (log-scaled)"
+        0.05, ge=0, description="weight of the Hugging Face upvotes prior (log-scaled)"
     )
-    freshness_weight: float = Field(0.2, ge=0, description="weight of how new the paper is")
+    freshness_weight: float = Field(0.02, ge=0, description="weight of how new the paper is")
     freshness_half_life_hours: float = Field(
         48.0, gt=0, description="a paper's freshness halves over this many hours"
     )
@@ -202,13 +219,19 @@ class RankingSettings(Section):
         True, description="blend in semantic matching when the [semantic] extra is installed"
     )
     semantic_weight: float = Field(
-        1.0, ge=0, description="score added at cosine 1 to the profile (0 at semantic_min_cosine)"
+        0.5, ge=0, le=10, description="weight of closeness in meaning to the reader's texts"
     )
     semantic_min_cosine: float = Field(
-        0.25, ge=0, lt=1, description="closeness below this cosine adds nothing"
+        0.2, ge=0, lt=1, description="closeness below this cosine adds nothing"
+    )
+    semantic_expansion_weight: float = Field(
+        0.5, ge=0, le=10, description="weight of closeness in meaning to the best papers"
+    )
+    semantic_expansion_min_cosine: float = Field(
+        0.2, ge=0, lt=1, description="closeness to the best papers below this adds nothing"
     )
     semantic_threshold: float = Field(
-        0.40, gt=0, le=1, description="cosine from which a paper passes the floor on meaning alone"
+        0.40, gt=0, le=1, description='cosine from which a pick says "close to" a reader\'s text'
     )
 
 
@@ -604,6 +627,8 @@ def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 # Settings an earlier version had, and what to do instead (an old config names them).
 RETIRED = {
+    "ranking.relevance_floor": "replaced by ranking.relative_cut (a share of the reader's best "
+    "score, 0.2 by default); delete the line",
     "delivery.render_processes": "removed (sending threads render their own messages now); "
     "delete the line",
     "web.preview_days": "removed (the live preview shows a reader's next digest, whose window "

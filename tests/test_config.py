@@ -55,6 +55,7 @@ def test_config_env_var_names_the_file(tmp_path: Path) -> None:
         ("", {"DIGEST_HTTP__RETRIES": "-1"}, "bad setting http.retries: input should be greater"),
         ("", {"DIGEST_SOURCES__ARXIV_API__MIN_INTERVAL": "1"}, "arxiv_api.min_interval"),
         ("", {"DIGEST_NOPE": "1"}, "unknown setting nope [from DIGEST_NOPE]"),
+        ("[ranking]\nrelevance_floor = 1.0\n", {}, "replaced by ranking.relative_cut"),
         ("[http\n", {}, "not valid TOML"),
     ],
 )

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-ReasonKind = Literal["term", "phrase", "author", "category", "trending", "semantic", "learned"]
+ReasonKind = Literal[
+    "term", "phrase", "author", "category", "trending", "semantic", "learned", "related"
+]
 Section = Literal["picks", "trending"]
 
 
@@ -17,7 +19,9 @@ class Reason:
     term/phrase: the subscriber's term as they wrote it ("graph neural network");
     author: the paper's author name as the paper spells it; category: "cs.LG";
     trending: the upvote count as text ("42"); semantic: the profile text it was close to;
-    learned: a word learned from the reader's feedback, as the papers spell it ("pruning").
+    learned: a word learned from the reader's feedback, as the papers spell it ("pruning");
+    related: a word the reader did not use but the best matches for their words share
+    (expansion: "pruning" for a reader of "model compression").
     """
 
     kind: ReasonKind
@@ -43,9 +47,10 @@ class PaperCard:
     announced_on: date | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RankedItem:
-    """One chosen paper for one subscriber."""
+    """One chosen paper for one subscriber. Not frozen: a batch makes a million of them, and
+    a frozen dataclass is four times slower to build; nothing changes one once made."""
 
     paper_id: int
     score: float

@@ -1,89 +1,70 @@
 """Rank the day's papers for every subscriber of a batch at once. Pure: no I/O, no database.
 
-``Ranker(papers, settings, now)`` does the per-day work once (tokenise and stem titles and
-abstracts, word counts, author keys, category sets, the trending/freshness prior);
+``Ranker(papers, settings, now)`` does the per-day work once (stems of titles and abstracts,
+BM25F weights, author keys, category sets, the trending/freshness prior);
 ``Ranker.rank(requests)`` then scores a whole batch of profiles with sparse matrix products
 and returns one list of ``RankedItem`` per request, best first. ``rank_one`` ranks one.
 
-Scoring, for one subscriber and one candidate paper::
+For one subscriber and one candidate paper (docs/ranking.md has the why and the numbers):
 
-    relevance = sum over the profile's include terms found in the paper:
-                    term.weight * rarity * (title_weight * sat(tf_title)
-                                            + abstract_weight * sat(tf_abstract))
-              + author_boost   * (followed authors among the paper's authors, each counts)
-              + category_boost * (1 if a chosen category or archive covers any of its categories)
-    score     = relevance + trending_weight * log1p(upvotes)
-                          + freshness_weight * 0.5 ** (age_hours / freshness_half_life_hours)
+1. **The reader's words** (``digest.ranking.query``). Each include term becomes *units*, each
+   scored by BM25F: ``idf * tf * (k1 + 1) / (tf + k1)`` with ``tf = title_weight * tf_title +
+   abstract_weight * tf_abstract / (1 - b + b * length / average length)`` and the BM25 idf
+   ``ln(1 + (N - df + 0.5) / (df + 0.5))`` over the day's papers. A word is one unit; a
+   phrase is its content words, plus the phrase as written (``phrase_weight``) and its words
+   near each other (``proximity_weight``); a description (a term of more than six words, or
+   the profile's free-text description) is its content words and adjacent pairs, each at
+   ``description_weight``. Words match by ``digest.domain.analysis`` stems, the definition the
+   mail's highlighting uses. Followed authors add ``author_boost``, a chosen category or archive
+   ``category_boost``; what feedback taught adds learned words (signed) and authors.
+2. **Relative to the reader's best.** That keyword score is divided by the reader's best open
+   paper today: 1 there, whatever the size of the day or the number of terms.
+3. **Expansion** (pseudo-relevance feedback, RM3-like). The reader's ``expansion_papers`` best
+   papers that reach ``relative_cut`` of the best, weighted by their score, stand in for
+   words the reader did not write: each paper's 20 most distinctive words (tf-idf) form a bag
+   whose BM25F scores find its neighbours (``Prepared._lexical_neighbours``, once a day).
+   ``relevance = (1 - expansion_weight) * own + expansion_weight * expansion`` (each relative
+   to its best). A pick that the expansion did more for than the reader's own words says
+   ``Reason("related", <the shared distinctive words>)``.
+4. **Meaning** (optional, ``semantic=SemanticMatch(...)``, see ``digest.ranking.semantic``):
+   the best papers are chosen on ``own + weight * closeness`` instead (closeness to the
+   reader's texts, relative to the closest paper, 0 under ``min_cosine``), and
+   ``expansion_weight * closeness to those best papers`` (their weighted centroid; relative to
+   the closest other paper, 0 under ``expansion_min_cosine``) is added to the relevance. A
+   pick at ``threshold`` or closer to a reader's text says ``Reason("semantic", <text>)``;
+   one that meaning did most for names the closest best paper.
+5. **The cut.** A paper is listed only if its relevance reaches ``relative_cut`` of the
+   reader's best today (and is above 0): a narrow profile gets a short list, a broad one a
+   long one, never filler below the cut. ``score = relevance + trending_weight *
+   log1p(upvotes) + freshness_weight * 0.5 ** (age_hours / half_life)``: the prior re-orders
+   what passed, never lets a paper in. ``RankedItem.relevance`` is the keyword part (1-3).
 
-- ``sat`` is BM25's term-frequency saturation, ``tf * (k1 + 1) / (tf + k1 * norm)``: 1.0 for
-  one occurrence at average length, at most ``k1 + 1`` however often. In the abstract
-  ``norm = 1 - b + b * length / average_abstract_length``. Titles are not length-normalised
-  (``norm = 1``): they are all short, and a word in a title is there on purpose.
-- ``rarity`` stands in for BM25's idf. Plain idf is unbounded and grows with the size of the
-  day, so a fixed floor would mean one thing on a 250-paper day and another on a 2,000-paper
-  one. Here ``rarity = 0.5 + 0.5 / (1 + share / 0.1)``, where ``share`` is the part of the
-  day's papers that contain the term (counted over ``papers + 50``, so on a tiny day a word is
-  not "common" just because two of three papers use it): a rare term counts ~1, one in 10 % of
-  the papers 0.75, one in every paper just over 0.5; never 0.5 or less.
-- Words match by ``digest.analysis`` stems, the same definition the mail's highlighting uses:
-  "transformers" finds "Transformer", "LLMs" finds "LLM". A phrase (``Term.is_phrase``)
-  matches only as its contiguous stem sequence within one field; ``tf`` counts its
-  (non-overlapping) occurrences.
-- An exclude term (word or phrase, stemmed the same way) in the title or abstract vetoes the
-  paper for that subscriber, whatever else matched, in the picks and the trending section.
-
-The floor (``relevance_floor``, default 1.0) applies to ``relevance`` alone, before the prior:
-upvotes and freshness re-order papers that passed it but never let one in, and a relevance of
-0 never passes, even with a floor of 0. With the default weights (title 2, abstract 1):
-
-- any title match of a term of weight 1 clears it (``2 * 1.0 * rarity > 1``);
-- one mention in an abstract of average length or longer does not (``1.0 * rarity < 1``);
-  at that length two mentions of a rarer term, several of a common one, or two terms do;
-- a followed author (boost 3) clears it on their own; so does a chosen category (boost 1).
-
-So a narrow profile gets a short list, not filler.
+An exclude term (word or phrase, stemmed the same way) in the title or abstract vetoes the
+paper for that subscriber, whatever else matched, in the picks and the trending section.
 
 A profile with no topics (``not profile.has_topics``) gets the day's trending papers: by
 upvotes (papers without an upvote count last), then the newest, then paper id, each with
 ``Reason("trending", "<upvotes>")``, or ``Reason("trending", "new")`` when nobody has upvoted
-it: it is listed because it is new since the last digest, not because it trends.
-``profile.also_trending`` adds, after the picks, up to ``settings.also_trending`` items with
+it. ``profile.also_trending`` adds, after the picks, up to ``settings.also_trending`` items with
 ``section="trending"``: the most upvoted candidates (upvotes > 0) not already picked.
 
-Meaning beyond keywords (optional): given ``semantic=SemanticMatch(...)`` (``digest.semantic``:
-the day's paper vectors and a way to embed profile texts), each profile is also matched by
-meaning. Its texts (each include term, and the description in ``profile.extra``) are embedded
-once per day; a paper's ``closeness`` is its best cosine over them. Then::
+Reasons: one per include term, named by the phrase when the phrase (or its words near each
+other) matched, else by its word that did most; a description's words each; authors,
+categories and learned words; in order of what they added. ``highlight`` lists every word or
+phrase that matched, as the reader wrote it, for the mail to mark.
 
-    score  += weight * clip((closeness - min_cosine) / (1 - min_cosine), 0, 1)
-    passes  = relevance >= relevance_floor  or  closeness >= threshold
-
-so closeness re-orders what the keywords found, and lets a paper in on meaning alone only
-when it is high ("pruning" for a reader of "model compression"). A pick whose closeness
-reaches the threshold carries ``Reason("semantic", <the closest profile text>)``, in order of
-contribution among its other reasons. ``RankedItem.relevance`` stays the keyword part. A
-profile with only a description has topics when semantic matching is on (trending otherwise).
-Vectors are put on an integer grid (``_GRID``) so the cosines are exact sums, the same in any
-batch. Without ``semantic`` (or when embedding fails) ranking is exactly keyword ranking.
-
-What feedback taught (``profile.learned``, made by ``digest.feedback``) joins the same sums,
-faded by ``Learned.decay(now)``: learned words (and the per-reader model's words) as more
-term rows whose weights may be negative, each with ``Reason("learned", <word>)``; the
-weights of one stem add up, and a stem among the profile's own include terms keeps the
-reader's weight (the learned one is ignored). A negative weight lowers relevance, so it can
-push a paper under the floor, and never lets one in; positive ones count like include terms.
-Learned authors count their own (modest) weight instead of ``author_boost``; a followed
-author keeps ``author_boost``. A liked paper is one more semantic text, matched by its stored
-vector (``SemanticMatch.stored_vectors``) with its cosines lowered by its ``offset``.
-
-Other rules: ties break by paper id, lower first; a paper whose ``first_seen_at`` is unknown is
-never "new since" a ``since`` and gets no freshness; naive datetimes are taken as UTC; a paper
-id given twice keeps its first card; a term given twice in one profile (same stems) counts
-once, under its first spelling; a term weight that is not a positive number leaves the term
-out (only a hand-made ``Profile`` can have one).
+Batch-equal: unit values and term weights are on binary grids (``parts._VALUE_GRID``,
+``_WEIGHT_GRID``), so every keyword sum is exact in any order; everything after that is per
+row; vectors are on an integer grid so cosines are exact sums. A batch ranks each reader
+bit-for-bit as alone. Other rules: ties break by paper id, lower first; a paper whose
+``first_seen_at`` is unknown is never "new since" a ``since`` and gets no freshness; naive
+datetimes are taken as UTC; a paper id given twice keeps its first card; a term given twice in
+one profile (same stems) counts once, under its first spelling; a term weight that is not a
+positive number leaves the term out (only a hand-made ``Profile`` can have one); a learned
+weight faded under 0.01 no longer counts.
 
 Speed: requests are ranked in chunks of rows (memory stays flat whatever the batch size), on
-up to ``_MAX_THREADS`` threads; a term's paper vector is computed once per day and reasons
+up to ``_MAX_THREADS`` threads; a unit's paper vector is computed once per day and reasons
 only for the chosen items.
 """
 

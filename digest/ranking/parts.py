@@ -15,21 +15,14 @@ from datetime import UTC, datetime
 import numpy as np
 import scipy.sparse as sp
 
-from digest.config import RankingSettings
 from digest.domain.items import Reason
 from digest.domain.profiles import Profile
-from digest.ranking.semantic import SemanticMatch
 
 _log = logging.getLogger(__name__)
 
 MAX_LIMIT = 50
-# Rarity: a term in this share of the day's papers counts 0.75 (halfway between 1 and 0.5).
-_COMMON_SHARE = 0.1
-# Pseudo-papers added to the day's count, so three papers that all say "model" do not make
-# "model" look common.
-_PSEUDO_PAPERS = 50
 # Dense working arrays per chunk are (rows x papers); this many cells keeps each near 16 MB.
-_CHUNK_CELLS = 2_000_000
+_CHUNK_CELLS = 2000000
 _MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 64, 4096
 # Chunks run on this many threads: numpy and scipy release the GIL in the dense work, so one
 # chunk's matrix work overlaps another's Python (rows, reasons, items). Each thread has its
@@ -41,6 +34,12 @@ _NEW = "new"  # the trending label of a paper nobody has upvoted yet
 # cosine does not depend on the batch or the BLAS kernel; the rounding moves it by ~1e-5.
 _GRID = 2.0**15
 _UNGRID = 1.0 / (_GRID * _GRID)
+# Unit values and term weights are rounded to these binary grids, so a product is a multiple
+# of 2**-32 and a row's sum of a few hundred of them (each below ~2**42 grid steps) is exact in
+# float64 in any order: a row scores the same alone or in any batch, without sorting its
+# terms. The rounding moves a value by less than 4e-6 and a weight by less than 7e-5.
+_VALUE_GRID = 2.0**18
+_WEIGHT_GRID = 2.0**14
 _TEXT_BLOCK = 256  # profile texts whose cosines are computed at once (rows x papers floats)
 
 
@@ -57,20 +56,22 @@ class RankRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class _TermVector:
-    """One term's matches against every paper of the day, computed once per day."""
+class _UnitVector:
+    """One unit's matches against every paper of the day, computed once per day."""
 
-    columns: np.ndarray  # papers (column indexes) where the term occurs, ascending
-    values: np.ndarray  # its unweighted relevance there: rarity * field-weighted saturation
+    columns: np.ndarray  # papers (column indexes) where the unit occurs, ascending
+    values: np.ndarray  # its BM25F value there: idf * saturated field-weighted frequency
 
 
 @dataclass(slots=True)
 class _Row:
     """One request turned into indexes: what its chunk's matrices are built from."""
 
-    # (stems, term id, weight, reason); learned terms may weigh < 0
-    terms: list[tuple[tuple[str, ...], int, float, Reason]]
-    excludes: list[int]  # term ids
+    # (unit id, weight, reason, what to highlight, reason number, highlight number, group
+    # number: see Ranker._term_units); learned words may weigh < 0
+    units: list[tuple[int, float, Reason, str, int, int, int]]
+    expands: bool  # has words of its own to expand from (terms, a description, learned)
+    excludes: list[int]  # unit ids
     authors: list[tuple[int, float]]  # (index into the day's author keys, weight)
     author_keys: dict[tuple[str, str], float]  # followed or learned author -> weight
     categories: list[int]  # indexes into the day's category tokens
@@ -89,12 +90,16 @@ class _Workspace:
     """
 
     def __init__(self, rows: int, papers: int) -> None:
-        self.relevance = np.zeros((rows, papers))
+        self.relevance = np.zeros((rows, papers))  # keyword relevance, then the blend
+        self.first = np.zeros((rows, papers))  # what chooses the papers the expansion uses
+        self.expansion = np.zeros((rows, papers))  # by words, then by meaning
         self.cost = np.empty((rows, papers))  # -score, +inf where failed
         self.blocked = np.empty((rows, papers), dtype=bool)  # not a candidate for this row
-        self.failed = np.empty((rows, papers), dtype=bool)  # blocked or below the floor
+        self.failed = np.empty((rows, papers), dtype=bool)  # blocked or below the cut
+        self.met = np.empty((rows, papers), dtype=bool)  # a followed author or category
         self._shape = (rows, papers)
         self._closeness: np.ndarray | None = None  # only when semantic matching is on
+        self._meaning: np.ndarray | None = None
 
     @property
     def closeness(self) -> np.ndarray:
@@ -102,6 +107,21 @@ class _Workspace:
         if self._closeness is None:
             self._closeness = np.empty(self._shape)
         return self._closeness
+
+    @property
+    def meaning(self) -> np.ndarray:
+        """Closeness in meaning to each row's best papers (semantic matching only)."""
+        if self._meaning is None:
+            self._meaning = np.empty(self._shape)
+        return self._meaning
+
+
+def _on_value_grid(values: np.ndarray) -> np.ndarray:
+    return np.rint(values * _VALUE_GRID) / _VALUE_GRID
+
+
+def _on_weight_grid(weight: float) -> float:
+    return round(weight * _WEIGHT_GRID) / _WEIGHT_GRID
 
 
 def _timestamp(moment: datetime | None) -> float:
@@ -112,12 +132,25 @@ def _timestamp(moment: datetime | None) -> float:
     return moment.timestamp()
 
 
-def _semantic_bonus(closeness: np.ndarray, semantic: SemanticMatch) -> np.ndarray:
-    """weight * clip((closeness - min_cosine) / (1 - min_cosine), 0, 1), elementwise."""
-    scaled = (closeness - semantic.min_cosine) / (1.0 - semantic.min_cosine)
-    np.clip(scaled, 0.0, 1.0, out=scaled)
-    scaled *= semantic.weight
-    return scaled
+def _relative(values: np.ndarray, floor: float, best: np.ndarray) -> np.ndarray:
+    """Per row, clip((values - floor) / (best - floor), 0, 1) in place: 1 at the row's best,
+    0 at ``floor`` and below; a row whose best is not above ``floor`` becomes all 0."""
+    span = best - floor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(span > 0, 1.0 / span, 0.0)
+    values -= floor
+    values *= scale[:, None]
+    np.clip(values, 0.0, 1.0, out=values)
+    return values
+
+
+def _row_max(values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """Each row's largest value (over ``where`` when given); 0 for an empty row."""
+    if values.shape[1] == 0:
+        return np.zeros(values.shape[0])
+    if where is None:
+        return values.max(axis=1)
+    return np.max(values, axis=1, where=where, initial=-np.inf)
 
 
 def _on_grid(vector: np.ndarray) -> np.ndarray:
@@ -157,12 +190,6 @@ def _first(pair: tuple[float, Reason]) -> float:
     return pair[0]
 
 
-def _saturation(tf: np.ndarray, k: np.ndarray, settings: RankingSettings) -> np.ndarray:
-    """BM25's term-frequency part, 1.0 for one occurrence where ``k == k1``; 0 where tf is 0."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(tf > 0, tf * (settings.bm25_k1 + 1) / (tf + k), 0.0)
-
-
 def _selection(chosen: Sequence[Sequence[int]], width: int) -> sp.csr_matrix:
     """A 0/1 matrix with a row per subscriber and a 1 at each chosen index."""
     indptr = np.zeros(len(chosen) + 1, dtype=np.int64)
@@ -192,28 +219,58 @@ def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.nda
     return np.where(keys[at] == wanted, matrix.data[at], 0.0)
 
 
+def _largest_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k columns of largest value (ties: lower column first), and the values.
+
+    argpartition finds them in linear time but breaks ties at the boundary arbitrarily: it
+    also places the largest of the rest just below them, and a row where that equals the
+    smallest chosen value (and is above 0) is redone with a full, exact sort.
+    """
+    m, n = values.shape
+    if k <= 0:
+        return np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0), dtype=values.dtype)
+    if k < n:
+        full = np.argpartition(values, (n - k - 1, n - k), axis=1)
+        part = full[:, n - k :]
+        below = np.take_along_axis(values, full[:, n - k - 1 : n - k], axis=1)[:, 0]
+    else:
+        part = np.broadcast_to(np.arange(n), (m, n)).copy()
+        below = None
+    chosen = np.take_along_axis(values, part, axis=1)
+    order = np.lexsort((part, -chosen), axis=1)
+    top = np.take_along_axis(part, order, axis=1)
+    top_values = np.take_along_axis(chosen, order, axis=1)
+    if below is not None:
+        worst = top_values[:, -1]
+        for i in np.flatnonzero((worst > 0) & (below == worst)):
+            exact = np.lexsort((np.arange(n), -values[i]))[:k]
+            top[i], top_values[i] = exact, values[i, exact]
+    return top, top_values
+
+
 def _smallest_k(cost: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the k columns of least cost (ties: lower column first), and their costs.
 
-    argpartition finds them in linear time but breaks ties at the boundary arbitrarily; a row
-    where a tie straddles the boundary is redone with a full, exact sort.
+    As ``_largest_k``: a row where the cheapest of the rest ties with the dearest chosen
+    (and is finite) is redone with a full, exact sort.
     """
     m, n = cost.shape
     if k <= 0:
-        return np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0))
+        return np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0), dtype=cost.dtype)
     if k < n:
-        part = np.argpartition(cost, k - 1, axis=1)[:, :k]
+        full = np.argpartition(cost, (k - 1, k), axis=1)
+        part = full[:, :k]
+        above = np.take_along_axis(cost, full[:, k : k + 1], axis=1)[:, 0]
     else:
         part = np.broadcast_to(np.arange(n), (m, n)).copy()
+        above = None
     values = np.take_along_axis(cost, part, axis=1)
     order = np.lexsort((part, values), axis=1)
     top = np.take_along_axis(part, order, axis=1)
     top_cost = np.take_along_axis(values, order, axis=1)
-    if k < n:
+    if above is not None:
         worst = top_cost[:, -1]
-        inside = np.count_nonzero(top_cost == worst[:, None], axis=1)
-        everywhere = np.count_nonzero(cost == worst[:, None], axis=1)
-        for i in np.flatnonzero(np.isfinite(worst) & (everywhere > inside)):
+        for i in np.flatnonzero(np.isfinite(worst) & (above == worst)):
             exact = np.lexsort((np.arange(n), cost[i]))[:k]
             top[i], top_cost[i] = exact, cost[i, exact]
     return top, top_cost

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -11,25 +10,33 @@ import numpy as np
 import scipy.sparse as sp
 
 from digest.config import RankingSettings
-from digest.domain.analysis import author_key, stems, term_key
+from digest.domain.analysis import author_key, term_key, words
 from digest.domain.items import PaperCard, Reason
 from digest.ranking.parts import (
-    _COMMON_SHARE,
     _NEW,
-    _PSEUDO_PAPERS,
     RankRequest,
     _log,
     _on_grid,
-    _saturation,
-    _TermVector,
+    _on_value_grid,
     _timestamp,
+    _UnitVector,
 )
+from digest.ranking.query import NEAR_WINDOW, STOP_STEMS, QueryWeights, UnitKind
 from digest.ranking.semantic import ProfileText, SemanticMatch
+
+# A paper's distinctive words (tf-idf within the day) that stand for it in the expansion.
+EXPANSION_WORDS = 20
+# Neighbours kept per paper for the expansion by words (the papers its distinctive words find
+# best): a reader's expansion only lifts papers close to one of their best papers, and memory
+# stays at papers x NEIGHBOURS whatever the size of the day.
+NEIGHBOURS = 128
+_MIN_WORD_CHARS = 3
 
 
 class Prepared:
-    """The day's papers prepared once: tokens, stems, term vectors, authors, categories,
-    the prior and (optionally) vectors. :class:`digest.ranking.ranker.Ranker` ranks with it."""
+    """The day's papers prepared once: stems, BM25F weights, units, authors, categories,
+    the prior, the expansion's neighbours and (optionally) vectors.
+    :class:`digest.ranking.ranker.Ranker` ranks with it."""
 
     def __init__(
         self,
@@ -39,11 +46,13 @@ class Prepared:
         *,
         semantic: SemanticMatch | None = None,
     ) -> None:
-        """Per-day preparation, done ONCE for all subscribers: tokenise + stem titles and
-        abstracts, word counts, author keys, category sets, the trending/freshness prior,
-        and (with ``semantic``) the papers' vectors on the exact grid."""
         self.settings = settings
         self.now = now
+        self._query_weights = QueryWeights(
+            phrase=settings.phrase_weight,
+            proximity=settings.proximity_weight,
+            description=settings.description_weight,
+        )
         unique: dict[int, PaperCard] = {}
         for card in papers:
             unique.setdefault(card.paper_id, card)
@@ -58,56 +67,98 @@ class Prepared:
         self._prepare_authors_and_categories()
         self._prepare_prior()
 
-        # Terms are registered lazily as profiles mention them, then kept for the day.
-        self._term_id_by_text: dict[str, int | None] = {}
-        self._term_id_by_key: dict[tuple[str, ...], int] = {}
-        self._term_keys: list[tuple[str, ...]] = []
-        self._term_vectors: list[_TermVector] = []
-        self._registering = threading.Lock()  # chunks on several threads meet new terms
-        self._includes: dict[tuple[str, str], tuple[tuple[str, ...], int, Reason] | None] = {}
-        self._reasons: dict[tuple[str, str], Reason] = {}
+        # Units are registered lazily as profiles mention them, then kept for the day.
+        self._unit_ids: dict[tuple[UnitKind, tuple[str, ...]], int] = {}
+        self._unit_keys: list[tuple[UnitKind, tuple[str, ...]]] = []
+        self._unit_vectors: list[_UnitVector] = []
+        self._registering = threading.Lock()  # chunks on several threads meet new units
+        # (text, kind) -> (stems, units with their reasons): see Ranker._term_units
+        self._includes: dict[tuple[str, str], tuple[tuple[str, ...], list]] = {}
+        self._excludes: dict[str, int | None] = {}
+        self._reasons: dict[tuple[str, str], tuple[Reason, int]] = {}
+        self._surfaces: dict[str, int] = {}
         self._author_keys: dict[str, tuple[str, str]] = {}
+        self._neighbours_lock = threading.Lock()
+        self._lexical: sp.csr_matrix | None = None  # computed on first use
+        self._distinctive: sp.csr_matrix | None = None
         self._prepare_semantic(semantic)
 
     # -- per-day preparation ---------------------------------------------------------------
 
     def _prepare_text(self) -> None:
         vocabulary: dict[str, int] = {}
+        spelling: dict[str, str] = {}  # stem -> its first spelling today, for "related: ..."
         title_counts: tuple[list[int], list[int], list[int]] = ([], [], [])
         abstract_counts: tuple[list[int], list[int], list[int]] = ([], [], [])
         abstract_lengths = np.zeros(self._n)
-        # Each stem wrapped in its own spaces (" a  b ") so str.count finds a phrase only as
-        # whole, contiguous stems, and counts adjacent occurrences.
+        # Each field's stems, for phrases (wrapped in spaces, " a  b ", so str.count finds a
+        # phrase only as whole, contiguous stems) and for words near each other.
+        self._positions: dict[int, tuple[dict[str, list[int]], dict[str, list[int]]]] = {}
+        self._title_stems: list[list[str]] = []
+        self._abstract_stems: list[list[str]] = []
         self._title_text: list[str] = []
         self._abstract_text: list[str] = []
         for col, card in enumerate(self._cards):
-            for text, (rows, cols, counts), joined in (
-                (card.title, title_counts, self._title_text),
-                (card.abstract, abstract_counts, self._abstract_text),
+            for text, (rows, cols, counts), kept, joined in (
+                (card.title, title_counts, self._title_stems, self._title_text),
+                (card.abstract, abstract_counts, self._abstract_stems, self._abstract_text),
             ):
-                tokens = stems(text or "")
-                if joined is self._abstract_text:
+                found = words(text or "")
+                tokens = [word_stem for word_stem, _start, _end in found]
+                for word_stem, start, end in found:
+                    if word_stem not in spelling:
+                        spelling[word_stem] = (text or "")[start:end].lower()
+                if kept is self._abstract_stems:
                     abstract_lengths[col] = len(tokens)
+                kept.append(tokens)
                 joined.append(" " + "  ".join(tokens) + " " if tokens else "")
-                for word, count in Counter(tokens).items():
+                counted: dict[str, int] = {}
+                for token in tokens:
+                    counted[token] = counted.get(token, 0) + 1
+                for word, count in counted.items():
                     rows.append(vocabulary.setdefault(word, len(vocabulary)))
                     cols.append(col)
                     counts.append(count)
         self._vocabulary = vocabulary
+        self._stem_of = list(vocabulary)
+        self._spelling = spelling
         shape = (len(vocabulary), self._n)
         rows, cols, counts = title_counts
-        self._title_tf = sp.csr_matrix((counts, (rows, cols)), shape=shape, dtype=float)
+        title_tf = sp.csr_matrix((counts, (rows, cols)), shape=shape, dtype=float)
         rows, cols, counts = abstract_counts
-        self._abstract_tf = sp.csr_matrix((counts, (rows, cols)), shape=shape, dtype=float)
-        self._present = (self._title_tf + self._abstract_tf).tocsr()
-        self._present.sort_indices()
+        abstract_tf = sp.csr_matrix((counts, (rows, cols)), shape=shape, dtype=float)
 
-        # BM25's k1 * norm per paper. Titles are not length-normalised (see the docstring).
-        k1, b = self.settings.bm25_k1, self.settings.bm25_b
+        # BM25F: one term frequency per paper, the title's counted title_weight times and the
+        # abstract's length-normalised, then saturated once; times the word's idf.
+        settings = self.settings
         average = float(abstract_lengths.mean()) if self._n else 0.0
         ratio = abstract_lengths / average if average > 0 else np.ones(self._n)
-        self._title_k = np.full(self._n, k1)
-        self._abstract_k = k1 * (1.0 - b + b * ratio)
+        self._abstract_scale = settings.abstract_weight / (
+            1.0 - settings.bm25_b + settings.bm25_b * ratio
+        )
+        effective = (
+            title_tf * settings.title_weight + abstract_tf @ sp.diags(self._abstract_scale)
+        ).tocsr()
+        effective.sort_indices()
+        effective.eliminate_zeros()
+        self._df = np.diff((title_tf + abstract_tf).tocsr().indptr).astype(float)
+        self._idf = self._idf_of(self._df)
+        weights = effective.copy()
+        weights.data = self._saturate(weights.data)
+        weights = (sp.diags(self._idf) @ weights).tocsr()
+        weights.data = _on_value_grid(weights.data)
+        self._words: sp.csr_matrix = weights  # stem x paper: a word unit's values
+        self._words.sort_indices()
+        self._title_tf, self._abstract_tf = title_tf, abstract_tf
+
+    def _idf_of(self, df: np.ndarray | float) -> np.ndarray:
+        """BM25's idf, ln(1 + (N - df + 0.5) / (df + 0.5)): always above 0."""
+        return np.log1p((self._n - np.asarray(df, dtype=float) + 0.5) / (np.asarray(df) + 0.5))
+
+    def _saturate(self, tf: np.ndarray) -> np.ndarray:
+        k1 = self.settings.bm25_k1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(tf > 0, tf * (k1 + 1.0) / (tf + k1), 0.0)
 
     def _prepare_authors_and_categories(self) -> None:
         author_index: dict[tuple[str, str], int] = {}
@@ -192,9 +243,11 @@ class Prepared:
         width = dimensions.pop()[0]
         self._paper_grid = np.zeros((self._n, width))
         self._text_grid = np.zeros((0, width))
+        self._has_vector = np.zeros(self._n, dtype=bool)
         for col, pid in enumerate(self._ids):
             if (vector := vectors[pid]) is not None:
                 self._paper_grid[col] = _on_grid(vector)
+                self._has_vector[col] = True
 
     def _embed_profile_texts(self, requests: Sequence[RankRequest]) -> None:
         """Embed, in one call, the profile texts of ``requests`` not seen yet today."""
@@ -247,67 +300,78 @@ class Prepared:
             vectors[missing] = embedded
         return vectors
 
-    # -- terms -----------------------------------------------------------------------------
+    # -- units -----------------------------------------------------------------------------
 
-    def _term_id(self, text: str) -> int | None:
-        """The registry id of a term, its paper vector computed on first sight; None if the
-        term has no words."""
-        if text in self._term_id_by_text:
-            return self._term_id_by_text[text]
+    def _unit_id(self, kind: UnitKind, key: tuple[str, ...]) -> int:
+        """The registry id of a unit, its paper vector computed on first sight."""
+        found = self._unit_ids.get((kind, key))
+        if found is not None:
+            return found
         with self._registering:
-            if text in self._term_id_by_text:
-                return self._term_id_by_text[text]
-            key = term_key(text)
-            term_id = self._term_id_by_key.get(key) if key else None
-            if key and term_id is None:
-                self._term_vectors.append(self._match(key))
-                self._term_keys.append(key)
-                term_id = self._term_id_by_key[key] = len(self._term_keys) - 1
-            self._term_id_by_text[text] = term_id
-            return term_id
+            found = self._unit_ids.get((kind, key))
+            if found is None:
+                self._unit_vectors.append(self._match(kind, key))
+                self._unit_keys.append((kind, key))
+                found = self._unit_ids[(kind, key)] = len(self._unit_keys) - 1
+            return found
 
-    def _match(self, key: tuple[str, ...]) -> _TermVector:
-        """Where a word or phrase occurs, and its unweighted relevance in each such paper."""
-        present = self._present
+    def _match(self, kind: UnitKind, key: tuple[str, ...]) -> _UnitVector:
+        """Where a unit occurs, and its BM25F value there (idf times saturated frequency)."""
         rows = [self._vocabulary.get(word) for word in key]
-        postings = [
-            present.indices[present.indptr[row] : present.indptr[row + 1]]
-            for row in rows
-            if row is not None
-        ]
-        if len(postings) < len(key):  # a stem no paper has
-            return _TermVector(np.zeros(0, dtype=np.int64), np.zeros(0))
-        if len(key) == 1:
-            columns = postings[0].astype(np.int64)
-            tf_title = self._title_tf[rows[0]].toarray().ravel()[columns]
-            tf_abstract = self._abstract_tf[rows[0]].toarray().ravel()[columns]
-        else:
-            # Only papers holding every stem can hold the phrase; count it in each field.
-            candidates = postings[0]
-            for posting in postings[1:]:
-                candidates = np.intersect1d(candidates, posting, assume_unique=True)
+        if any(row is None for row in rows):  # a stem no paper has
+            return _UnitVector(np.zeros(0, dtype=np.int64), np.zeros(0))
+        if kind == "word" or len(key) == 1:
+            words = self._words
+            row = rows[0]
+            start, end = words.indptr[row], words.indptr[row + 1]  # type: ignore[index]
+            return _UnitVector(
+                words.indices[start:end].astype(np.int64), words.data[start:end].copy()
+            )
+        # Only papers holding every stem can hold the phrase (or the words near each other).
+        present = self._words
+        candidates = present.indices[present.indptr[rows[0]] : present.indptr[rows[0] + 1]]  # type: ignore[index]
+        for row in rows[1:]:
+            posting = present.indices[present.indptr[row] : present.indptr[row + 1]]  # type: ignore[index]
+            candidates = np.intersect1d(candidates, posting, assume_unique=True)
+        counts = []
+        if kind == "phrase":
             needle = " " + "  ".join(key) + " "
-            counts = [
-                (col, self._title_text[col].count(needle), self._abstract_text[col].count(needle))
-                for col in candidates.tolist()
-            ]
-            counts = [c for c in counts if c[1] or c[2]]
-            columns = np.array([c[0] for c in counts], dtype=np.int64)
-            tf_title = np.array([c[1] for c in counts], dtype=float)
-            tf_abstract = np.array([c[2] for c in counts], dtype=float)
-        settings = self.settings
-        share = len(columns) / (self._n + _PSEUDO_PAPERS)
-        rarity = 0.5 + 0.5 / (1.0 + share / _COMMON_SHARE)
-        values = rarity * (
-            settings.title_weight * _saturation(tf_title, self._title_k[columns], settings)
-            + settings.abstract_weight
-            * _saturation(tf_abstract, self._abstract_k[columns], settings)
+            for col in candidates.tolist():
+                counts.append(
+                    (
+                        col,
+                        self._title_text[col].count(needle),
+                        self._abstract_text[col].count(needle),
+                    )
+                )
+        else:
+            for col in candidates.tolist():
+                title, abstract = self._positions_of(col)
+                counts.append((col, _near(title, key), _near(abstract, key)))
+        counts = [c for c in counts if c[1] or c[2]]
+        columns = np.array([c[0] for c in counts], dtype=np.int64)
+        tf_title = np.array([c[1] for c in counts], dtype=float)
+        tf_abstract = np.array([c[2] for c in counts], dtype=float)
+        effective = (
+            self.settings.title_weight * tf_title + self._abstract_scale[columns] * tf_abstract
         )
-        return _TermVector(columns, values)
+        idf = float(self._idf_of(len(columns)))
+        return _UnitVector(columns, _on_value_grid(idf * self._saturate(effective)))
 
-    def _term_matrix(self, term_ids: Sequence[int], presence: bool = False) -> sp.csr_matrix:
-        """Stacked term vectors (relevance values, or 1 where present); sorted columns."""
-        vectors = [self._term_vectors[tid] for tid in term_ids]
+    def _positions_of(self, col: int) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """Where each stem occurs in a paper's title and abstract (for words near each
+        other), worked out the first time a unit needs the paper. Called under the lock."""
+        found = self._positions.get(col)
+        if found is None:
+            found = self._positions[col] = (
+                _positions(self._title_stems[col]),
+                _positions(self._abstract_stems[col]),
+            )
+        return found
+
+    def _unit_matrix(self, unit_ids: Sequence[int], presence: bool = False) -> sp.csr_matrix:
+        """Stacked unit vectors (values, or 1 where present); sorted columns."""
+        vectors = [self._unit_vectors[uid] for uid in unit_ids]
         indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
         np.cumsum([len(v.columns) for v in vectors], out=indptr[1:])
         if indptr[-1]:
@@ -319,11 +383,79 @@ class Prepared:
             columns, values = np.zeros(0, dtype=np.int64), np.zeros(0)
         return sp.csr_matrix((values, columns, indptr), shape=(len(vectors), self._n))
 
+    def _exclude_id(self, text: str) -> int | None:
+        """The unit an exclude term vetoes by: its word, or its stems as a phrase."""
+        if text not in self._excludes:
+            key = term_key(text)
+            self._excludes[text] = (
+                self._unit_id("word" if len(key) == 1 else "phrase", key) if key else None
+            )
+        return self._excludes[text]
+
+    # -- the expansion's neighbours --------------------------------------------------------
+
+    def _lexical_neighbours(self) -> sp.csr_matrix:
+        """paper x paper: how much each paper's distinctive words find the others.
+
+        A paper's distinctive words are its ``EXPANSION_WORDS`` stems of highest tf-idf
+        (title words counted ``title_weight`` times, over the paper's length, times the square
+        root of the idf), leaving out stop words, numbers, words under three letters and
+        words no other paper uses; their weights sum to 1. Row d is the BM25F score of every
+        paper for that weighted bag, keeping the ``NEIGHBOURS`` best: pseudo-relevance
+        feedback (RM3-like) from paper d, computed once a day.
+        """
+        with self._neighbours_lock:
+            if self._lexical is None:
+                self._lexical = _top_per_row(self._distinctive_locked() @ self._words, NEIGHBOURS)
+            return self._lexical
+
+    def _distinctive_matrix(self) -> sp.csr_matrix:
+        """paper x stem: each paper's distinctive words and their weights (summing to 1)."""
+        with self._neighbours_lock:
+            return self._distinctive_locked()
+
+    def _distinctive_locked(self) -> sp.csr_matrix:
+        if self._distinctive is None:
+            self._distinctive = self._compute_distinctive()
+        return self._distinctive
+
+    def _compute_distinctive(self) -> sp.csr_matrix:
+        counts = (self._title_tf * self.settings.title_weight + self._abstract_tf).T.tocsr()
+        lengths = np.asarray(counts.sum(axis=1)).ravel()
+        lengths[lengths == 0] = 1.0
+        scores = sp.diags(1.0 / lengths) @ counts @ sp.diags(np.sqrt(self._idf))
+        scores = scores.tocsr()
+        usable = np.array(
+            [
+                self._df[row] >= 2 and _distinctive_stem(stem)
+                for row, stem in enumerate(self._stem_of)
+            ],
+            dtype=bool,
+        )
+        scores = scores @ sp.diags(usable.astype(float))
+        top = _top_per_row(scores.tocsr(), EXPANSION_WORDS)
+        sums = np.asarray(top.sum(axis=1)).ravel()
+        sums[sums == 0] = 1.0
+        return (sp.diags(1.0 / sums) @ top).tocsr()
+
+    # -- small caches ----------------------------------------------------------------------
+
     def _reason(self, kind: str, label: str) -> Reason:
-        # Shared Reason objects: 100,000 subscribers mostly repeat the same few thousand.
+        return self._interned(kind, label)[0]
+
+    def _interned(self, kind: str, label: str) -> tuple[Reason, int]:
+        """A shared Reason and its number: 100,000 subscribers mostly repeat the same few
+        thousand, and numbers let the picks' reasons be told apart without hashing them."""
         found = self._reasons.get((kind, label))
         if found is None:
-            found = self._reasons[(kind, label)] = Reason(kind, label)  # type: ignore[arg-type]
+            reason = Reason(kind, label)  # type: ignore[arg-type]
+            found = self._reasons[(kind, label)] = (reason, len(self._reasons))
+        return found
+
+    def _surface_id(self, surface: str) -> int:
+        found = self._surfaces.get(surface)
+        if found is None:
+            found = self._surfaces[surface] = len(self._surfaces)
         return found
 
     def _author_key(self, name: str) -> tuple[str, str]:
@@ -331,3 +463,62 @@ class Prepared:
         if found is None:
             found = self._author_keys[name] = author_key(name)
         return found
+
+
+def _distinctive_stem(stem: str) -> bool:
+    return (
+        len(stem) >= _MIN_WORD_CHARS
+        and not stem.isdigit()
+        and any(ch.isalpha() for ch in stem)
+        and stem not in STOP_STEMS
+    )
+
+
+def _positions(tokens: list[str]) -> dict[str, list[int]]:
+    """stem -> where it occurs in a field."""
+    found: dict[str, list[int]] = {}
+    for index, token in enumerate(tokens):
+        found.setdefault(token, []).append(index)
+    return found
+
+
+def _near(positions: dict[str, list[int]], key: tuple[str, ...]) -> int:
+    """Occurrences of ``key[0]`` with every other stem of ``key`` within ``NEAR_WINDOW``."""
+    first = positions.get(key[0])
+    others = [positions.get(stem) for stem in key[1:]]
+    if not first or not all(others):
+        return 0
+    return sum(
+        1
+        for at in first
+        if all(any(abs(p - at) <= NEAR_WINDOW for p in found) for found in others)  # type: ignore[union-attr]
+    )
+
+
+def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """The ``k`` largest positive entries of each row (ties: lower column), others dropped."""
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+    keep_rows: list[np.ndarray] = []
+    keep_cols: list[np.ndarray] = []
+    keep_vals: list[np.ndarray] = []
+    for row in range(matrix.shape[0]):
+        start, end = indptr[row], indptr[row + 1]
+        values, columns = data[start:end], indices[start:end]
+        positive = values > 0
+        values, columns = values[positive], columns[positive]
+        if len(values) > k:
+            chosen = np.lexsort((columns, -values))[:k]
+            values, columns = values[chosen], columns[chosen]
+        keep_rows.append(np.full(len(values), row, dtype=np.int64))
+        keep_cols.append(columns.astype(np.int64))
+        keep_vals.append(values)
+    if not keep_rows:
+        return sp.csr_matrix(matrix.shape)
+    result = sp.csr_matrix(
+        (np.concatenate(keep_vals), (np.concatenate(keep_rows), np.concatenate(keep_cols))),
+        shape=matrix.shape,
+    )
+    result.sort_indices()
+    return result

@@ -6,15 +6,17 @@ import math
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import scipy.sparse as sp
 
 from digest.config import RankingSettings
+from digest.domain.analysis import term_key
 from digest.domain.categories import covers
 from digest.domain.items import PaperCard, RankedItem, Reason
-from digest.domain.profiles import Learned
+from digest.domain.profiles import Learned, Profile
 from digest.ranking.parts import (
     _CHUNK_CELLS,
     _MAX_CHUNK_ROWS,
@@ -25,10 +27,13 @@ from digest.ranking.parts import (
     RankRequest,
     _cpu_count,
     _first,
+    _largest_k,
     _lookup,
+    _on_weight_grid,
+    _relative,
     _Row,
+    _row_max,
     _selection,
-    _semantic_bonus,
     _smallest_k,
     _timestamp,
     _weighted_selection,
@@ -36,7 +41,35 @@ from digest.ranking.parts import (
     gc_paused,
 )
 from digest.ranking.prepared import Prepared
-from digest.ranking.semantic import SemanticMatch
+from digest.ranking.query import units
+from digest.ranking.semantic import SemanticMatch, short_label
+
+_RELATED_SHOWN = 2  # "related: pruning, quantization"
+# stems, and per unit (unit id, weight, reason, highlight, reason number, highlight number)
+_TermEntry = tuple[tuple[str, ...], list[tuple[int, float, Reason, str, int, int, int]]]
+_COMMON_SHARE = 0.1  # a word in this share of the day's papers is too common to name
+_TINY = 1e-12
+# A learned weight faded below this no longer counts: relevance is relative to the reader's
+# best paper, so a faint weight alone would otherwise still choose papers.
+_FADED = 0.01  # relevance must be above this (0 never passes, even with relative_cut 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _PickParts:
+    """Per pick, what its relevance is made of."""
+
+    own: np.ndarray  # the reader's own words (terms, description, learned), authors, categories
+    lexical: np.ndarray  # the expansion by the best papers' words
+    meaning: np.ndarray  # closeness in meaning to the best papers
+
+
+def _first_of(pair: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    """True at the first entry of each (pair, number) in order, False at its repeats."""
+    keep = np.zeros(len(pair), dtype=bool)
+    if len(pair):
+        key = pair.astype(np.int64) * (int(numbers.max()) + 1) + numbers
+        keep[np.unique(key, return_index=True)[1]] = True
+    return keep
 
 
 class Ranker(Prepared):
@@ -73,70 +106,116 @@ class Ranker(Prepared):
                     results.extend(part)
         return results
 
-    def _include(
-        self, text: str, learned: bool = False
-    ) -> tuple[tuple[str, ...], int, Reason] | None:
-        """(stems, term id, reason) of an include term as written (or a learned one, whose
-        reason is kind "learned"); None if it has no words."""
-        found = self._includes.get((text, "learned" if learned else ""), False)
-        if found is False:
-            tid = self._term_id(text)
-            if tid is None:
-                found = None
-            else:
-                key = self._term_keys[tid]
-                kind = "learned" if learned else "phrase" if len(key) > 1 else "term"
-                found = (key, tid, self._reason(kind, text))
-            self._includes[(text, "learned" if learned else "")] = found
-        return found  # type: ignore[return-value]
+    # -- one request as indexes --------------------------------------------------------------
 
-    def _learned_terms(
-        self,
-        learned: Learned,
-        fade: float,
-        terms: dict[int, tuple[tuple[str, ...], int, float, Reason]],
-    ) -> None:
-        """Add the learned (and model) terms to ``terms``: weights of one stem summed, faded
-        with the feedback's age; a stem the reader chose explicitly keeps its own weight."""
-        summed: dict[int, tuple[tuple[str, ...], float, Reason]] = {}
-        for term in (*learned.terms, *learned.model):
-            found = self._include(term.text, learned=True)
-            weight = float(term.weight) * fade
-            if found is None or found[1] in terms or not math.isfinite(weight):
+    def _term_units(self, text: str, kind: str = "") -> _TermEntry:
+        """An include term as written (``kind`` ""), a description (``"description"``) or a
+        learned word (``"learned"``): its stems and, per unit, (unit id, weight, reason,
+        highlight, reason number, highlight number, group number). Cached for the day.
+
+        A pick names one reason per group, that of its largest unit: a phrase's units are one
+        group, so a paper with the phrase says "model compression" and one with only its
+        words the word that did most ("compression"); a description's words are a group each.
+        """
+        found = self._includes.get((text, kind))
+        if found is None:
+            entries = []
+            parsed = units(text, self._query_weights)
+            label = " ".join(text.split())
+            if parsed is not None:
+                group = self._interned("phrase" if parsed.kind == "phrase" else "term", label)[1]
+                for unit in parsed.units:
+                    uid = self._unit_id(unit.kind, unit.stems)
+                    if kind == "learned":
+                        reason, rid = self._interned("learned", text)
+                    elif parsed.kind == "description" or (
+                        parsed.kind == "phrase" and unit.kind == "word"
+                    ):
+                        reason, rid = self._interned("term", unit.surface)
+                    else:
+                        reason, rid = self._interned(
+                            "phrase" if parsed.kind == "phrase" else "term", label
+                        )
+                    shown = rid if parsed.kind == "description" or kind == "learned" else group
+                    entries.append(
+                        (
+                            uid,
+                            unit.weight,
+                            reason,
+                            unit.surface,
+                            rid,
+                            self._surface_id(unit.surface),
+                            shown,
+                        )
+                    )
+            found = self._includes[(text, kind)] = (term_key(text), entries)
+        return found
+
+    def _units_of(self, profile: Profile, learned: Learned, fade: float) -> dict[int, list]:
+        """unit id -> [weight, reason, highlight, reason number, highlight number]: the
+        reader's terms and description, then what feedback taught. One unit named by several
+        terms adds up their weights; a learned word whose stems the reader chose keeps the
+        reader's weight."""
+        chosen: dict[int, list] = {}
+        own_keys: set[tuple[str, ...]] = set()
+        for term in profile.include:
+            weight = float(term.weight)
+            key, entries = self._term_units(term.text)
+            # First spelling wins (as in profiles.parse_terms); a weight that is not a positive
+            # number (only a hand-made Profile can have one) leaves the term out.
+            if not key or key in own_keys or not 0 < weight < math.inf:
                 continue
-            key, tid, reason = found
-            _key, before, first = summed.get(tid, (key, 0.0, reason))
-            summed[tid] = (key, before + weight, first)
-        for tid, (key, weight, reason) in summed.items():
-            if weight:
-                terms[tid] = (key, tid, weight, reason)
+            own_keys.add(key)
+            for uid, share, *shown in entries:
+                entry = chosen.get(uid)
+                if entry is None:
+                    chosen[uid] = [weight * share, *shown]
+                else:
+                    entry[0] += weight * share
+        if profile.description:
+            for uid, share, *shown in self._term_units(profile.description, "description")[1]:
+                entry = chosen.get(uid)
+                if entry is None:
+                    chosen[uid] = [share, *shown]
+                else:
+                    entry[0] += share
+        if learned.terms or learned.model:
+            own_words = {key[0] for key in own_keys if len(key) == 1}
+            taught: dict[int, list] = {}
+            for term in (*learned.terms, *learned.model):
+                weight = float(term.weight) * fade
+                key, entries = self._term_units(term.text, "learned")
+                if not key or not abs(weight) >= _FADED or key in own_keys:
+                    continue
+                if len(key) == 1 and key[0] in own_words:
+                    continue
+                for uid, share, *shown in entries:
+                    if uid in chosen:
+                        continue
+                    entry = taught.get(uid)
+                    if entry is None:
+                        taught[uid] = [weight * share, *shown]
+                    else:
+                        entry[0] += weight * share
+            chosen.update((uid, entry) for uid, entry in taught.items() if entry[0])
+        return chosen
 
     def _row(self, request: RankRequest) -> _Row:
         profile = request.profile
-        terms: dict[int, tuple[tuple[str, ...], int, float, Reason]] = {}
-        for term in profile.include:
-            found = self._include(term.text)
-            weight = float(term.weight)
-            # First spelling wins (as in profiles.parse_terms); a weight that is not a positive
-            # number (only a hand-made Profile can have one) leaves the term out.
-            if found is not None and found[1] not in terms and 0 < weight < math.inf:
-                key, tid, reason = found
-                terms[tid] = (key, tid, weight, reason)
         learned = profile.learned
         fade = learned.decay(self.now)
-        if learned.terms or learned.model:
-            self._learned_terms(learned, fade, terms)
+        chosen = self._units_of(profile, learned, fade)
         excludes: set[int] = set()
         for text in profile.exclude:
-            if (tid := self._term_id(text)) is not None:
-                excludes.add(tid)
+            if (uid := self._exclude_id(text)) is not None:
+                excludes.add(uid)
         # Followed authors count author_boost; learned ones their own, smaller, faded weight.
         author_keys: dict[tuple[str, str], float] = {}
         for name in profile.authors:
             author_keys[self._author_key(name)] = self.settings.author_boost
         for author in learned.authors:
             weight = float(author.weight) * fade
-            if 0 < weight < math.inf:
+            if _FADED <= weight < math.inf:
                 author_keys.setdefault(self._author_key(author.name), weight)
         authors = sorted(
             (i, weight)
@@ -145,8 +224,8 @@ class Ranker(Prepared):
         )
         categories = {
             i
-            for chosen in profile.categories
-            if (i := self._category_index.get(chosen)) is not None
+            for chosen_category in profile.categories
+            if (i := self._category_index.get(chosen_category)) is not None
         }
         sent = request.exclude_ids & self._id_set if request.exclude_ids else ()
         semantic: list[tuple[int, Reason]] = []
@@ -154,8 +233,14 @@ class Ranker(Prepared):
             for text in self._semantic.texts(profile):
                 if (text_id := self._text_ids.get(text.key)) is not None:
                     semantic.append((text_id, self._reason("semantic", text.label)))
+        unit_list = []
+        for uid, entry in chosen.items():
+            weight = _on_weight_grid(entry[0])
+            if weight:
+                unit_list.append((uid, weight, *entry[1:]))
         return _Row(
-            terms=sorted(terms.values()),  # stem order: the same sum order in any batch
+            units=unit_list,
+            expands=any(entry[1] > 0 for entry in unit_list),
             excludes=sorted(excludes),
             authors=sorted(authors),
             author_keys=author_keys,
@@ -168,6 +253,8 @@ class Ranker(Prepared):
             semantic=semantic,
         )
 
+    # -- a chunk of rows ---------------------------------------------------------------------
+
     def _rank_chunk(
         self, requests: Sequence[RankRequest], work: _Workspace
     ) -> list[list[RankedItem]]:
@@ -175,94 +262,138 @@ class Ranker(Prepared):
         m, n = len(rows), self._n
         settings = self.settings
 
-        # Relevance: subscriber x term weights times term x paper values. Local term ids
-        # follow stem order, so a row sums its terms in the same order whatever else is in
-        # the batch: batch and one-at-a-time ranking give bit-identical scores.
-        include_ids = sorted(
-            {tid for row in rows for _key, tid, _w, _r in row.terms},
-            key=self._term_keys.__getitem__,
-        )
-        local = {tid: i for i, tid in enumerate(include_ids)}
+        # Keyword relevance: subscriber x unit weights times unit x paper values. Both are on
+        # binary grids (``_VALUE_GRID``, ``_WEIGHT_GRID``), so every sum is exact and a row
+        # scores the same whatever else is in the batch and in whatever order.
+        unit_ids = sorted({entry[0] for row in rows for entry in row.units})
+        local = {uid: i for i, uid in enumerate(unit_ids)}
         indptr = [0]
         indices: list[int] = []
         weights: list[float] = []
         for row in rows:
-            for _key, tid, weight, _reason in row.terms:
-                indices.append(local[tid])
-                weights.append(weight)
+            for entry in row.units:
+                indices.append(local[entry[0]])
+                weights.append(entry[1])
             indptr.append(len(indices))
-        wanted = sp.csr_matrix((weights, indices, indptr), shape=(m, len(include_ids)))
-        terms_by_paper = self._term_matrix(include_ids)
-        relevance = work.relevance[:m]
+        wanted = sp.csr_matrix((weights, indices, indptr), shape=(m, len(unit_ids)))
+        units_by_paper = self._unit_matrix(unit_ids)
+        keywords = work.relevance[:m]
         if wanted.nnz:
-            (wanted @ terms_by_paper).toarray(out=relevance)
+            (wanted @ units_by_paper).toarray(out=keywords)
         else:
-            relevance.fill(0.0)
+            keywords.fill(0.0)
+        met = None  # where a followed author or category met a paper
         if any(row.authors for row in rows):
             hits = (
                 _weighted_selection([row.authors for row in rows], len(self._author_index))
                 @ self._paper_authors
             ).tocoo()
-            relevance[hits.row, hits.col] += hits.data  # each author's weight, summed
+            keywords[hits.row, hits.col] += hits.data  # each author's weight, summed
+            met = work.met[:m]
+            met.fill(False)
+            met[hits.row, hits.col] = True
         if any(row.categories for row in rows):
             hits = (
                 _selection([row.categories for row in rows], len(self._category_index))
                 @ self._paper_categories
             ).tocoo()
-            relevance[hits.row, hits.col] += settings.category_boost  # once, however many
+            keywords[hits.row, hits.col] += settings.category_boost  # once, however many
+            if met is None:
+                met = work.met[:m]
+                met.fill(False)
+            met[hits.row, hits.col] = True
 
-        # Blocked: seen before the row's `since`, already sent, or vetoed by an exclude term.
-        blocked = work.blocked[:m]
-        since = np.array([row.since for row in rows])
-        np.less(self._seen[None, :], since[:, None], out=blocked)
-        for i, row in enumerate(rows):
-            if row.excluded_columns:
-                blocked[i, row.excluded_columns] = True
-        if any(row.excludes for row in rows):
-            exclude_ids = sorted({tid for row in rows for tid in row.excludes})
-            local = {tid: i for i, tid in enumerate(exclude_ids)}
-            vetoes = _selection(
-                [[local[tid] for tid in row.excludes] for row in rows], len(exclude_ids)
-            )
-            hits = (vetoes @ self._term_matrix(exclude_ids, presence=True)).tocoo()
-            blocked[hits.row, hits.col] = True
+        blocked = self._blocked(rows, work.blocked[:m])
+        np.copyto(keywords, 0.0, where=blocked)
+        # Relative to the reader's best paper today (1 there), whatever the size of the day
+        # or the number of terms.
+        best = _row_max(keywords)
+        per_best = np.where(best > 0, 1.0 / np.where(best > 0, best, 1.0), 0.0)
 
-        # The floor applies to relevance alone; the prior only re-orders what passed it.
-        failed = work.failed[:m]
-        if settings.relevance_floor > 0:
-            np.less(relevance, settings.relevance_floor, out=failed)
-        else:
-            np.less_equal(relevance, 0.0, out=failed)
-        closeness = None
         semantic = self._semantic  # read once: a failed embedding may turn it off meanwhile
+        closeness = None
+        first = keywords  # what chooses the papers the expansion starts from
         if semantic is not None and any(row.semantic for row in rows):
             closeness = work.closeness[:m]
             self._closeness(rows, closeness)
-            # Meaning lets a paper past the floor only when it is close: see the docstring.
-            np.logical_and(failed, closeness < semantic.threshold, out=failed)
-        np.logical_or(failed, blocked, out=failed)
-        # Costs (negated scores) rather than scores: argpartition is far faster picking the
-        # smallest k of a row full of +inf than the largest k of one full of -inf.
-        cost = work.cost[:m]
-        np.subtract(self._negative_prior[None, :], relevance, out=cost)  # -(prior + relevance)
-        if closeness is not None and semantic is not None:
-            cost -= _semantic_bonus(closeness, semantic)
-        np.copyto(cost, np.inf, where=failed)
+            np.copyto(closeness, -1.0, where=blocked)
+            if semantic.weight:
+                first = work.first[:m]
+                np.multiply(keywords, per_best[:, None], out=first)
+                near = _relative(closeness.copy(), semantic.min_cosine, _row_max(closeness))
+                near *= semantic.weight
+                first += near
 
+        # The expansion: the reader's best papers stand in for the words and meaning the
+        # reader did not write down.
+        feedback = self._feedback(first, settings.expansion_papers)
+        relevance = work.cost[:m]  # the blend; the costs are made from it at the end
+        share = settings.expansion_weight
+        expanding = np.array([row.expands for row in rows])
+        lexical = None
+        if feedback is not None and share > 0 and expanding.any():
+            lexical = work.expansion[:m]
+            (feedback @ self._lexical_neighbours()).toarray(out=lexical)
+            top = _row_max(lexical, where=~blocked)
+            lexical *= (np.where(top > 0, share / np.where(top > 0, top, 1.0), 0.0) * expanding)[
+                :, None
+            ]
+        else:
+            expanding[:] = False
+        own_scale = per_best * np.where(expanding, 1.0 - share, 1.0)  # the reader's own words
+        np.multiply(keywords, own_scale[:, None], out=relevance)
+        if lexical is not None:
+            relevance += lexical
+        meaning = None
+        if feedback is not None and semantic is not None and semantic.expansion_weight:
+            meaning = work.meaning[:m]
+            self._closeness_to_best(feedback, meaning)
+            # The best papers are close to themselves: scale by the best of the others.
+            others = ~blocked
+            others[feedback.nonzero()] = False
+            top = _row_max(meaning, where=others)
+            # No other paper is close enough to scale by (or every open paper is one of the
+            # best): scale by the best of all.
+            alone = ~(top > semantic.expansion_min_cosine)
+            if alone.any():
+                top[alone] = _row_max(meaning[alone], where=~blocked[alone])
+            _relative(meaning, semantic.expansion_min_cosine, top)
+            meaning *= semantic.expansion_weight
+            relevance += meaning
+
+        # The cut: a share of the reader's best today, never filler below it; the prior only
+        # re-orders what passed.
+        floor = np.maximum(settings.relative_cut * _row_max(relevance), _TINY)
+        failed = work.failed[:m]
+        np.less(relevance, floor[:, None], out=failed)
+        failed |= blocked
+        pick_relevance_all = relevance  # read at the picks below, before it becomes costs
         limits = np.array([row.limit for row in rows])
         k = min(int(limits.max()), n)
-        top, top_cost = _smallest_k(cost, k)
+        cost = relevance  # in place: -(prior + relevance), +inf where failed
+        np.subtract(self._negative_prior[None, :], pick_relevance_all, out=cost)
+        np.copyto(cost, np.inf, where=failed)
+        top_cols, top_cost = _smallest_k(cost, k)
         take = np.isfinite(top_cost) & (np.arange(k)[None, :] < limits[:, None])
         pick_rows, pick_ranks = np.nonzero(take)
-        pick_cols = top[pick_rows, pick_ranks]
+        pick_cols = top_cols[pick_rows, pick_ranks]
+        zeros = np.zeros(len(pick_rows))
+        parts = _PickParts(
+            keywords[pick_rows, pick_cols] * own_scale[pick_rows],
+            lexical[pick_rows, pick_cols] if lexical is not None else zeros,
+            meaning[pick_rows, pick_cols] if meaning is not None else zeros,
+        )
+        people = met[pick_rows, pick_cols] if met is not None else np.zeros(len(pick_rows), bool)
         items = self._picked_items(
             rows,
             wanted,
-            terms_by_paper,
+            units_by_paper,
             pick_rows,
             pick_cols,
             -top_cost[pick_rows, pick_ranks],
-            relevance[pick_rows, pick_cols],
+            parts,
+            people,
+            feedback,
             (closeness, semantic) if closeness is not None and semantic is not None else None,
         )
         bounds = np.concatenate(([0], np.cumsum(take.sum(axis=1)))).tolist()
@@ -270,27 +401,71 @@ class Ranker(Prepared):
 
         for i, row in enumerate(rows):
             if not row.limit:
-                results[i] = self._trending(blocked[i], requests[i].limit, relevance[i])
+                results[i] = self._trending(
+                    blocked[i], requests[i].limit, keywords[i] * per_best[i]
+                )
             elif row.also_trending and settings.also_trending:
-                results[i].extend(self._also_trending(blocked[i], results[i], relevance[i]))
+                results[i].extend(
+                    self._also_trending(blocked[i], results[i], keywords[i] * per_best[i])
+                )
         return results
+
+    def _blocked(self, rows: Sequence[_Row], blocked: np.ndarray) -> np.ndarray:
+        """Seen before the row's ``since``, already sent, or vetoed by an exclude term."""
+        since = np.array([row.since for row in rows])
+        np.less(self._seen[None, :], since[:, None], out=blocked)
+        for i, row in enumerate(rows):
+            if row.excluded_columns:
+                blocked[i, row.excluded_columns] = True
+        if any(row.excludes for row in rows):
+            exclude_ids = sorted({uid for row in rows for uid in row.excludes})
+            local = {uid: i for i, uid in enumerate(exclude_ids)}
+            vetoes = _selection(
+                [[local[uid] for uid in row.excludes] for row in rows], len(exclude_ids)
+            )
+            hits = (vetoes @ self._unit_matrix(exclude_ids, presence=True)).tocoo()
+            blocked[hits.row, hits.col] = True
+        return blocked
+
+    def _feedback(self, first: np.ndarray, k: int) -> sp.csr_matrix | None:
+        """Each row's ``k`` best papers by ``first`` (blocked ones are 0 there) that reach
+        ``relative_cut`` of its best, weighted by ``first`` and summing to 1 per row: the
+        papers its expansion starts from. None when no row has any."""
+        if k <= 0:
+            return None
+        top, values = _largest_k(first, min(k, self._n))
+        # Only papers that pass the cut on their own: a weak match is no example to follow.
+        valid = (values > 0) & (values >= self.settings.relative_cut * values[:, :1])
+        if not valid.any():
+            return None
+        values = np.where(valid, values, 0.0)
+        totals = values.sum(axis=1)
+        values /= np.where(totals > 0, totals, 1.0)[:, None]
+        counts = valid.sum(axis=1)
+        indptr = np.concatenate(([0], np.cumsum(counts)))
+        # Valid entries come first in each row (sorted by value, largest first).
+        return sp.csr_matrix((values[valid], top[valid], indptr), shape=(first.shape[0], self._n))
+
+    # -- the chosen items --------------------------------------------------------------------
 
     def _picked_items(
         self,
         rows: Sequence[_Row],
         wanted: sp.csr_matrix,
-        terms_by_paper: sp.csr_matrix,
+        units_by_paper: sp.csr_matrix,
         pick_rows: np.ndarray,
         pick_cols: np.ndarray,
         pick_scores: np.ndarray,
-        pick_relevance: np.ndarray,
+        parts: _PickParts,
+        people: np.ndarray,
+        feedback: sp.csr_matrix | None,
         closeness: tuple[np.ndarray, SemanticMatch] | None = None,
     ) -> list[RankedItem]:
         """RankedItems for the chosen (row, paper) pairs, with reasons and highlight terms.
 
-        Only the chosen pairs are looked at, all at once: each pair's terms are expanded, their
-        values read from the term x paper matrix, the non-matches dropped, the rest sorted by
-        pair, then contribution (largest first), then stem order.
+        Only the chosen pairs are looked at, all at once: each pair's units are expanded,
+        their values read from the unit x paper matrix, the non-matches dropped, the rest
+        sorted by pair, then contribution (largest first), then unit order.
         """
         pairs = len(pick_rows)
         starts = wanted.indptr[pick_rows]
@@ -299,58 +474,83 @@ class Ranker(Prepared):
         entry = np.arange(int(counts.sum())) + np.repeat(
             starts - (np.cumsum(counts) - counts), counts
         )
-        contribution = wanted.data[entry] * _lookup(
-            terms_by_paper, wanted.indices[entry], pick_cols[pair]
-        )
+        # Most of a row's units are not in a given paper: a dense presence table (units x
+        # papers, one byte each) rules those out by plain indexing; the rest are looked up.
+        units_at = wanted.indices[entry]
+        present = np.zeros(units_by_paper.shape, dtype=bool)
+        present[
+            np.repeat(np.arange(units_by_paper.shape[0]), np.diff(units_by_paper.indptr)),
+            units_by_paper.indices,
+        ] = True
+        found = present[units_at, pick_cols[pair]]
+        pair, entry, units_at = pair[found], entry[found], units_at[found]
+        contribution = wanted.data[entry] * _lookup(units_by_paper, units_at, pick_cols[pair])
         keep = contribution > 0
         pair, entry, contribution = pair[keep], entry[keep], contribution[keep]
-        order = np.lexsort((entry, -contribution, pair))
-        pair, entry, contribution = pair[order], entry[order], contribution[order]
-        bounds = np.searchsorted(pair, np.arange(pairs + 1)).tolist()
+        every = [entry for row in rows for entry in row.units]
 
-        # Reasons in the same entry order as ``wanted``'s data, then picked per pair.
-        row_reasons = [reason for row in rows for _key, _tid, _w, reason in row.terms]
-        reasons = [row_reasons[e] for e in entry.tolist()]
-        labels = [reason.label for reason in reasons]
-        values = contribution.tolist()
+        # Reasons: one per group (see _term_units), named by its phrase when the phrase (or its
+        # words near each other) matched, else by its largest word; groups in order of what
+        # they added up to, largest first.
+        groups = np.array([entry[6] for entry in every], dtype=np.int64)[entry]
+        phrase = np.array([entry[2].kind == "phrase" for entry in every], dtype=bool)[entry]
+        order = np.lexsort((entry, -contribution, ~phrase, groups, pair))
+        g_pair, g_group = pair[order], groups[order]
+        starts = np.flatnonzero(
+            np.concatenate(([True], (g_pair[1:] != g_pair[:-1]) | (g_group[1:] != g_group[:-1])))
+        )[: len(g_pair)]
+        totals = np.add.reduceat(contribution[order], starts) if len(starts) else contribution[:0]
+        named, named_pair = entry[order][starts], g_pair[starts]
+        by_size = np.lexsort((named, -totals, named_pair))
+        named, named_pair, totals = named[by_size], named_pair[by_size], totals[by_size]
+        reason_bounds = np.searchsorted(named_pair, np.arange(pairs + 1)).tolist()
+        reasons = [every[e][2] for e in named.tolist()]
+        reason_values = totals.tolist()
+
+        # Highlights: every word or phrase that matched, in the reader's order (a surface is
+        # one unit's, so none repeats; the words-near-each-other unit has none of its own).
+        surfaces_all = [entry[3] for entry in every]
+        shown = np.array([bool(text) for text in surfaces_all], dtype=bool)[entry]
+        surfaces_at = entry[shown].tolist()
+        surface_bounds = np.searchsorted(pair[shown], np.arange(pairs + 1)).tolist()
+        surfaces = [surfaces_all[e] for e in surfaces_at]
+
         ids = self._ids
-        merge = [bool(row.authors or row.categories) for row in rows]
-        semantic = (
-            self._semantic_reasons(rows, pick_rows, pick_cols, closeness) if closeness else {}
-        )
+        extra = self._expansion_reasons(rows, pick_rows, pick_cols, parts, feedback, closeness)
         items: list[RankedItem] = []
         append = items.append
-        for pair, (i, col, score, relevance, a, b) in enumerate(
+        for index, (i, col, score, relevance, merge, a, b, c, d) in enumerate(
             zip(
                 pick_rows.tolist(),
                 pick_cols.tolist(),
                 pick_scores.tolist(),
-                pick_relevance.tolist(),
-                bounds[:-1],
-                bounds[1:],
+                (parts.own + parts.lexical).tolist(),
+                people.tolist(),
+                reason_bounds[:-1],
+                reason_bounds[1:],
+                surface_bounds[:-1],
+                surface_bounds[1:],
                 strict=True,
             )
         ):
-            close = semantic.get(pair)
-            if merge[i] or close:
+            if merge:
                 chosen = self._with_people_and_places(
-                    rows[i], col, values[a:b], reasons[a:b], close
+                    rows[i], col, reason_values[a:b], reasons[a:b]
                 )
             else:
                 chosen = tuple(reasons[a:b])
-            append(RankedItem(ids[col], score, relevance, chosen, "picks", tuple(labels[a:b])))
+            highlight = tuple(surfaces[c:d])
+            more = extra.get(index)
+            if more:
+                chosen = (*chosen, *more[0])
+                highlight = tuple(dict.fromkeys((*highlight, *more[1])))
+            append(RankedItem(ids[col], score, relevance, chosen, "picks", highlight))
         return items
 
     def _with_people_and_places(
-        self,
-        row: _Row,
-        col: int,
-        values: list[float],
-        term_reasons: list[Reason],
-        close: tuple[float, Reason] | None = None,
+        self, row: _Row, col: int, values: list[float], term_reasons: list[Reason]
     ) -> tuple[Reason, ...]:
-        """Term, author, category and semantic reasons together by contribution (terms first
-        on ties)."""
+        """Term, author and category reasons together by contribution (terms first on ties)."""
         scored = list(zip(values, term_reasons, strict=True))
         if row.author_keys:
             for key, name in self._author_names[col].items():
@@ -358,10 +558,119 @@ class Ranker(Prepared):
                     scored.append((row.author_keys[key], self._reason("author", name)))
         if row.chosen_categories:
             scored.extend(self._category_reason(row.chosen_categories, col))
-        if close is not None:
-            scored.append(close)
         scored.sort(key=_first, reverse=True)  # stable: equal contributions keep their order
         return tuple(reason for _value, reason in scored)
+
+    def _expansion_reasons(
+        self,
+        rows: Sequence[_Row],
+        pick_rows: np.ndarray,
+        pick_cols: np.ndarray,
+        parts: _PickParts,
+        feedback: sp.csr_matrix | None,
+        closeness: tuple[np.ndarray, SemanticMatch] | None,
+    ) -> dict[int, tuple[list[Reason], list[str]]]:
+        """Reasons beyond the reader's own words, per pick index: (reasons, highlights).
+
+        - "close to <text>" where the paper's closeness to a profile text reaches the
+          threshold;
+        - "related: <words>" where the expansion by words did more for the paper than the
+          reader's own words: the best papers' distinctive words it shares, best first;
+        - "close to <paper>" where closeness in meaning to the reader's best papers did more
+          than words, and no profile text was close enough to name.
+        """
+        found: dict[int, tuple[list[Reason], list[str]]] = {}
+        if closeness is not None:
+            close, semantic = closeness
+            near = np.flatnonzero(close[pick_rows, pick_cols] >= semantic.threshold)
+            for index in near.tolist():
+                row, col = rows[int(pick_rows[index])], int(pick_cols[index])
+                ids = [text_id for text_id, _reason in row.semantic]
+                cosines = (self._text_grid[ids] @ self._paper_grid[col]) * _UNGRID
+                best = int(np.argmax(cosines - self._text_offsets[ids]))  # first on ties
+                found.setdefault(index, ([], []))[0].append(row.semantic[best][1])
+        if feedback is None:
+            return found
+        by_words = np.flatnonzero(parts.lexical > parts.own)
+        if len(by_words):
+            self._related_words(rows, by_words, pick_rows, pick_cols, feedback, found)
+        by_meaning = np.flatnonzero(parts.meaning > parts.own + parts.lexical)
+        if len(by_meaning) and self._semantic is not None:
+            self._related_papers(by_meaning, pick_rows, pick_cols, feedback, found)
+        return found
+
+    def _related_words(
+        self,
+        rows: Sequence[_Row],
+        picks: np.ndarray,
+        pick_rows: np.ndarray,
+        pick_cols: np.ndarray,
+        feedback: sp.csr_matrix,
+        found: dict[int, tuple[list[Reason], list[str]]],
+    ) -> None:
+        """The feedback papers' distinctive words that each of ``picks`` shares (not the
+        reader's own: those are named as terms)."""
+        bag = (feedback[pick_rows[picks]] @ self._distinctive_matrix()).tocsr()  # pick x stem
+        bag.sort_indices()
+        counts = np.diff(bag.indptr)
+        owner = np.repeat(np.arange(len(picks)), counts)
+        stems = bag.indices.astype(np.int64)
+        score = bag.data * _lookup(self._words, stems, pick_cols[picks][owner])
+        keep = score > 0
+        owner, stems, score = owner[keep], stems[keep], score[keep]
+        order = np.lexsort((stems, -score, owner))
+        owner, stems = owner[order], stems[order]
+        bounds = np.searchsorted(owner, np.arange(len(picks) + 1))
+        keys, vocabulary = self._unit_keys, self._vocabulary
+        # Named only if it says something: not one of the reader's own words, not a word of
+        # one paper in ten or more, not a fragment ("pre" of "pre-trained").
+        common = max(3.0, _COMMON_SHARE * self._n)
+        for k, index in enumerate(picks.tolist()):
+            row = rows[int(pick_rows[index])]
+            own = {vocabulary.get(s) for entry in row.units for s in keys[entry[0]][1]}
+            chosen = [
+                s
+                for s in stems[bounds[k] : bounds[k + 1]].tolist()
+                if s not in own and self._df[s] <= common and len(self._stem_of[s]) >= 4
+            ]
+            chosen = chosen[:_RELATED_SHOWN]
+            if chosen:
+                words = [self._spelling[self._stem_of[s]] for s in chosen]
+                entry = found.setdefault(index, ([], []))
+                entry[0].extend(self._reason("related", word) for word in words)
+                entry[1].extend(words)
+
+    def _related_papers(
+        self,
+        picks: np.ndarray,
+        pick_rows: np.ndarray,
+        pick_cols: np.ndarray,
+        feedback: sp.csr_matrix,
+        found: dict[int, tuple[list[Reason], list[str]]],
+    ) -> None:
+        """For picks chosen mostly by meaning: the closest of the reader's best papers."""
+        for index in picks.tolist():
+            if index in found and any(r.kind == "semantic" for r in found[index][0]):
+                continue
+            row, col = int(pick_rows[index]), int(pick_cols[index])
+            start, end = feedback.indptr[row], feedback.indptr[row + 1]
+            sources = [int(c) for c in feedback.indices[start:end] if int(c) != col]
+            if not sources:
+                continue
+            cosines = self._paper_grid[sources] @ self._paper_grid[col]
+            source = sources[int(np.argmax(cosines))]
+            title = short_label(" ".join(self._cards[source].title.split()))
+            found.setdefault(index, ([], []))[0].append(self._reason("semantic", title))
+
+    def _closeness_to_best(self, feedback: sp.csr_matrix, out: np.ndarray) -> None:
+        """Each paper's mean cosine to the row's best papers (weighted as in ``feedback``).
+
+        The weighted sum of the best papers' grid vectors is rounded back onto the grid, so
+        every cosine is again an exact integer sum: the same in any batch.
+        """
+        centroids = np.rint(feedback @ self._paper_grid)
+        np.matmul(centroids, self._paper_grid.T, out=out)
+        out *= _UNGRID
 
     def _closeness(self, rows: Sequence[_Row], out: np.ndarray) -> None:
         """Each row's best cosine over its profile texts, per paper (-1 for rows without)."""
@@ -379,28 +688,6 @@ class Ranker(Prepared):
             for k, text_id in enumerate(block):
                 for i in wanted[text_id]:
                     np.maximum(out[i], cosines[k], out=out[i])
-
-    def _semantic_reasons(
-        self,
-        rows: Sequence[_Row],
-        pick_rows: np.ndarray,
-        pick_cols: np.ndarray,
-        close_to: tuple[np.ndarray, SemanticMatch],
-    ) -> dict[int, tuple[float, Reason]]:
-        """For picks close enough to their profile: pick index -> (bonus, closest text)."""
-        closeness, semantic = close_to
-        close = np.flatnonzero(closeness[pick_rows, pick_cols] >= semantic.threshold)
-        if not len(close):
-            return {}
-        bonus = _semantic_bonus(closeness[pick_rows[close], pick_cols[close]], semantic)
-        found: dict[int, tuple[float, Reason]] = {}
-        for pair, value in zip(close.tolist(), bonus.tolist(), strict=True):
-            row, col = rows[int(pick_rows[pair])], int(pick_cols[pair])
-            ids = [text_id for text_id, _reason in row.semantic]
-            cosines = (self._text_grid[ids] @ self._paper_grid[col]) * _UNGRID
-            best = int(np.argmax(cosines - self._text_offsets[ids]))  # first on ties
-            found[pair] = (value, row.semantic[best][1])
-        return found
 
     def _category_reason(self, chosen: Sequence[str], col: int) -> list[tuple[float, Reason]]:
         # One boost per paper however many of its categories are covered; name the first

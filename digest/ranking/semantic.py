@@ -21,8 +21,12 @@ What is embedded:
   (``SemanticMatch.stored_vectors``), so it is not embedded again each day.
 
 ``SemanticMatch`` bundles what ``digest.ranking.Ranker`` needs: the day's paper vectors, a way
-to embed profile texts, and the blend's three numbers (weight, min_cosine, threshold); see
-the ranking module for how they enter the score.
+to embed profile texts, and the blend's numbers (weight and min_cosine for closeness to the
+reader's texts, expansion_weight and expansion_min_cosine for closeness to the reader's best
+papers, threshold for naming a text); see the ranking package for how they enter the score.
+
+The model was chosen on benchmarks/ranking (docs/ranking.md): all-MiniLM-L6-v2 against
+WordLlama's static embeddings (a 16 MB package without torch), which did worse there.
 """
 
 from __future__ import annotations
@@ -56,9 +60,12 @@ _BATCH = 32
 # of its field.
 LIKED_OFFSET = 0.17
 
-# Blend defaults (see digest.ranking): chosen on benchmarks/ranking, see docs/ranking.md.
-DEFAULT_WEIGHT = 1.0
-DEFAULT_MIN_COSINE = 0.25
+# Blend defaults (see digest.ranking): chosen on the tuning half of benchmarks/ranking, see
+# docs/ranking.md; the same as RankingSettings'.
+DEFAULT_WEIGHT = 0.5
+DEFAULT_MIN_COSINE = 0.2
+DEFAULT_EXPANSION_WEIGHT = 0.5
+DEFAULT_EXPANSION_MIN_COSINE = 0.2
 DEFAULT_THRESHOLD = 0.40
 
 
@@ -188,7 +195,8 @@ class ProfileText:
         return f"paper:{self.paper}" if self.paper else self.text
 
 
-def _short(label: str) -> str:
+def short_label(label: str) -> str:
+    """A text as a reason shows it: at most ``LABEL_CHARS``, cut at a word."""
     if len(label) > LABEL_CHARS:
         return label[: LABEL_CHARS - 1].rsplit(" ", 1)[0] + "…"
     return label
@@ -204,13 +212,15 @@ def profile_texts(profile: Profile) -> list[ProfileText]:
             found.setdefault(text.casefold(), ProfileText(text, text))
     description = profile.description
     if description:
-        found.setdefault(description.casefold(), ProfileText(_short(description), description))
+        found.setdefault(description.casefold(), ProfileText(short_label(description), description))
     for liked in profile.learned.liked:
         title = " ".join(liked.title.split())
         if title:
             found.setdefault(
                 f"paper:{liked.canonical_id}",
-                ProfileText(_short(title), title, paper=liked.canonical_id, offset=LIKED_OFFSET),
+                ProfileText(
+                    short_label(title), title, paper=liked.canonical_id, offset=LIKED_OFFSET
+                ),
             )
     return list(found.values())
 
@@ -263,10 +273,14 @@ class PaperVectorCache:
 class SemanticMatch:
     """The day's paper vectors and the means to embed profiles, for ``Ranker(semantic=...)``.
 
-    weight:     score added for a cosine of 1.0; it grows linearly from 0 at ``min_cosine``.
-    min_cosine: closeness below this adds nothing (unrelated texts are rarely under ~0.1).
-    threshold:  a paper below the keyword floor is let in on meaning alone only from this
-                cosine on; such a pick carries ``Reason("semantic", <closest text>)``.
+    weight:     weight of a paper's closeness to the reader's texts, relative to the
+                reader's closest paper (1 there, 0 at ``min_cosine``), when the ranker
+                chooses the reader's best papers for the expansion.
+    min_cosine: closeness below this adds nothing.
+    expansion_weight, expansion_min_cosine: the same for closeness to those best papers,
+                added to the relevance.
+    threshold:  from this cosine to one of the reader's texts a pick carries
+                ``Reason("semantic", <closest text>)``.
     """
 
     paper_vectors: Mapping[int, np.ndarray]  # paper_id -> unit vector; missing: no semantics
@@ -274,15 +288,17 @@ class SemanticMatch:
     weight: float = DEFAULT_WEIGHT
     min_cosine: float = DEFAULT_MIN_COSINE
     threshold: float = DEFAULT_THRESHOLD
+    expansion_weight: float = DEFAULT_EXPANSION_WEIGHT
+    expansion_min_cosine: float = DEFAULT_EXPANSION_MIN_COSINE
     texts: Callable[[Profile], list[ProfileText]] = field(default=profile_texts)
     # canonical ids -> the vectors stored with those papers (missing ones are embedded)
     stored_vectors: Callable[[Sequence[str]], Mapping[str, np.ndarray]] | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.min_cosine < 1.0:
-            raise ValueError("min_cosine must be in [0, 1)")
-        if self.weight < 0 or not 0.0 < self.threshold <= 1.0:
-            raise ValueError("weight must be >= 0 and threshold in (0, 1]")
+        if not 0.0 <= self.min_cosine < 1.0 or not 0.0 <= self.expansion_min_cosine < 1.0:
+            raise ValueError("min_cosine and expansion_min_cosine must be in [0, 1)")
+        if self.weight < 0 or self.expansion_weight < 0 or not 0.0 < self.threshold <= 1.0:
+            raise ValueError("weights must be >= 0 and threshold in (0, 1]")
 
     @classmethod
     def from_settings(
@@ -293,14 +309,24 @@ class SemanticMatch:
         stored_vectors: Callable[[Sequence[str]], Mapping[str, np.ndarray]] | None = None,
     ) -> SemanticMatch:
         """With the blend numbers of the ranking settings (``semantic_weight``,
-        ``semantic_min_cosine``, ``semantic_threshold``) where it has them, else the defaults."""
+        ``semantic_min_cosine``, ``semantic_expansion_weight``,
+        ``semantic_expansion_min_cosine``, ``semantic_threshold``) where it has them, else the
+        defaults."""
+
+        def number(name: str, default: float) -> float:
+            return float(getattr(settings, name, default))
+
         return cls(
             paper_vectors=paper_vectors,
             embed=embed,
             stored_vectors=stored_vectors,
-            weight=float(getattr(settings, "semantic_weight", DEFAULT_WEIGHT)),
-            min_cosine=float(getattr(settings, "semantic_min_cosine", DEFAULT_MIN_COSINE)),
-            threshold=float(getattr(settings, "semantic_threshold", DEFAULT_THRESHOLD)),
+            weight=number("semantic_weight", DEFAULT_WEIGHT),
+            min_cosine=number("semantic_min_cosine", DEFAULT_MIN_COSINE),
+            threshold=number("semantic_threshold", DEFAULT_THRESHOLD),
+            expansion_weight=number("semantic_expansion_weight", DEFAULT_EXPANSION_WEIGHT),
+            expansion_min_cosine=number(
+                "semantic_expansion_min_cosine", DEFAULT_EXPANSION_MIN_COSINE
+            ),
         )
 
 

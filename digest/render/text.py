@@ -197,6 +197,7 @@ def _format_reasons(reasons: tuple[Reason, ...]) -> str:
     categories: list[str] = []
     similar: list[str] = []
     learned: list[str] = []
+    related: list[str] = []
     trending: list[str] = []
     for reason in reasons:
         label = _label(reason.label)
@@ -214,6 +215,8 @@ def _format_reasons(reasons: tuple[Reason, ...]) -> str:
             similar.append(f'"{label}"')
         elif reason.kind == "learned":
             learned.append(label)
+        elif reason.kind == "related":
+            related.append(label)
         elif reason.kind == "trending":
             trending.append(label)
     parts: list[str] = []
@@ -227,6 +230,8 @@ def _format_reasons(reasons: tuple[Reason, ...]) -> str:
         parts.append("close to " + ", ".join(dict.fromkeys(similar)))
     if learned:
         parts.append("from your feedback: " + ", ".join(dict.fromkeys(learned)))
+    if related:
+        parts.append("related: " + ", ".join(dict.fromkeys(related)))
     for count in dict.fromkeys(trending):
         unit = "upvote" if count == "1" else "upvotes"
         parts.append(f"Trending: {count} {unit}" if count.isdigit() else f"Trending: {count}")

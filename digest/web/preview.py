@@ -74,6 +74,8 @@ def chips(reasons: tuple[Reason, ...]) -> tuple[Chip, ...]:
             found.append(Chip("term", f"close to “{label}”"))
         elif reason.kind == "learned":
             found.append(Chip("term", f"from your feedback: {label}"))
+        elif reason.kind == "related":
+            found.append(Chip("term", f"related: {label}"))
         elif reason.kind == "trending":
             if label.isdigit():
                 found.append(Chip("trending", f"▲ {label} upvote{'' if label == '1' else 's'}"))

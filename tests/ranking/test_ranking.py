@@ -93,7 +93,7 @@ def _titles(items: list[RankedItem]) -> list[str]:
 # -- matching ------------------------------------------------------------------------------
 
 
-def test_phrase_matches_only_as_contiguous_words() -> None:
+def test_a_phrase_scores_highest_as_written_but_its_words_count_too() -> None:
     apart = _card(
         1001,
         "Pruning a Neural Network on a Citation Graph",
@@ -101,15 +101,51 @@ def test_phrase_matches_only_as_contiguous_words() -> None:
     )
     r = Ranker([*CORPUS, apart], NO_PRIOR, NOW)
 
-    as_phrase = _ask(r, include=['"graph neural network"'])
-    titles = _titles(as_phrase)
+    items = _ask(r, include=['"graph neural network"'])
+    ids = [item.paper_id for item in items]
+    phrase = [i for i in items if i.reasons[0] == Reason("phrase", "graph neural network")]
+    titles = _titles(phrase)
     assert "When to Pre-Train Graph Neural Networks? From Data Generation Perspective!" in titles
     assert any(t.startswith("AutoTransfer: AutoML with Knowledge Transfer") for t in titles)
-    assert 1001 not in [item.paper_id for item in as_phrase]
-    assert all(item.reasons[0] == Reason("phrase", "graph neural network") for item in as_phrase)
+    # The words apart still count, below every paper that says the phrase in its title.
+    assert 1001 in ids
+    in_title = [c.paper_id for c in CORPUS if "graph neural network" in c.title.lower()]
+    assert in_title and all(ids.index(pid) < ids.index(1001) for pid in in_title)
+    # Named by the phrase when it (or all its words near each other) matched, else by the
+    # word that did most.
+    for item in items:
+        if item.reasons[0].kind == "phrase":
+            assert "graph neural network" in item.highlight or len(item.highlight) == 3
+        else:
+            assert "graph neural network" not in item.highlight
+    assert any(item.reasons[0].kind == "term" for item in items)
 
-    as_words = _ask(r, include=["graph", "neural network"])
-    assert 1001 in [item.paper_id for item in as_words]
+
+def test_a_phrase_finds_its_words_near_each_other_in_another_order() -> None:
+    near = _card(1001, "Compressing Large Models", "We make large language models smaller.")
+    far = _card(
+        1002,
+        "A Model of Everything",
+        "A model of the world. " + "Unrelated words go here. " * 6 + "Compression follows.",
+    )
+    r = Ranker([*CORPUS, near, far], NO_PRIOR, NOW)
+    ids = [item.paper_id for item in _ask(r, include=["model compression"])]
+    assert 1001 in ids
+    assert 1002 not in ids or ids.index(1001) < ids.index(1002)
+
+
+def test_a_sentence_is_a_description_ranked_by_its_content_words(flat: Ranker) -> None:
+    sentence = (
+        "I want papers on how transformers store and retrieve information in associative "
+        "memories and key-value memories"
+    )
+    items = _ask(flat, limit=10, include=[sentence])
+    titles = _titles(items)
+    assert "Transformer Feed-Forward Layers Are Key-Value Memories" in titles[:3]
+    assert "Scaling Laws for Associative Memories" in titles[:5]
+    labels = {r.label.lower() for item in items for r in item.reasons if r.kind == "term"}
+    assert "memories" in labels
+    assert not labels & {"i", "want", "papers", "on", "how", "and", "in"}  # not content words
 
 
 def test_stemming_joins_plurals_and_acronym_plurals(flat: Ranker) -> None:
@@ -124,13 +160,14 @@ def test_stemming_joins_plurals_and_acronym_plurals(flat: Ranker) -> None:
 
 def test_title_matches_outrank_abstract_only_matches(flat: Ranker) -> None:
     items = _ask(flat, include=["diffusion"])
-    assert _titles(items) == [
+    assert _titles(items)[:3] == [
         "Adding Conditional Control to Text-to-Image Diffusion Models",
         "Diffusion Models Beat GANs on Image Classification",
-        # "diffusion" only in the abstract (twice): in, but below both title matches
+        # "diffusion" only in the abstract (twice): below both title matches
         "Controllable Text-to-3D Generation via Surface-Aligned Gaussian Splatting",
     ]
     assert items[0].relevance > items[1].relevance > items[2].relevance
+    assert items[0].relevance == pytest.approx(1.0, abs=0.01)  # relative to the reader's best
 
 
 def test_term_weights_change_the_order(flat: Ranker) -> None:
@@ -140,10 +177,9 @@ def test_term_weights_change_the_order(flat: Ranker) -> None:
     conditional = _id("Adding Conditional Control to Text-to-Image Diffusion Models")
     beat_gans = _id("Diffusion Models Beat GANs on Image Classification")
     grokking = _id("Deep Learning Through A Telescoping Lens")
-    splatting = _id("Controllable Text-to-3D Generation")  # "diffusion" in the abstract only
-    assert order("diffusion, grokking") == [conditional, beat_gans, grokking, splatting]
-    assert order("diffusion, grokking^3") == [grokking, conditional, beat_gans, splatting]
-    assert order("diffusion^0.5, grokking") == [grokking, conditional, beat_gans]  # 18 < floor
+    assert order("diffusion, grokking")[:3] == [conditional, grokking, beat_gans]
+    assert order("diffusion, grokking^3")[:3] == [grokking, conditional, beat_gans]
+    assert order("diffusion^3, grokking").index(grokking) > 2
 
 
 def test_an_exclude_term_vetoes_an_otherwise_top_paper(flat: Ranker) -> None:
@@ -163,12 +199,10 @@ def test_followed_authors_and_chosen_categories_are_strong_signals() -> None:
 
     items = _ask(r, include=["diffusion"], authors=["LeCun, Y."], categories=["cs"])
     ids = [item.paper_id for item in items]
-    abstract_only = _id("Controllable Text-to-3D Generation")
-    assert ids.index(1001) < ids.index(abstract_only)  # author boost 3: near the top
+    assert ids.index(1001) <= 2  # a followed author's paper is among the best title matches
     assert 1002 in ids and 1003 not in ids  # the archive "cs" covers cs.LG, not astro-ph
     found = {item.paper_id: item for item in items}
     assert found[1001].reasons == (Reason("author", "Yann LeCun"),)  # the paper's spelling
-    assert found[1001].relevance == pytest.approx(DEFAULTS.author_boost)
     assert found[1002].reasons == (Reason("category", "cs.LG"),)
     assert found[1002].highlight == ()
 
@@ -186,48 +220,72 @@ def test_reasons_are_ordered_by_contribution() -> None:
     assert top.reasons == (Reason("term", "diffusion"), Reason("term", "image"))
 
 
-# -- the relevance floor -------------------------------------------------------------------
+# -- the cut ---------------------------------------------------------------------------------
 
 
 def test_a_narrow_profile_gets_a_short_list_and_nonsense_gets_none(ranker: Ranker) -> None:
     narrow = _ask(ranker, limit=10, include=["grokking"])
-    assert _titles(narrow) == [
+    assert _titles(narrow)[0] == (
         "Deep Learning Through A Telescoping Lens: A Simple Model Provides Empirical Insights "
         "On Grokking, Gradient Boosting & Beyond"
-    ]
+    )
+    assert len(narrow) < 10
     assert _ask(ranker, limit=10, include=["xyzzy"]) == []
     assert _ask(ranker, limit=10, include=["xyzzy"], exclude=["model"]) == []
 
 
+def test_a_broad_profile_is_not_cut_short(flat: Ranker) -> None:
+    broad = _ask(flat, limit=50, include=["transformer"])
+    mentions = [c for c in CORPUS if "transform" in stems(f"{c.title} {c.abstract}")]
+    assert len(mentions) > 40
+    assert len(broad) >= 30
+
+
 @pytest.mark.parametrize("size", [30, 120, 251])
-def test_floor_means_the_same_on_small_and_large_days(size: int) -> None:
-    """Any title match clears it; a single mention in an average-or-longer abstract does not."""
+def test_the_cut_is_relative_to_the_readers_best_paper_on_any_day(size: int) -> None:
+    """Whatever the size of the day: the best paper is listed, nothing under the share of it
+    that ``relative_cut`` keeps, and every title match of the word passes when few do."""
     papers = CORPUS[:size]
-    r = Ranker(papers, DEFAULTS, NOW)
-    average = sum(len(stems(c.abstract)) for c in papers) / len(papers)
+    r = Ranker(papers, NO_PRIOR, NOW)
     for word in ("memory", "transformer", "search", "language"):
         (stem,) = stems(word)
-        chosen = {item.paper_id for item in _ask(r, include=[word])}
-        in_title = [c for c in papers if stem in stems(c.title)]
-        single = [
-            c
-            for c in papers
-            if stem not in stems(c.title)
-            and stems(c.abstract).count(stem) == 1
-            and len(stems(c.abstract)) >= average
-        ]
-        if len(in_title) <= 50:
-            assert {c.paper_id for c in in_title} <= chosen, word
-        assert not {c.paper_id for c in single} & chosen, word
+        items = _ask(r, include=[word])
+        if not any(stem in stems(f"{c.title} {c.abstract}") for c in papers):
+            assert items == []
+            continue
+        assert items, word
+        best = items[0].score
+        assert all(i.score >= DEFAULTS.relative_cut * best - 1e-9 for i in items), word
+        in_title = [c.paper_id for c in papers if stem in stems(c.title)]
+        if len(in_title) <= 10:
+            assert set(in_title) <= {i.paper_id for i in items}, word
 
 
-def test_a_zero_floor_still_needs_some_relevance() -> None:
-    r = Ranker(CORPUS, RankingSettings(relevance_floor=0.0), NOW)
+def test_a_zero_cut_still_needs_some_relevance() -> None:
+    r = Ranker(CORPUS, RankingSettings(relative_cut=0.0), NOW)
     assert _ask(r, include=["xyzzy"]) == []
     assert len(_ask(r, include=["memory"])) > len(
         _ask(Ranker(CORPUS, DEFAULTS, NOW), include=["memory"])
     )
     assert all(item.relevance > 0 for item in _ask(r, include=["memory"]))
+
+
+def test_the_expansion_finds_papers_in_other_words_and_says_so() -> None:
+    """ "model compression" finds papers through the distinctive words of the papers that
+    match it; those found mostly so name the words."""
+    plain = Ranker(CORPUS, RankingSettings(expansion_weight=0.0), NOW)
+    expanded = Ranker(CORPUS, DEFAULTS, NOW)
+    before = _ask(plain, include=["model compression"])
+    after = _ask(expanded, include=["model compression"])
+    related = [i for i in after if any(r.kind == "related" for r in i.reasons)]
+    assert related, "some picks are there mostly through the expansion"
+    assert [i.paper_id for i in after] != [i.paper_id for i in before]
+    for item in related:
+        words = set(stems(f"{TITLE[item.paper_id]} {CORPUS[item.paper_id - 1].abstract}"))
+        labels = [r.label for r in item.reasons if r.kind == "related"]
+        assert all(stems(label)[0] in words for label in labels)
+        assert not {stems(label)[0] for label in labels} & {"model", "compress"}
+        assert set(labels) <= set(item.highlight)
 
 
 def test_the_prior_reorders_but_never_lets_an_irrelevant_paper_in() -> None:
@@ -254,10 +312,16 @@ def test_since_and_exclude_ids_remove_candidates(ranker: Ranker) -> None:
     assert recent and len(recent) < len(everything)
     assert all(seen[item.paper_id] >= since for item in recent)  # type: ignore[operator]
 
+    # Without the expansion, removing a candidate changes nothing else (with it, the papers
+    # the expansion starts from change too).
+    words_only = Ranker(CORPUS, RankingSettings(expansion_weight=0.0), NOW)
+    everything = words_only.rank([RankRequest(profile, 50)])[0]
     top = everything[0].paper_id
-    without = ranker.rank([RankRequest(profile, 50, exclude_ids=frozenset({top, 99999}))])[0]
+    without = words_only.rank([RankRequest(profile, 50, exclude_ids=frozenset({top, 99999}))])[0]
     assert top not in [item.paper_id for item in without]
-    assert [i.paper_id for i in without] == [i.paper_id for i in everything if i.paper_id != top]
+    kept = [i.paper_id for i in everything if i.paper_id != top]
+    # The same order; the cut, relative to the best paper left, may let one more in.
+    assert [i.paper_id for i in without][: len(kept)] == kept
 
 
 def test_naive_datetimes_are_taken_as_utc() -> None:
@@ -334,17 +398,26 @@ def test_also_trending_respects_excludes_and_sent_papers(ranker: Ranker) -> None
 # -- reasons and highlighting ----------------------------------------------------------------
 
 
-def test_reasons_and_highlight_keep_the_subscribers_spelling(ranker: Ranker) -> None:
-    items = _ask(ranker, include=['Transformers, "Graph Neural Networks"'])
+def test_reasons_and_highlight_keep_the_subscribers_spelling() -> None:
+    words_only = Ranker(CORPUS, RankingSettings(expansion_weight=0.0), NOW)
+    items = _ask(words_only, include=['Transformers, "Graph Neural Networks"'])
     kinds = {reason for item in items for reason in item.reasons}
-    assert kinds == {Reason("term", "Transformers"), Reason("phrase", "Graph Neural Networks")}
+    assert Reason("term", "Transformers") in kinds
+    assert Reason("phrase", "Graph Neural Networks") in kinds
+    assert kinds <= {
+        Reason("term", "Transformers"),
+        Reason("phrase", "Graph Neural Networks"),
+        Reason("term", "Graph"),
+        Reason("term", "Neural"),
+        Reason("term", "Networks"),
+    }
     both = next(i for i in items if TITLE[i.paper_id].startswith("Generative Pretrained Autore"))
-    assert set(both.highlight) == {"Transformers", "Graph Neural Networks"}
+    assert {"Transformers", "Graph Neural Networks"} <= set(both.highlight)
     for item in items:
-        assert item.highlight == tuple(r.label for r in item.reasons)
         card = CORPUS[item.paper_id - 1]
-        # The renderer's highlighting finds what ranking matched.
-        assert match_spans(f"{card.title}\n{card.abstract}", item.highlight)
+        # The renderer's highlighting finds what ranking matched, every highlight of it.
+        for term in item.highlight:
+            assert match_spans(f"{card.title}\n{card.abstract}", [term]), term
 
 
 def test_a_term_given_twice_counts_once_under_its_first_spelling(flat: Ranker) -> None:
@@ -455,8 +528,13 @@ def test_hostile_input_does_not_crash() -> None:
     results = Ranker(hostile, DEFAULTS, NOW).rank(
         [RankRequest(profile, 50, since=NOW - timedelta(days=1)), RankRequest(profile, 50)]
     )
-    # 1 and 3 say "transformer"; 2's category "cs." is in the archive "cs".
-    assert {i.paper_id for i in results[0] if i.section == "picks"} == {1, 2, 3}
-    assert 4 not in [i.paper_id for i in results[0]]  # unknown first_seen_at is not "since"
-    assert 4 in [i.paper_id for i in results[1]]
-    assert all(i.score == i.score for items in results for i in items)  # no NaN
+    # 2's author and category ("cs." is in the archive "cs") outweigh the word, which most of
+    # this tiny day says; without the cut 1 and 3, which say it, are in too.
+    assert {i.paper_id for i in results[0] if i.section == "picks"} == {2}
+    uncut = Ranker(hostile, RankingSettings(relative_cut=0.0), NOW).rank(
+        [RankRequest(profile, 50, since=NOW - timedelta(days=1)), RankRequest(profile, 50)]
+    )
+    assert {i.paper_id for i in uncut[0] if i.section == "picks"} == {1, 2, 3}
+    assert 4 not in [i.paper_id for i in uncut[0]]  # unknown first_seen_at is not "since"
+    assert 4 in [i.paper_id for i in uncut[1]]
+    assert all(i.score == i.score for items in (*results, *uncut) for i in items)  # no NaN

@@ -1,11 +1,15 @@
-"""The labelled ranking benchmark: its judgements are complete and sane, its metrics are right,
-and the product's keyword ranking beats a plain word count on it (benchmarks/ranking)."""
+"""The judged ranking benchmark (benchmarks/ranking): its judgements are complete and sane, its
+metrics are right, and on the held-out test half the product's ranking clears the bar it is
+held to: keywords beat a textbook BM25 and a word count; with meaning (the semantic extra,
+installed in CI) beats keywords alone and the embedding alone; no reader with matching papers
+gets an empty digest."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -34,20 +38,44 @@ RAW = [json.loads(line) for line in E.JUDGEMENTS.read_text(encoding="utf-8").spl
 
 # -- the judgement file -----------------------------------------------------------------------
 
+KINDS = {
+    "broad", "narrow", "synonym", "description-only", "mixed", "exclusion", "author", "category",
+}  # fmt: skip
+FIELDS = {
+    "id", "kind", "split", "include", "exclude", "description", "authors", "categories",
+    "intent", "guideline", "grades",
+}  # fmt: skip
 
-def test_corpus_is_the_sample_listing() -> None:
-    assert len(CARDS) == 251
-    assert [card.paper_id for card in CARDS] == list(range(251))
+
+def test_the_corpus_is_the_bundled_sample_with_the_listing_first() -> None:
+    assert len(CARDS) == 284
+    assert [card.paper_id for card in CARDS] == list(range(284))
+    listing = (ROOT / "digest" / "data" / "sample" / "listing.jsonl").read_text(encoding="utf-8")
+    titles = [json.loads(line)["title"] for line in listing.splitlines() if line.strip()]
+    assert [card.title for card in CARDS[:251]] == titles
 
 
 def test_every_line_has_the_fields_and_ids_are_unique() -> None:
-    fields = {"id", "kind", "include", "exclude", "description", "intent", "guideline", "grades"}
-    assert len(RAW) == len(PROFILES) >= 12
+    assert len(RAW) == len(PROFILES) >= 40
     for row in RAW:
-        assert set(row) == fields, row.get("id")
+        assert set(row) == FIELDS, row.get("id")
         assert row["guideline"].strip() and row["intent"].strip(), row["id"]
         assert isinstance(row["grades"], dict)
+        assert row["split"] in ("tune", "test")
     assert len({row["id"] for row in RAW}) == len(RAW)
+
+
+def test_the_halves_are_balanced_within_every_kind() -> None:
+    halves = {"tune": 0, "test": 0}
+    for kind in KINDS:
+        members = [j for j in PROFILES if kind in j.kind]
+        assert len(members) >= 4, kind
+        tune = sum(1 for j in members if j.split == "tune")
+        assert abs(tune - (len(members) - tune)) <= 1, kind
+        halves["tune"] += tune
+        halves["test"] += len(members) - tune
+    assert abs(halves["tune"] - halves["test"]) <= 1
+    assert all(sum(1 for k in j.kind if k in KINDS) == 1 for j in PROFILES)
 
 
 @pytest.mark.parametrize("judged", PROFILES, ids=lambda j: j.id)
@@ -57,36 +85,31 @@ def test_grades_are_for_real_papers_and_in_range(judged: object) -> None:
     assert all(0 <= index < len(CARDS) for index in grades)
     # Unlisted papers are 0, so the file lists only 1-3; a 0 listed would hide a typo.
     assert set(grades.values()) <= {1, 2, 3}
-
-
-@pytest.mark.parametrize("judged", PROFILES, ids=lambda j: j.id)
-def test_each_profile_has_enough_relevant_papers(judged: object) -> None:
-    grades = list(judged.grades.values())  # type: ignore[attr-defined]
-    assert sum(1 for g in grades if g >= E.RELEVANT) >= 5, "P@5 needs five relevant papers"
-    assert 3 in grades
+    assert any(g >= E.RELEVANT for g in grades.values())
 
 
 @pytest.mark.parametrize("judged", PROFILES, ids=lambda j: j.id)
 def test_profiles_parse_like_a_readers_input(judged: object) -> None:
+    """Every reader's input is accepted as typed, sentences included."""
     profile = judged.profile  # type: ignore[attr-defined]
     again = build_profile(include=judged.include, exclude=judged.exclude)  # type: ignore[attr-defined]
     assert profile.include == again.include and profile.exclude == again.exclude
-    assert profile.include or profile.extra.get("description")
+    assert profile.has_topics
+    for name in judged.authors:  # type: ignore[attr-defined]
+        assert any(name in card.authors for card in CARDS), name
 
 
 def test_the_set_covers_the_kinds_of_reader_it_promises() -> None:
-    kinds = [set(j.kind) for j in PROFILES]
-    assert sum("synonyms" in k for k in kinds) >= 3
-    assert sum("exclude" in k for k in kinds) >= 2
-    assert sum("phrase" in k for k in kinds) >= 2
-    assert sum("short keywords" in k for k in kinds) >= 3
-    described = [j for j in PROFILES if "described" in j.kind]
-    assert len(described) >= 2
-    assert all(j.description and len(j.description.split()) >= 8 for j in described)
-    assert any(not j.include for j in described), "one reader gives only a description"
+    sentences = [j for j in PROFILES if any(t.is_description for t in j.profile.include)]
+    assert len(sentences) >= 6, "readers who type a sentence as their interest"
+    assert any(not j.include and j.description for j in PROFILES), "a description alone"
     for j in PROFILES:
-        if "exclude" in j.kind:
+        if "exclusion" in j.kind:
             assert j.exclude
+        if "author" in j.kind:
+            assert j.authors
+        if "category" in j.kind:
+            assert j.categories
         if "weights" in j.kind:
             assert any(t.weight != 1.0 for t in j.profile.include)
 
@@ -94,8 +117,8 @@ def test_the_set_covers_the_kinds_of_reader_it_promises() -> None:
 # -- the metrics, on hand-made examples ------------------------------------------------------
 
 
-def _judged(grades: dict[int, int]) -> object:
-    return E.Judged("t", (), ("x",), (), None, "", "", grades)
+def _judged(grades: dict[int, int], include: tuple[str, ...] = ("x",)) -> object:
+    return E.Judged("t", (), "test", include, (), None, (), (), grades)
 
 
 def test_ndcg_of_the_ideal_order_is_one_and_of_nothing_is_zero() -> None:
@@ -142,52 +165,94 @@ def test_baseline_counts_raw_words_without_stems_or_phrases() -> None:
         E.PaperCard(2, "c", None, "Graph networks", "graph"),
         E.PaperCard(3, "d", None, "Nothing here", ""),
     ]
-    judged = E.Judged("t", (), ("graph transformer",), (), None, "", "", {})
+    judged = _judged({}, ("graph transformer",))
     (ranked,) = E.baseline(cards)([judged])
     # "transformers" is not "transformer" (no stemming); the phrase is two loose words.
     assert ranked == [1, 2]
 
 
-# -- the real data ------------------------------------------------------------------------------
+def test_the_bm25_reference_stems_and_rewards_a_phrase_and_excludes_veto() -> None:
+    cards = [
+        E.PaperCard(0, "a", None, "Graph neural networks", "a graph neural network"),
+        E.PaperCard(1, "b", None, "Networks", "graph and neural and network, apart"),
+        E.PaperCard(2, "c", None, "Graph networks", "neural graph network with attention"),
+        E.PaperCard(3, "d", None, "Nothing here", "text"),
+    ]
+    (ranked,) = E.bm25(cards)([_judged({}, ("graph neural network",))])
+    assert ranked[0] == 0  # the phrase, and "networks" meets "network" by stem
+    assert set(ranked) == {0, 1, 2}
+    vetoed = E.Judged("t", (), "test", ("graph neural network",), ("attention",), None, (), (), {})
+    (ranked,) = E.bm25(cards)([vetoed])
+    assert 2 not in ranked
+
+
+# -- the real data: the test half ---------------------------------------------------------------
+
+
+def _semantic() -> object:
+    match, note = E.semantic_match_for(CARDS)
+    if match is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"semantic matching must run in CI: {note}")
+        pytest.skip(f"semantic matching {note}")
+    return match
 
 
 @pytest.fixture(scope="module")
-def measured() -> dict[str, dict[str, dict[str, float]]]:
+def test_half() -> list[object]:
+    return [j for j in PROFILES if j.split == "test"]
+
+
+@pytest.fixture(scope="module")
+def keyword_scores(test_half: list[object]) -> dict[str, dict[str, float]]:
     return {
-        "baseline": E.evaluate(PROFILES, E.baseline(CARDS)),
-        "keywords": E.evaluate(PROFILES, E.keywords(CARDS)),
+        "baseline": E.mean(E.scores(test_half, E.baseline(CARDS)(test_half)), _ids(test_half)),
+        "bm25": E.mean(E.scores(test_half, E.bm25(CARDS)(test_half)), _ids(test_half)),
+        "keywords": E.mean(E.scores(test_half, E.product(CARDS)(test_half)), _ids(test_half)),
     }
 
 
-def test_keyword_ranking_beats_the_word_count_baseline_on_mean_ndcg(
-    measured: dict[str, dict[str, dict[str, float]]],
-) -> None:
-    ids = [j.id for j in PROFILES]
-    baseline = E.mean(measured["baseline"], ids)["ndcg@10"]
-    keywords = E.mean(measured["keywords"], ids)["ndcg@10"]
-    assert keywords > baseline, f"keywords {keywords:.4f} vs baseline {baseline:.4f}"
+def _ids(readers: list[object]) -> list[str]:
+    return [j.id for j in readers]  # type: ignore[attr-defined]
 
 
-def test_on_words_the_papers_use_keyword_ranking_wins_clearly(
-    measured: dict[str, dict[str, dict[str, float]]],
+def test_keywords_beat_the_bm25_reference_and_the_word_count(
+    keyword_scores: dict[str, dict[str, float]],
 ) -> None:
-    literal = [j.id for j in PROFILES if not {"synonyms", "described"} & set(j.kind)]
-    assert len(literal) >= 5
-    baseline = E.mean(measured["baseline"], literal)["ndcg@10"]
-    keywords = E.mean(measured["keywords"], literal)["ndcg@10"]
-    assert keywords >= baseline + 0.05
+    keywords = keyword_scores["keywords"]["ndcg@10"]
+    assert keywords > keyword_scores["bm25"]["ndcg@10"]
+    assert keywords > keyword_scores["baseline"]["ndcg@10"]
+
+
+def test_no_reader_with_matching_papers_gets_an_empty_digest(test_half: list[object]) -> None:
+    """Every reader of the set has papers that match their words, authors or categories; the
+    cut adapts to the best of them instead of a fixed floor, so none is left with nothing."""
+    ranked = E.product(CARDS)(PROFILES)
+    empty = [j.id for j, items in zip(PROFILES, ranked, strict=True) if not items]
+    assert not empty
+
+
+def test_with_meaning_beats_keywords_and_the_embedding_alone(
+    test_half: list[object], keyword_scores: dict[str, dict[str, float]]
+) -> None:
+    match = _semantic()
+    ids = _ids(test_half)
+    meaning = E.mean(E.scores(test_half, E.product(CARDS, match)(test_half)), ids)["ndcg@10"]
+    alone = E.mean(E.scores(test_half, E.embedding(CARDS, match)(test_half)), ids)["ndcg@10"]
+    assert meaning > keyword_scores["keywords"]["ndcg@10"]
+    assert meaning > alone
 
 
 def test_the_evaluation_is_deterministic() -> None:
-    first = E.evaluate(PROFILES, E.keywords(CARDS))
-    again = E.evaluate(PROFILES, E.keywords(CARDS))
+    first = E.scores(PROFILES, E.product(CARDS)(PROFILES))
+    again = E.scores(PROFILES, E.product(CARDS)(PROFILES))
     assert first == again
 
 
 def test_simulated_feedback_improves_the_second_digest() -> None:
-    """(d) against (d0) on keywords alone: liking the first digest's relevant papers must
-    lift the second digest, and never make a reader who gave no feedback worse off."""
-    first = [ranked[: E.FIRST_DIGEST] for ranked in E.keywords(CARDS)(PROFILES)]
+    """On keywords alone: liking the first digest's relevant papers must lift the second
+    digest, and never make a reader who gave no feedback worse off."""
+    first = [ranked[: E.FIRST_DIGEST] for ranked in E.product(CARDS)(PROFILES)]
     plain = E.second_digest(CARDS, PROFILES, first)
     learned = E.second_digest(CARDS, PROFILES, first, feedback=E.FeedbackSettings())
     ids = [j.id for j in PROFILES]

@@ -119,10 +119,14 @@ def test_without_the_extra_ranking_is_keyword_ranking(no_extra: None) -> None:
     plain = Ranker(cards, NO_PRIOR, NOW).rank([RankRequest(profile, 10)])
     assert Ranker(cards, NO_PRIOR, NOW, semantic=match).rank([RankRequest(profile, 10)]) == plain
     assert [item.paper_id for item in plain[0]] == [1]
-    # A reader with only a description gets the day's trending papers, as before.
+    # A reader with only a description is ranked on its words: here none of them matches.
     described = Profile(extra={"description": "making networks smaller"})
     (items,) = Ranker(cards, NO_PRIOR, NOW, semantic=match).rank([RankRequest(described, 2)])
-    assert [r.kind for item in items for r in item.reasons] == ["trending", "trending"]
+    assert items == []
+    (items,) = Ranker(cards, NO_PRIOR, NOW, semantic=match).rank(
+        [RankRequest(Profile(extra={"description": "folding of proteins"}), 2)]
+    )
+    assert [item.paper_id for item in items] == [2]
 
 
 def test_the_benchmark_reports_semantic_as_not_installed(no_extra: None) -> None:
@@ -133,8 +137,8 @@ def test_the_benchmark_reports_semantic_as_not_installed(no_extra: None) -> None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    rank, note = module.semantic_system([_card(1, "Pruning")])
-    assert rank is None and "not installed" in note
+    match, note = module.semantic_match_for([_card(1, "Pruning")])
+    assert match is None and "not installed" in note
 
 
 def test_a_broken_install_is_unavailable_too(caplog: pytest.LogCaptureFixture) -> None:
@@ -263,13 +267,13 @@ def test_a_close_paper_without_the_words_is_lifted_with_a_semantic_reason() -> N
     request = _request(["model compression"])
     (plain,) = Ranker(CARDS, NO_PRIOR, NOW).rank([request])
     (blended,) = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match()).rank([request])
-    assert [item.paper_id for item in plain] == [2]
-    assert [item.paper_id for item in blended] == [2, 1]  # not 3 (far), not 4 (below threshold)
-    lifted = blended[1]
-    assert lifted.reasons == (Reason("semantic", "model compression"),)
-    assert lifted.relevance == 0.0 and lifted.highlight == ()
-    cosine = float(VECTORS[1] @ COMPRESSION)
-    assert lifted.score == pytest.approx((cosine - 0.25) / 0.75, abs=1e-4)  # weight 1, no prior
+    assert [item.paper_id for item in plain] == [2, 6]
+    ids = [item.paper_id for item in blended]
+    assert ids[0] == 2 and 1 in ids and 3 not in ids and 5 not in ids  # far ones stay out
+    lifted = blended[ids.index(1)]
+    assert lifted.reasons[0] == Reason("semantic", "model compression")
+    assert lifted.relevance < 0.2  # the keyword part: none of the words
+    assert lifted.score > blended[ids.index(6)].score  # closer than a passing mention
     # The keyword match keeps its term reason first and gains the semantic one after it.
     assert blended[0].reasons == (
         Reason("phrase", "model compression"),
@@ -281,50 +285,71 @@ def test_a_close_paper_without_the_words_is_lifted_with_a_semantic_reason() -> N
 def test_blend_numbers_come_from_the_settings_when_they_have_them() -> None:
     chosen = SimpleNamespace(semantic_weight=2.5, semantic_threshold=0.6)
     match = SemanticMatch.from_settings({}, _embed, chosen)
-    assert (match.weight, match.min_cosine, match.threshold) == (
+    assert (match.weight, match.min_cosine, match.threshold, match.expansion_weight) == (
         2.5,
         semantic.DEFAULT_MIN_COSINE,
         0.6,
+        semantic.DEFAULT_EXPANSION_WEIGHT,
     )
-    default = SemanticMatch.from_settings({}, _embed, RankingSettings())
-    assert (default.weight, default.threshold) == (
-        semantic.DEFAULT_WEIGHT,
-        semantic.DEFAULT_THRESHOLD,
+    settings = RankingSettings()
+    default = SemanticMatch.from_settings({}, _embed, settings)
+    assert (
+        (default.weight, default.min_cosine, default.threshold)
+        == (
+            settings.semantic_weight,
+            settings.semantic_min_cosine,
+            settings.semantic_threshold,
+        )
+        == (semantic.DEFAULT_WEIGHT, semantic.DEFAULT_MIN_COSINE, semantic.DEFAULT_THRESHOLD)
+    )
+    assert (default.expansion_weight, default.expansion_min_cosine) == (
+        settings.semantic_expansion_weight,
+        settings.semantic_expansion_min_cosine,
     )
 
 
-def test_the_threshold_and_weight_are_honoured() -> None:
+def test_the_threshold_and_weights_are_honoured() -> None:
     request = _request(["model compression"])
-    strict = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match(threshold=0.99)).rank([request])
-    assert [item.paper_id for item in strict[0]] == [2]
-    loose = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match(threshold=0.2)).rank([request])
-    assert [item.paper_id for item in loose[0]] == [2, 1, 4]
-    unweighted = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match(weight=0.0)).rank([request])
-    plain = Ranker(CARDS, NO_PRIOR, NOW).rank([request])
-    assert unweighted[0][0].score == plain[0][0].score  # closeness adds nothing at weight 0
+    close = Reason("semantic", "model compression")
+    strict = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match(threshold=0.999)).rank([request])[0]
+    assert not any(close in item.reasons for item in strict)  # no text that close
+    loose = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match(threshold=0.2)).rank([request])[0]
+    assert any(close in item.reasons for item in loose if item.paper_id == 4)
+    # With both weights at 0, meaning changes nothing but the reasons.
+    off = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match(weight=0.0, expansion_weight=0.0))
+    plain = Ranker(CARDS, NO_PRIOR, NOW).rank([request])[0]
+    assert [(i.paper_id, i.score) for i in off.rank([request])[0]] == [
+        (i.paper_id, i.score) for i in plain
+    ]
     with pytest.raises(ValueError):
         _match(min_cosine=1.0)
+    with pytest.raises(ValueError):
+        _match(expansion_weight=-1.0)
 
 
 def test_excludes_still_veto_what_meaning_would_let_in() -> None:
     request = _request(["model compression"], exclude=["filters"])
     (items,) = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match()).rank([request])
-    assert [item.paper_id for item in items] == [2]
+    assert 1 not in [item.paper_id for item in items]
+    assert items[0].paper_id == 2
 
 
-def test_a_description_alone_is_a_topic_when_semantic_matching_is_on() -> None:
+def test_a_description_alone_is_matched_by_meaning_too() -> None:
     request = _request(description="things people say")
     (items,) = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match()).rank([request])
-    assert [item.paper_id for item in items] == [5]
+    assert [item.paper_id for item in items][:1] == [5]
     assert items[0].reasons == (Reason("semantic", "things people say"),)
+    assert 3 not in [item.paper_id for item in items]
 
 
 def test_the_closest_text_names_the_reason() -> None:
-    request = _request(["model compression", "speech"])
-    (items,) = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match()).rank([request])
-    reasons = {item.paper_id: item.reasons[-1] for item in items}
-    assert reasons[1] == Reason("semantic", "model compression")
-    assert reasons[5] == Reason("semantic", "speech")
+    ranker = Ranker(CARDS, NO_PRIOR, NOW, semantic=_match())
+    (items,) = ranker.rank([_request(["model compression", "pruning", "speech"])])
+    reasons = {item.paper_id: item.reasons for item in items}
+    assert Reason("semantic", "model compression") in reasons[1]
+    (items,) = ranker.rank([_request(["speech"])])
+    reasons = {item.paper_id: item.reasons for item in items}
+    assert Reason("semantic", "speech") in reasons[5]
 
 
 def test_batch_and_one_at_a_time_give_identical_items() -> None:
@@ -432,10 +457,10 @@ def test_real_embeddings_on_the_sample_listing(model: Embedder) -> None:
     assert "forgetting" not in (docs[159]["title"] + docs[159]["abstract"]).lower()
     match = semantic_match(cards, model, RankingSettings())
     (items,) = Ranker(cards, RankingSettings(), NOW, semantic=match).rank([request])
-    by_id = {item.paper_id: item for item in items}
-    assert 159 in by_id
-    assert by_id[159].reasons == (Reason("semantic", "catastrophic forgetting"),)
-    assert not {5, 15, 196, 243} & set(by_id)  # surgery, speakers, speech, slots: not close
+    ids = [item.paper_id for item in items]
+    assert 159 in ids[:3]  # continual learning without the words, next to the match
+    assert Reason("semantic", "catastrophic forgetting") in items[ids.index(159)].reasons
+    assert not {5, 15, 196, 243} & set(ids)  # surgery, speakers, speech, slots: not close
 
 
 def test_real_embeddings_batch_equals_one_by_one(model: Embedder) -> None:
