@@ -1,0 +1,262 @@
+"""Why each pick was picked: its reasons and the words to highlight, built for all of a
+chunk's picks at once (see ``digest.ranking``).
+
+A pick names its own terms by what they added (a phrase before its words), then what the
+expansion did for it: "related: <words>" for the best papers' words, "close to <text>" for
+meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from digest.domain.categories import covers
+from digest.domain.items import RankedItem, Reason
+from digest.ranking.parts import _UNGRID, _first, _lookup, _Row
+from digest.ranking.prepared import Prepared
+from digest.ranking.semantic import SemanticMatch, short_label
+
+_RELATED_SHOWN = 2  # "related: pruning, quantization"
+_COMMON_SHARE = 0.1  # a word in this share of the day's papers is too common to name
+
+
+@dataclass(frozen=True, slots=True)
+class _PickParts:
+    """Per pick, what its relevance is made of."""
+
+    own: np.ndarray  # the reader's own words (terms, description, learned), authors, categories
+    lexical: np.ndarray  # the expansion by the best papers' words
+    meaning: np.ndarray  # closeness in meaning to the best papers
+
+
+class Explained(Prepared):
+    """The prepared day, able to say why a paper was picked for a reader."""
+
+    # -- the chosen items --------------------------------------------------------------------
+
+    def _picked_items(
+        self,
+        rows: Sequence[_Row],
+        wanted: sp.csr_matrix,
+        units_by_paper: sp.csr_matrix,
+        pick_rows: np.ndarray,
+        pick_cols: np.ndarray,
+        pick_scores: np.ndarray,
+        parts: _PickParts,
+        people: np.ndarray,
+        feedback: sp.csr_matrix | None,
+        closeness: tuple[np.ndarray, SemanticMatch] | None = None,
+    ) -> list[RankedItem]:
+        """RankedItems for the chosen (row, paper) pairs, with reasons and highlight terms.
+
+        Only the chosen pairs are looked at, all at once: each pair's units are expanded,
+        their values read from the unit x paper matrix, the non-matches dropped, the rest
+        sorted by pair, then contribution (largest first), then unit order.
+        """
+        pairs = len(pick_rows)
+        starts = wanted.indptr[pick_rows]
+        counts = wanted.indptr[pick_rows + 1] - starts
+        pair = np.repeat(np.arange(pairs), counts)
+        entry = np.arange(int(counts.sum())) + np.repeat(
+            starts - (np.cumsum(counts) - counts), counts
+        )
+        # Most of a row's units are not in a given paper: a dense presence table (units x
+        # papers, one byte each) rules those out by plain indexing; the rest are looked up.
+        units_at = wanted.indices[entry]
+        present = np.zeros(units_by_paper.shape, dtype=bool)
+        present[
+            np.repeat(np.arange(units_by_paper.shape[0]), np.diff(units_by_paper.indptr)),
+            units_by_paper.indices,
+        ] = True
+        found = present[units_at, pick_cols[pair]]
+        pair, entry, units_at = pair[found], entry[found], units_at[found]
+        contribution = wanted.data[entry] * _lookup(units_by_paper, units_at, pick_cols[pair])
+        keep = contribution > 0
+        pair, entry, contribution = pair[keep], entry[keep], contribution[keep]
+        every = [entry for row in rows for entry in row.units]
+
+        # Reasons: one per group (see _term_units), named by its phrase when the phrase (or its
+        # words near each other) matched, else by its largest word; groups in order of what
+        # they added up to, largest first.
+        groups = np.array([entry[6] for entry in every], dtype=np.int64)[entry]
+        phrase = np.array([entry[2].kind == "phrase" for entry in every], dtype=bool)[entry]
+        order = np.lexsort((entry, -contribution, ~phrase, groups, pair))
+        g_pair, g_group = pair[order], groups[order]
+        starts = np.flatnonzero(
+            np.concatenate(([True], (g_pair[1:] != g_pair[:-1]) | (g_group[1:] != g_group[:-1])))
+        )[: len(g_pair)]
+        totals = np.add.reduceat(contribution[order], starts) if len(starts) else contribution[:0]
+        named, named_pair = entry[order][starts], g_pair[starts]
+        by_size = np.lexsort((named, -totals, named_pair))
+        named, named_pair, totals = named[by_size], named_pair[by_size], totals[by_size]
+        reason_bounds = np.searchsorted(named_pair, np.arange(pairs + 1)).tolist()
+        reasons = [every[e][2] for e in named.tolist()]
+        reason_values = totals.tolist()
+
+        # Highlights: every word or phrase that matched, in the reader's order (a surface is
+        # one unit's, so none repeats; the words-near-each-other unit has none of its own).
+        surfaces_all = [entry[3] for entry in every]
+        shown = np.array([bool(text) for text in surfaces_all], dtype=bool)[entry]
+        surfaces_at = entry[shown].tolist()
+        surface_bounds = np.searchsorted(pair[shown], np.arange(pairs + 1)).tolist()
+        surfaces = [surfaces_all[e] for e in surfaces_at]
+
+        ids = self._ids
+        extra = self._expansion_reasons(rows, pick_rows, pick_cols, parts, feedback, closeness)
+        items: list[RankedItem] = []
+        append = items.append
+        for index, (i, col, score, relevance, merge, a, b, c, d) in enumerate(
+            zip(
+                pick_rows.tolist(),
+                pick_cols.tolist(),
+                pick_scores.tolist(),
+                (parts.own + parts.lexical).tolist(),
+                people.tolist(),
+                reason_bounds[:-1],
+                reason_bounds[1:],
+                surface_bounds[:-1],
+                surface_bounds[1:],
+                strict=True,
+            )
+        ):
+            if merge:
+                chosen = self._with_people_and_places(
+                    rows[i], col, reason_values[a:b], reasons[a:b]
+                )
+            else:
+                chosen = tuple(reasons[a:b])
+            highlight = tuple(surfaces[c:d])
+            more = extra.get(index)
+            if more:
+                chosen = (*chosen, *more[0])
+                highlight = tuple(dict.fromkeys((*highlight, *more[1])))
+            append(RankedItem(ids[col], score, relevance, chosen, "picks", highlight))
+        return items
+
+    def _with_people_and_places(
+        self, row: _Row, col: int, values: list[float], term_reasons: list[Reason]
+    ) -> tuple[Reason, ...]:
+        """Term, author and category reasons together by contribution (terms first on ties)."""
+        scored = list(zip(values, term_reasons, strict=True))
+        if row.author_keys:
+            for key, name in self._author_names[col].items():
+                if key in row.author_keys:
+                    scored.append((row.author_keys[key], self._reason("author", name)))
+        if row.chosen_categories:
+            scored.extend(self._category_reason(row.chosen_categories, col))
+        scored.sort(key=_first, reverse=True)  # stable: equal contributions keep their order
+        return tuple(reason for _value, reason in scored)
+
+    def _expansion_reasons(
+        self,
+        rows: Sequence[_Row],
+        pick_rows: np.ndarray,
+        pick_cols: np.ndarray,
+        parts: _PickParts,
+        feedback: sp.csr_matrix | None,
+        closeness: tuple[np.ndarray, SemanticMatch] | None,
+    ) -> dict[int, tuple[list[Reason], list[str]]]:
+        """Reasons beyond the reader's own words, per pick index: (reasons, highlights).
+
+        - "close to <text>" where the paper's closeness to a profile text reaches the
+          threshold;
+        - "related: <words>" where the expansion by words did more for the paper than the
+          reader's own words: the best papers' distinctive words it shares, best first;
+        - "close to <paper>" where closeness in meaning to the reader's best papers did more
+          than words, and no profile text was close enough to name.
+        """
+        found: dict[int, tuple[list[Reason], list[str]]] = {}
+        if closeness is not None:
+            close, semantic = closeness
+            near = np.flatnonzero(close[pick_rows, pick_cols] >= semantic.threshold)
+            for index in near.tolist():
+                row, col = rows[int(pick_rows[index])], int(pick_cols[index])
+                ids = [text_id for text_id, _reason in row.semantic]
+                cosines = (self._text_grid[ids] @ self._paper_grid[col]) * _UNGRID
+                best = int(np.argmax(cosines - self._text_offsets[ids]))  # first on ties
+                found.setdefault(index, ([], []))[0].append(row.semantic[best][1])
+        if feedback is None:
+            return found
+        by_words = np.flatnonzero(parts.lexical > parts.own)
+        if len(by_words):
+            self._related_words(rows, by_words, pick_rows, pick_cols, feedback, found)
+        by_meaning = np.flatnonzero(parts.meaning > parts.own + parts.lexical)
+        if len(by_meaning) and self._semantic is not None:
+            self._related_papers(by_meaning, pick_rows, pick_cols, feedback, found)
+        return found
+
+    def _related_words(
+        self,
+        rows: Sequence[_Row],
+        picks: np.ndarray,
+        pick_rows: np.ndarray,
+        pick_cols: np.ndarray,
+        feedback: sp.csr_matrix,
+        found: dict[int, tuple[list[Reason], list[str]]],
+    ) -> None:
+        """The feedback papers' distinctive words that each of ``picks`` shares (not the
+        reader's own: those are named as terms)."""
+        bag = (feedback[pick_rows[picks]] @ self._distinctive_matrix()).tocsr()  # pick x stem
+        bag.sort_indices()
+        counts = np.diff(bag.indptr)
+        owner = np.repeat(np.arange(len(picks)), counts)
+        stems = bag.indices.astype(np.int64)
+        score = bag.data * _lookup(self._words, stems, pick_cols[picks][owner])
+        keep = score > 0
+        owner, stems, score = owner[keep], stems[keep], score[keep]
+        order = np.lexsort((stems, -score, owner))
+        owner, stems = owner[order], stems[order]
+        bounds = np.searchsorted(owner, np.arange(len(picks) + 1))
+        keys, vocabulary = self._unit_keys, self._vocabulary
+        # Named only if it says something: not one of the reader's own words, not a word of
+        # one paper in ten or more, not a fragment ("pre" of "pre-trained").
+        common = max(3.0, _COMMON_SHARE * self._n)
+        for k, index in enumerate(picks.tolist()):
+            row = rows[int(pick_rows[index])]
+            own = {vocabulary.get(s) for entry in row.units for s in keys[entry[0]][1]}
+            chosen = [
+                s
+                for s in stems[bounds[k] : bounds[k + 1]].tolist()
+                if s not in own and self._df[s] <= common and len(self._stem_of[s]) >= 4
+            ]
+            chosen = chosen[:_RELATED_SHOWN]
+            if chosen:
+                words = [self._spelling[self._stem_of[s]] for s in chosen]
+                entry = found.setdefault(index, ([], []))
+                entry[0].extend(self._reason("related", word) for word in words)
+                entry[1].extend(words)
+
+    def _related_papers(
+        self,
+        picks: np.ndarray,
+        pick_rows: np.ndarray,
+        pick_cols: np.ndarray,
+        feedback: sp.csr_matrix,
+        found: dict[int, tuple[list[Reason], list[str]]],
+    ) -> None:
+        """For picks chosen mostly by meaning: the closest of the reader's best papers."""
+        for index in picks.tolist():
+            if index in found and any(r.kind == "semantic" for r in found[index][0]):
+                continue
+            row, col = int(pick_rows[index]), int(pick_cols[index])
+            start, end = feedback.indptr[row], feedback.indptr[row + 1]
+            sources = [int(c) for c in feedback.indices[start:end] if int(c) != col]
+            if not sources:
+                continue
+            cosines = self._paper_grid[sources] @ self._paper_grid[col]
+            source = sources[int(np.argmax(cosines))]
+            title = short_label(" ".join(self._cards[source].title.split()))
+            found.setdefault(index, ([], []))[0].append(self._reason("semantic", title))
+
+    def _category_reason(self, chosen: Sequence[str], col: int) -> list[tuple[float, Reason]]:
+        # One boost per paper however many of its categories are covered; name the first
+        # (the primary category when it is covered).
+        for category in self._cards[col].categories:
+            for wanted in chosen:
+                if covers(wanted, category):
+                    return [(self.settings.category_boost, self._reason("category", category))]
+        return []
