@@ -200,12 +200,19 @@ class Vocabulary:
                         phrases[" ".join(gram)] += 1
             authors.update(paper.authors)
             categories.update(paper.categories[:1])
-        # Topic words: used in some title, and in at least two papers.
-        self.words = [w for w, n in document_frequency.items() if n >= 2 and w in in_titles]
+        # Topic words: used in some title, and in at least two papers. Sorted (ties too): the
+        # counters were filled from sets, whose order changes with each process's hash seed,
+        # and the same seed must give the same profiles in every run.
+        self.words = sorted(w for w, n in document_frequency.items() if n >= 2 and w in in_titles)
         self.word_weights = [document_frequency[w] ** 0.7 for w in self.words]
-        self.phrases = [p for p, n in phrases.items() if n >= 2] or list(phrases)
-        self.authors = [a for a, _ in authors.most_common(400)]
-        self.categories = [c for c, _ in categories.most_common(40)]
+        self.phrases = sorted(p for p, n in phrases.items() if n >= 2) or sorted(phrases)
+        self.authors = _most_common(authors, 400)
+        self.categories = _most_common(categories, 40)
+
+
+def _most_common(counts: Counter[str], size: int) -> list[str]:
+    """The ``size`` most frequent, ties in alphabetical order."""
+    return [name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]]
 
 
 def _profile_json(vocab: Vocabulary, rng: random.Random) -> dict[str, object]:
