@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import email
+import hashlib
 import json
 import os
 import platform
@@ -580,6 +581,10 @@ def rank_only(profiles: int, papers: int, seed: int = 7) -> dict[str, Any]:
         "rank_seconds": round(ranked, 2),
         "total_seconds": round(prepared + ranked, 2),
         "items": sum(len(r) for r in results),
+        # Every pick and its score, in order: the same seed must give the same digest.
+        "checksum": hashlib.sha256(
+            repr([[(i.paper_id, i.score) for i in r] for r in results]).encode()
+        ).hexdigest()[:16],
     }
 
 

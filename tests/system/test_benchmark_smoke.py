@@ -51,3 +51,28 @@ def test_benchmark_runs_and_checks_itself(tmp_path: Path) -> None:
     assert run["received"] == run["sent"] and run["sampled"] == 10
     assert run["ceiling"]["per_second"] > 0
     assert "| 50 | 100 | sqlite |" in done.stdout
+
+
+def test_ranking_alone_gives_the_same_result_in_every_process(tmp_path: Path) -> None:
+    """`--rank-only` once returned a different item count each run: the workload's vocabulary
+    followed each process's string-hash order. Two processes with different hash seeds (and
+    the ranking's two threads) must now agree on every pick and score."""
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]);"
+        "from benchmarks.run import rank_only;"
+        "r = rank_only(400, 300, 7); print(json.dumps([r['items'], r['checksum']]))"
+    )
+    answers = set()
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(ROOT)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": seed, "HOME": str(tmp_path)},
+        )
+        assert done.returncode == 0, done.stderr
+        answers.add(done.stdout.strip())
+    assert len(answers) == 1, answers
+    items = json.loads(answers.pop())[0]
+    assert items > 400  # most of the 400 readers got picks: the run ranked something
