@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEMANTIC := $(VENV)/.semantic
 
-.PHONY: demo test test-fast lint format venv clean bench semantic bench-ranking
+.PHONY: demo test test-fast lint format venv clean bench bench-quick semantic bench-ranking
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -56,6 +56,11 @@ semantic: $(SEMANTIC)
 # semantic extra, which it installs.
 bench-ranking: $(SEMANTIC)
 	$(BIN)/python benchmarks/ranking/evaluate.py
+
+# One 10,000 x 1,000 run in the default configuration against a 16-session SMTP ceiling
+# measured before and after it: var/bench/quick.json (docs/benchmarks.md).
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.run --quick
 
 # The performance benchmark (docs/benchmarks.md): every run of its tables, with checks; finds or
 # installs Postfix's smtp-sink. BENCH_ARGS runs one configuration instead, e.g.

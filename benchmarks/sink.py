@@ -12,6 +12,7 @@ gives the bare number for reference).
 
 from __future__ import annotations
 
+import binascii
 import os
 import re
 import shutil
@@ -171,6 +172,22 @@ def message_bytes(dumped: Dumped) -> bytes:
     if data.endswith(b"\n\n"):
         data = data[:-1]
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+_HTML_HEAD = re.compile(rb"Content-Type: text/html[^\n]*\n(?:[^\n]+\n)*\n")
+
+
+def html_size(dumped: Dumped) -> int:
+    """The decoded size of the message's HTML part (0 without one): what Gmail measures
+    against its 102 KB clip. Found by its part header and the boundary after it, decoded
+    from quoted-printable, without parsing the whole message (every message is checked)."""
+    data = dumped.path.read_bytes()
+    head = _HTML_HEAD.search(data, dumped.offset)
+    if head is None:
+        return 0
+    end = data.find(b"\n--", head.end())
+    body = data[head.end() : end if end >= 0 else len(data)]
+    return len(binascii.a2b_qp(body.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n"))
 
 
 def dump_root(need_bytes: int) -> Path | None:

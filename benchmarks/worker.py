@@ -39,7 +39,7 @@ def main() -> None:
     started = time.monotonic()
     stages = _Stages()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    for logger in ("digest.pipeline", "digest.delivery.sender"):
+    for logger in ("digest.app.digests", "digest.delivery.sender"):
         logging.getLogger(logger).setLevel(logging.INFO)
         logging.getLogger(logger).addHandler(stages)
     settings = load_settings()
