@@ -632,7 +632,14 @@ def quick(args: argparse.Namespace, tools: dict[str, str], how: str) -> int:
     """`make bench-quick`: one 10,000 x 1,000 run as a user would configure it (the
     product's defaults), its rate against a 16-session SMTP ceiling, into
     var/bench/quick.json."""
-    options = Options(sample=args.sample, seed=args.seed, keep=args.keep, tools=tools)
+    # The default configuration: as many worker processes as `digest worker` starts by
+    # default (delivery.processes = 0: one per core), each what one of them runs.
+    from digest.processes import process_count
+
+    workers = process_count(load_settings(environ={}), None)
+    options = Options(
+        workers=workers, sample=args.sample, seed=args.seed, keep=args.keep, tools=tools
+    )
     options.ceiling_sessions, options.ceiling_before = QUICK_SESSIONS, True
     options.py_spy = args.py_spy
     load_before = os.getloadavg()

@@ -351,6 +351,12 @@ class DeliverySettings(Section):
         description="a stable name unique to one worker process, so a restart takes back its "
         "own claims at once; empty: host:pid, and claims wait for their lease to run out",
     )
+    processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="worker processes one `digest worker` runs; 0: one per core",
+    )
     poll_seconds: float = Field(
         5.0, gt=0, le=3600, description="how often an idle `digest worker` looks for work"
     )

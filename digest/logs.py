@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -141,6 +142,16 @@ def resolve_level(configured: str, service: bool) -> str:
     if configured != "auto":
         return configured
     return "info" if service else "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class LogOptions:
+    """The command line's logging options (-v, --log-format, --log-level), kept so that
+    processes a command starts log as it does."""
+
+    verbose: bool = False
+    format: str | None = None
+    level: str | None = None
 
 
 def setup(

@@ -176,7 +176,7 @@ def test_one_off_commands_log_problems_only_and_services_everything(tmp_path: Pa
     quiet = run_cli(tmp_path, "db", "upgrade", **fresh("a.db"))
     assert quiet.returncode == 0 and quiet.stderr == "" and "applied" in quiet.stdout
     # A service logs every event, one line each: here migrating its fresh database.
-    worker = run_cli(tmp_path, "worker", "--once", **fresh("b.db"))
+    worker = run_cli(tmp_path, "worker", "--once", "--processes", "1", **fresh("b.db"))
     assert worker.returncode == 0, worker.stderr
     lines = worker.stderr.splitlines()
     assert lines and all(TEXT_LINE.match(line) for line in lines)

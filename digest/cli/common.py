@@ -57,6 +57,8 @@ class State:
     def __init__(self, config: Path | None) -> None:
         self.config_path = config
         self._settings: Settings | None = None
+        # The logging options given on the command line, for processes this one starts.
+        self.log_options = logs.LogOptions()
 
     @property
     def settings(self) -> Settings:
@@ -133,6 +135,7 @@ def main_options(
     logs.setup(
         settings.logging, verbose=verbose, format=log_format, level=log_level, service=service
     )
+    state.log_options = logs.LogOptions(verbose=verbose, format=log_format, level=log_level)
     ctx.obj = state
 
 

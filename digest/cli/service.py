@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from digest.cli.common import State, app
-from digest.errors import StoreError
 
 if TYPE_CHECKING:
-    from digest.store import Store
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +77,22 @@ def worker(
         str | None,
         typer.Option(help="a stable name unique to this worker (default: delivery.worker_name)"),
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=64,
+            help="worker processes, each claiming, rendering and sending its own batches "
+            "(default: delivery.processes; 0: one per core)",
+        ),
+    ] = None,
 ) -> None:
     """Send from the shared outbox until stopped; run any number on PostgreSQL."""
+    from digest.processes import open_store_patiently, process_count, run_processes
     from digest.scheduler import run_worker
 
     state: State = ctx.obj
+    settings = state.settings
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -91,27 +101,33 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    store = _open_store_patiently(state, stop)
+    # Opened (and migrated) here first, so that the processes never race to migrate.
+    store = open_store_patiently(settings, stop)
+    count = process_count(settings, processes)
+    owner = name or settings.delivery.worker_name or None
+    bad = 0
     try:
-        total = run_worker(state.settings, store, once=once, plan=plan, owner=name, stop=stop)
+        if count == 1:
+            total = run_worker(settings, store, once=once, plan=plan, owner=owner, stop=stop)
+        else:
+            store.close()
+            total, bad = run_processes(
+                settings,
+                count,
+                once=once,
+                plan=plan,
+                owner=owner,
+                stop=stop,
+                log_options=state.log_options,
+            )
     finally:
         store.close()
     print(
         f"sent {total.sent}, deferred {total.deferred}, failed {total.failed}, "
-        f"unknown {total.unknown}" + (" (daily cap reached)" if total.capped else "")
+        f"unknown {total.unknown}"
+        + (" (daily cap reached)" if total.capped else "")
+        + (f" ({count} processes)" if count > 1 else "")
     )
-
-
-def _open_store_patiently(state: State, stop: threading.Event, wait: float = 60.0) -> Store:
-    """A worker started while the database restarts (or its first connection is cut) waits
-    for it, up to ``wait`` seconds, rather than exiting; a wrong setting still fails at once."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return state.store()
-        except StoreError as exc:
-            if "cannot use the database" not in str(exc) or time.monotonic() > deadline:
-                raise
-            log.warning("database not ready (%s); retrying", exc)
-            if stop.wait(1.0):
-                raise
+    if bad:
+        print(f"error: {bad} worker process(es) ended with an error (see the log)", file=sys.stderr)
+        raise typer.Exit(1)

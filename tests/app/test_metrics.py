@@ -142,6 +142,7 @@ def test_the_queue_and_other_processes_show_at_the_next_scrape(
         DIGEST_PATHS__VAR_DIR=str(settings.paths.var_dir),
         DIGEST_PATHS__OUTBOX_DIR=str(tmp_path / "outbox"),
         DIGEST_WEB__SECRET_KEY=SECRET,
+        DIGEST_DELIVERY__PROCESSES="1",
     )
     assert done.returncode == 0, done.stderr
     found = samples(scrape(app))

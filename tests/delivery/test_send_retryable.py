@@ -194,7 +194,7 @@ def test_sigterm_ends_a_busy_worker_within_one_message_exchange(
         **NO_MODEL,
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "digest", "worker", "--name", "w1"],
+        [sys.executable, "-m", "digest", "worker", "--name", "w1", "--processes", "1"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

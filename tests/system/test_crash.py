@@ -255,6 +255,7 @@ def test_kill_9_of_the_digest_worker_command_during_data(
         "HOME": str(tmp_path),
     }
     command = [sys.executable, "-m", "digest", "worker", "--once", "--no-plan", "--name", "cli-1"]
+    command += ["--processes", "1"]  # the process the server kills is the one that sends
     recorder.point, recorder.k = "data", 7
     first = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
     recorder.victim = first.pid

@@ -50,7 +50,7 @@ def worker_env(url: str, port: int, folder: Path, **extra: str) -> dict[str, str
 
 def start(name: str, env: dict[str, str], folder: Path, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "digest", "worker", "--name", name, *args],
+        [sys.executable, "-m", "digest", "worker", "--name", name, "--processes", "1", *args],
         cwd=folder,
         env=env,
         stdout=subprocess.DEVNULL,

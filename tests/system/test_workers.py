@@ -47,7 +47,9 @@ def seed(url: str, count: int, port: int) -> Settings:
     return settings
 
 
-def start_workers(url: str, port: int, count: int, tmp_path: Path, **extra: str) -> list:
+def start_workers(
+    url: str, port: int, count: int, tmp_path: Path, processes: int = 1, **extra: str
+) -> list:
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
@@ -65,7 +67,7 @@ def start_workers(url: str, port: int, count: int, tmp_path: Path, **extra: str)
         **{f"DIGEST_{k}": v for k, v in extra.items()},
     }
     # Long-running workers, each planning and ranking too (safe in several processes).
-    command = [sys.executable, "-m", "digest", "worker"]
+    command = [sys.executable, "-m", "digest", "worker", "--processes", str(processes)]
     return [
         subprocess.Popen(
             command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -132,6 +134,103 @@ def test_one_worker_on_sqlite_sends_each_digest_once(sink, tmp_path: Path) -> No
     print(f"\n1 worker on SQLite: {DIGESTS} digests in {time.monotonic() - started:.1f} s")
     assert sent == DIGESTS
     assert_each_once(url, recorder, DIGESTS)
+
+
+def _database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'digest.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_one_worker_command_with_two_processes_sends_each_digest_once(
+    kind: str, sink, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """`digest worker --processes 2`: two symmetric processes each claim, rank, render and
+    send their own batches; the command's total is theirs added up."""
+    port, recorder = sink
+    url = _database(kind, tmp_path, request)
+    seed(url, DIGESTS, port)
+    started = time.monotonic()
+    [worker] = start_workers(url, port, 1, tmp_path, processes=2)
+    deadline = time.monotonic() + 150
+    while len(recorder.messages) < DIGESTS and time.monotonic() < deadline:
+        assert worker.poll() is None, worker.stderr.read().decode()[-3000:] if worker.stderr else ""
+        time.sleep(0.1)
+    time.sleep(1.0)
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=60)
+    seconds = time.monotonic() - started
+    assert worker.returncode == 0, err.decode()[-3000:]
+    assert b"Traceback" not in err, err.decode()[-3000:]
+    assert f"sent {DIGESTS}," in out.decode() and "(2 processes)" in out.decode()
+    print(f"\n--processes 2 on {kind}: {DIGESTS} digests in {seconds:.1f} s")
+    assert_each_once(url, recorder, DIGESTS)
+    # Both processes sent: each names itself on the claims it makes (host:pid by default).
+    assert "started 2 worker processes" in err.decode()
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split()
+        found.extend(int(c) for c in children)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_processes_of_a_killed_worker_command_stop_and_nothing_is_lost(
+    sink, tmp_path: Path
+) -> None:
+    """SIGKILL to the parent (a crash; it cannot pass a stop on): its processes notice they
+    are orphaned and stop after the messages in flight, recording them; a worker started
+    afterwards sends the rest: each digest once, none failed."""
+    port, recorder = sink
+    url = f"sqlite:///{tmp_path / 'digest.db'}"
+    count = 400
+    seed(url, count, port)
+    [worker] = start_workers(url, port, 1, tmp_path, processes=2, SMTP__MESSAGES_PER_SECOND="40")
+    deadline = time.monotonic() + 60
+    while len(recorder.messages) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = _children_of(worker.pid)
+    assert len(children) >= 2, children  # the spawned processes (and their helpers)
+    worker.kill()
+    worker.wait(10)
+    # Orphaned, each stops within a few seconds (its parent check runs every second).
+    deadline = time.monotonic() + 30
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(c) for c in children), "a worker process outlived its parent"
+    assert len(recorder.messages) < count  # stopped early: the rest is still to send
+
+    [again] = start_workers(url, port, 1, tmp_path, processes=1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        addresses = {r for m in recorder.messages for r in m.recipients}
+        if len(addresses) == count:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    again.send_signal(signal.SIGTERM)
+    _out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err.decode()[-3000:]
+    per_address = Counter(r for m in recorder.messages for r in m.recipients)
+    assert len(per_address) == count
+    # The orphans stopped as on SIGTERM, recording what they sent: nothing went out twice.
+    assert max(per_address.values()) == 1
+    store = Store(create_engine(url))
+    try:
+        assert states(store) == {"sent": count}
+    finally:
+        store.close()
 
 
 def _terminate_backends(base_url: str, application: str, stop: threading.Event) -> int:
