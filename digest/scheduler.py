@@ -82,7 +82,13 @@ class Service:
         back first rather than left to wait out its lease.
         """
         self.recover()
-        planned = digests.plan_and_rank(self.settings, self.store, self.clock()) if plan else None
+        planned = (
+            digests.plan_and_rank(
+                self.settings, self.store, self.clock(), owner=self.owner, stop=self.stop
+            )
+            if plan
+            else None
+        )
         sent = sending.send_all(
             self.settings,
             self.store,

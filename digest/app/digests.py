@@ -11,11 +11,12 @@ same selection previews and dry runs use.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from digest.app import candidates, meaning, sending
 from digest.config import Settings
@@ -25,12 +26,15 @@ from digest.errors import ValidationError
 from digest.ranking import Ranker
 from digest.ranking.parts import gc_paused
 from digest.render import Renderer
-from digest.store import Session, Store, begin_write, digests, outbox, subscribers
+from digest.store import Store, begin_write, digests, outbox, subscribers
 
 log = logging.getLogger(__name__)
 
 PLAN_CHUNK = 5000
 RANK_BATCH = 2000
+# A batch being ranked is leased for this long; a ranker that died leaves it to the others
+# after that (ranking a batch takes about a second).
+RANK_LEASE_SECONDS = 300
 
 
 @dataclass(slots=True)
@@ -51,14 +55,20 @@ def plan_and_rank(
     for_date: date | None = None,
     only: Sequence[int] | None = None,
     batch: int = RANK_BATCH,
+    owner: str | None = None,
+    stop: threading.Event | None = None,
 ) -> PlanSummary:
     """Plan a delivery for everyone due, then fix each planned delivery's papers.
 
     Planning and ranking commit separately: a crash between them leaves planned deliveries
     without papers, which the next call ranks. ``for_date`` plans that local date for every
     active subscriber whatever the hour (an operator's catch-up); ``only`` limits to some
-    subscriber ids.
+    subscriber ids. Ranking goes batch by batch, each leased to ``owner`` (a name of its
+    own when None) in a short transaction, ranked outside any, and saved in another: other
+    processes claim, send and record meanwhile (on SQLite the write lock is never held while
+    ranking computes). ``stop`` ends it between batches.
     """
+    owner = owner or f"rank-{secrets.token_hex(6)}"
     summary = PlanSummary()
     clock = time.perf_counter()
     with store.transaction() as session:
@@ -89,18 +99,21 @@ def plan_and_rank(
     # Papers stored before the semantic extra was installed get their vectors now, outside
     # the ranking transactions (on SQLite those hold the write lock).
     meaning.embed_new(settings, store)
-    while True:
-        with gc_paused(), store.transaction() as session:
+    while stop is None or not stop.is_set():
+        with store.transaction() as session:
             begin_write(session)
-            planned = outbox.unranked(session, batch)
-            if not planned:
-                break
-            since = candidates.pool_start(settings, now, [d.since for d in planned])
-            if ranker is None or pool_since is None or since < pool_since:
-                # Per-paper work (tokens, stems, matrices) once for all batches of this run.
-                ranker, _ = candidates.ranker(settings, store, since, now, embed_missing=False)
-                pool_since = since
-            _rank_batch(session, ranker, planned, now, summary)
+            planned = outbox.claim_unranked(
+                session, owner, now, now + timedelta(seconds=RANK_LEASE_SECONDS), batch
+            )
+        if not planned:
+            break
+        since = candidates.pool_start(settings, now, [d.since for d in planned])
+        if ranker is None or pool_since is None or since < pool_since:
+            # Per-paper work (tokens, stems, matrices) once for all batches of this run.
+            ranker, _ = candidates.ranker(settings, store, since, now, embed_missing=False)
+            pool_since = since
+        with gc_paused():
+            _rank_batch(store, ranker, planned, now, owner, summary)
     summary.rank_seconds = time.perf_counter() - clock
     if summary.ranked:
         log.info(
@@ -114,16 +127,18 @@ def plan_and_rank(
 
 
 def _rank_batch(
-    session: Session,
+    store: Store,
     ranker: Ranker,
     planned: Sequence[outbox.Unranked],
     now: datetime,
+    owner: str,
     summary: PlanSummary,
 ) -> None:
-    """Rank a batch of planned deliveries and store what was chosen."""
+    """Rank a batch of planned deliveries leased to ``owner`` and store what was chosen."""
     ids = [d.subscriber_id for d in planned]
-    readers = digests.readers(session, ids)
-    known = digests.known_papers(session, ids, min(d.since for d in planned))
+    with store.transaction() as session:
+        readers = digests.readers(session, ids)
+        known = digests.known_papers(session, ids, min(d.since for d in planned))
     requests = [
         candidates.request(
             readers[d.subscriber_id].profile,
@@ -137,10 +152,20 @@ def _rank_batch(
     for delivery, items in zip(planned, ranker.rank(requests), strict=True):
         skipped = not items and not readers[delivery.subscriber_id].send_when_empty
         chosen.append(digests.Chosen(delivery.id, delivery.subscriber_id, items, skipped))
-        summary.skipped += skipped
+    with store.transaction() as session:
+        begin_write(session)
+        saved = digests.save_chosen(session, chosen, now, owner)
+    if len(saved) < len(chosen):
+        # Our lease ran out and another ranker took some over: theirs count, not ours.
+        log.warning(
+            "rank: %d of %d deliveries were ranked by another process meanwhile",
+            len(chosen) - len(saved),
+            len(chosen),
+        )
+    for one in saved:
+        summary.skipped += one.skipped
         summary.ranked += 1
-        summary.items += len(items)
-    digests.save_chosen(session, chosen, now)
+        summary.items += len(one.items)
 
 
 def _stage(name: str, count: int, seconds: float) -> dict[str, object]:

@@ -101,6 +101,8 @@ _RANKED = (
         ranked_at=bindparam("b_now"),
         paper_count=bindparam("b_count"),
         status=bindparam("b_status"),
+        lease_owner=None,
+        lease_until=None,
     )
 )
 
@@ -113,8 +115,29 @@ class Chosen:
     skipped: bool  # nothing to send, and the reader wants no empty mail
 
 
-def save_chosen(session: Session, chosen: Sequence[Chosen], now: datetime) -> None:
-    """Fix each delivery's papers, with three statements whatever the batch's size."""
+def save_chosen(
+    session: Session, chosen: Sequence[Chosen], now: datetime, owner: str | None = None
+) -> Sequence[Chosen]:
+    """Fix each delivery's papers, with a few statements whatever the batch's size; those
+    saved. With ``owner`` (deliveries leased by ``outbox.claim_unranked``), only those
+    still unranked and leased to it: one whose lease ran out and that another ranker took
+    over is left to that one. Call after ``begin_write``."""
+    if owner is not None:
+        ids = [one.delivery_id for one in chosen]
+        mine: set[int] = set()
+        for part in chunks(ids):
+            mine.update(
+                session.scalars(
+                    select(Delivery.id).where(
+                        Delivery.id.in_(part),
+                        Delivery.ranked_at.is_(None),
+                        Delivery.lease_owner == owner,
+                    )
+                )
+            )
+        chosen = [one for one in chosen if one.delivery_id in mine]
+        if not chosen:
+            return chosen
     marks: list[dict[str, object]] = []
     item_rows: list[dict[str, object]] = []
     sent_rows: list[dict[str, object]] = []
@@ -141,6 +164,7 @@ def save_chosen(session: Session, chosen: Sequence[Chosen], now: datetime) -> No
         # The sent log's unique (subscriber, paper) makes "never the same paper twice" hold
         # even against a bug or a race upstream.
         connection.execute(insert(SentPaper.__table__), sent_rows)
+    return chosen
 
 
 def _item_rows(delivery_id: int, ranked: Sequence[RankedItem]) -> list[dict[str, object]]:

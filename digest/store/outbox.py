@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from digest.domain.schedules import window_start
 from digest.domain.states import DeliveryState, SubscriberStatus
 from digest.models import Delivery, Subscriber, TransactionalMail
-from digest.store import begin_write
+from digest.store import begin_write, chunks
 
 UnknownPolicy = Literal["resend", "hold"]
 
@@ -138,17 +138,32 @@ class Unranked:
     since: datetime  # candidates are the papers first seen from here on
 
 
-def unranked(session: Session, limit: int) -> list[Unranked]:
-    """Planned deliveries whose content is not fixed yet (a crash between plan and rank
-    leaves some; the next tick ranks them), locked."""
+def claim_unranked(
+    session: Session, owner: str, now: datetime, until: datetime, limit: int
+) -> list[Unranked]:
+    """Up to ``limit`` planned deliveries whose content is not fixed yet, leased to
+    ``owner`` until ``until`` for ranking: the ranking then runs outside any transaction (on
+    SQLite the write lock is not held while it computes) and ``digests.save_chosen`` keeps
+    only what is still this owner's. A ranker that died leaves its lease to run out; one with
+    a stable name takes its own back at once. Call after ``begin_write``."""
+    free = or_(
+        Delivery.lease_until.is_(None), Delivery.lease_until < now, Delivery.lease_owner == owner
+    )
     query = (
         select(Delivery.id, Delivery.subscriber_id, Delivery.since)
-        .where(Delivery.status == DeliveryState.PLANNED, Delivery.ranked_at.is_(None))
+        .where(Delivery.status == DeliveryState.PLANNED, Delivery.ranked_at.is_(None), free)
         .order_by(Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return [Unranked(*row) for row in session.execute(query)]
+    found = [Unranked(*row) for row in session.execute(query)]
+    for part in chunks([d.id for d in found]):
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(part))
+            .values(lease_owner=owner, lease_until=until)
+        )
+    return found
 
 
 @dataclass(frozen=True, slots=True)
