@@ -12,7 +12,13 @@ id or an address. Like unsubscribe tokens they are neither timed nor revoked.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
@@ -40,21 +46,46 @@ class FeedbackData:
     value: int  # +1 more like this, -1 fewer like this
 
 
+class _PreKeyed:
+    """Makes exactly the tokens ``URLSafeSerializer(secret, salt=salt).dumps`` makes (its
+    defaults: compact JSON, zlib when that is shorter, URL-safe base64, HMAC-SHA1 over a key
+    derived as sha1(salt + "signer" + secret)), with the key derived and the HMAC keyed once
+    instead of per token: a digest signs some twenty links. itsdangerous still reads them
+    (a test holds the two equal)."""
+
+    def __init__(self, secret: str, salt: str) -> None:
+        key = hashlib.sha1(salt.encode() + b"signer" + secret.encode()).digest()
+        self._mac = hmac.new(key, digestmod=hashlib.sha1)
+
+    def dumps(self, payload: Any) -> str:
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        packed = zlib.compress(data)
+        body = b"." + _b64(packed) if len(packed) < len(data) - 1 else _b64(data)
+        mac = self._mac.copy()
+        mac.update(body)
+        return (body + b"." + _b64(mac.digest())).decode("ascii")
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
 class Tokens:
     def __init__(self, secret: str) -> None:
         self._plain = {p: URLSafeSerializer(secret, salt=f"digest.{p}") for p in PURPOSES}
+        self._makers = {p: _PreKeyed(secret, f"digest.{p}") for p in PURPOSES}
         self._timed = URLSafeTimedSerializer(secret, salt="digest.confirm")
 
     def make(self, purpose: str, public_id: str, version: int | None = None) -> str:
         payload = [public_id] if version is None else [public_id, version]
         if purpose == "confirm":
             return self._timed.dumps(payload)
-        return self._plain[purpose].dumps(payload)
+        return self._makers[purpose].dumps(payload)
 
     def make_feedback(self, public_id: str, paper: str, value: int) -> str:
         if value not in (1, -1):
             raise ValueError("feedback is +1 or -1")
-        return self._plain["feedback"].dumps([public_id, paper, value])
+        return self._makers["feedback"].dumps([public_id, paper, value])
 
     def read_feedback(self, token: str) -> FeedbackData:
         try:
