@@ -33,12 +33,26 @@ def _items_table(title: str, items: Picks, as_json: bool) -> None:
     from digest.render.text import format_reasons
 
     if as_json:
+        from digest.domain import paper_links
+
         for item, card in items:
+            url = paper_links.arxiv_abs(card.arxiv_id) or paper_links.arxiv_title_search(card.title)
             print(
                 json.dumps(
                     {
                         "id": card.canonical_id,
+                        "arxiv_id": card.arxiv_id,
                         "title": card.title,
+                        "url": url,
+                        "authors": list(card.authors),
+                        "categories": list(card.categories),
+                        "first_seen": card.first_seen_at.isoformat()
+                        if card.first_seen_at
+                        else None,
+                        "announced_on": card.announced_on.isoformat()
+                        if card.announced_on
+                        else None,
+                        "upvotes": card.upvotes,
                         "score": round(item.score, 4),
                         "section": item.section,
                         "reasons": [f"{r.kind}: {r.label}" for r in item.reasons],

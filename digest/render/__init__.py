@@ -176,13 +176,22 @@ def paper_view(card: PaperCard, abstract_chars: int, authors_shown: int) -> _Pap
     found: list[_Link] = []
     if abs_url:
         found.append(_Link("arXiv", abs_url))
-    pdf = paper_links.arxiv_pdf(card.arxiv_id)
-    if pdf:
-        found.append(_Link("PDF", pdf))
-    if "huggingface" in card.sources:
-        page = paper_links.huggingface_page(card.arxiv_id)
-        if page:
-            found.append(_Link("Hugging Face", page))
+        pdf = paper_links.arxiv_pdf(card.arxiv_id)
+        if pdf:
+            found.append(_Link("PDF", pdf))
+        if "huggingface" in card.sources:
+            page = paper_links.huggingface_page(card.arxiv_id)
+            if page:
+                found.append(_Link("Hugging Face", page))
+    elif title != "(untitled)":
+        # A listing row without an arXiv id: every paper a reader sees must open, so the
+        # title and the buttons search by title, and say that they search.
+        abs_url = paper_links.arxiv_title_search(card.title)
+        if abs_url:
+            found.append(_Link("Search arXiv by title", abs_url))
+        search = paper_links.huggingface_search(card.title)
+        if search:
+            found.append(_Link("Search Hugging Face", search))
     repo = valid_github(card.github_repo)
     if repo:
         found.append(_Link("Code", repo))
@@ -192,10 +201,14 @@ def paper_view(card: PaperCard, abstract_chars: int, authors_shown: int) -> _Pap
     return _PaperView(
         title=title,
         abs_url=abs_url,
-        authors=format_authors(card.authors, authors_shown),
+        authors=format_authors(card.authors, authors_shown) or "Authors unknown",
         tldr=one_line(card.ai_summary, MAX_SUMMARY) or None,
         abstract=abstract,
-        upvotes=f"▲ {upvotes}" if isinstance(upvotes, int) and upvotes >= 0 else None,
+        upvotes=(
+            f"▲ {upvotes} upvote{'' if upvotes == 1 else 's'}"
+            if isinstance(upvotes, int) and upvotes >= 0
+            else None
+        ),
         category=(one_line(card.categories[0], 40) or None) if card.categories else None,
         links=tuple(found),
     )

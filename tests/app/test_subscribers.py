@@ -209,6 +209,17 @@ def test_preview_and_rank_commands_give_json(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in ranked.stdout.splitlines()]
     assert 0 < len(rows) <= 5
     assert all("video" not in r["title"].lower() for r in rows)
+    # Each line says where to open the paper, who wrote it and when it came.
+    for row in rows:
+        assert {"url", "authors", "categories", "first_seen", "announced_on", "arxiv_id"} <= set(
+            row
+        )
+        assert row["url"].startswith("https://arxiv.org/")
+        assert row["first_seen"] and isinstance(row["authors"], list)
+        if row["arxiv_id"]:
+            assert row["url"] == f"https://arxiv.org/abs/{row['arxiv_id']}"
+        else:
+            assert row["url"].startswith("https://arxiv.org/search/?")
     table = run_cli(tmp_path, "rank", "-i", "diffusion")
     assert "papers for diffusion" in table.stdout
 

@@ -328,14 +328,31 @@ def test_links_come_only_from_validated_ids(rendered: Rendered, hf_cards) -> Non
     assert top.github_repo in rendered.text
 
 
-def test_paper_without_arxiv_id_has_no_links(renderer: Renderer, listing_cards) -> None:
-    card = listing_cards[1]
+def test_paper_without_arxiv_id_opens_by_a_title_search(renderer: Renderer, listing_cards) -> None:
+    """A listing row without an arXiv id still opens: its title and two buttons search arXiv
+    and Hugging Face by title, and their labels say so; no abs/pdf link is made up."""
+    from urllib.parse import parse_qs, urlsplit
+
+    card = replace(listing_cards[1], authors=())
     assert card.arxiv_id is None
     out = renderer.render(make_input([(pick(card), card)]))
     hrefs = [a.get("href") for tag, a in tags_of(out.html).tags if tag == "a"]
-    assert hrefs == [MANAGE, UNSUBSCRIBE, ARCHIVE]
-    assert '<h3 class="title"' in out.html and 'class="title-link"' not in out.html
-    assert "arxiv.org" not in out.html and "arxiv.org" not in out.text
+    searches = [h for h in hrefs if h not in (MANAGE, UNSUBSCRIBE, ARCHIVE)]
+    assert hrefs[-3:] == [MANAGE, UNSUBSCRIBE, ARCHIVE]
+    arxiv = [h for h in searches if h and h.startswith("https://arxiv.org/search/?")]
+    hf = [h for h in searches if h and h.startswith("https://huggingface.co/papers?")]
+    assert len(arxiv) == 2 and len(set(arxiv)) == 1  # the title link and its button
+    assert len(hf) == 1 and len(searches) == 3
+    title = " ".join(card.title.split())
+    query = parse_qs(urlsplit(arxiv[0]).query)
+    assert query["query"] == [title] and query["searchtype"] == ["title"]
+    assert parse_qs(urlsplit(hf[0]).query)["q"] == [title]
+    assert 'class="title-link"' in out.html
+    assert "Search arXiv by title" in out.html and "Search Hugging Face" in out.html
+    assert "/abs/" not in out.html and "/pdf/" not in out.html
+    # The text part has the same links, and says the authors are unknown.
+    assert arxiv[0] in out.text and hf[0] in out.text
+    assert "Authors unknown" in out.html and "Authors unknown" in out.text
 
 
 def test_hugging_face_link_only_for_papers_seen_there(renderer: Renderer, hf_cards) -> None:
@@ -432,7 +449,16 @@ def test_reasons_read_naturally(renderer: Renderer, hf_cards) -> None:
         out.text.replace("\n    ", " ")
     )
     one = renderer.render(make_input([(trending(replace(card, upvotes=1)), card)]))
-    assert "Trending: 1 upvote" in one.text and "1 upvotes" not in one.text
+    assert "Trending: 1 upvote" in one.text and not re.search(r"\b1 upvotes", one.text)
+    # The card's own count says what it counts, singular or plural, in both parts.
+    single = replace(card, upvotes=1)
+    out = renderer.render(make_input([(pick(single, *reasons), single)]))
+    assert "▲ 1 upvote" in out.text and not re.search(r"\b1 upvotes", out.text)
+    assert "▲ 71 upvotes" in rendered_text_of(renderer, card, reasons)
+
+
+def rendered_text_of(renderer: Renderer, card: PaperCard, reasons: tuple[Reason, ...]) -> str:
+    return renderer.render(make_input([(pick(card, *reasons), card)])).text
 
 
 def test_trending_section_heading_comes_before_trending_papers(rendered, hf_cards) -> None:
