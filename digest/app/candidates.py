@@ -92,6 +92,7 @@ class ReaderPreview:
     items: Picks
     candidates: int  # papers first seen in the window
     seen: int  # of those, already sent to them or judged by them
+    returning: bool  # the window starts at their last digest
 
 
 def for_reader(settings: Settings, store: Store, email: str, now: datetime) -> ReaderPreview:
@@ -105,7 +106,21 @@ def for_reader(settings: Settings, store: Store, email: str, now: datetime) -> R
     )
     [items] = ranked.rank([window.request])
     picks = [(i, cards[i.paper_id]) for i in items]
-    return ReaderPreview(address, window.since, picks, _in_window(cards, window.since), window.seen)
+    return ReaderPreview(
+        address,
+        window.since,
+        picks,
+        _in_window(cards, window.since),
+        window.seen,
+        window.returning,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilePreview:
+    items: Picks
+    since: datetime
+    candidates: int  # papers first seen from ``since`` on
 
 
 def for_profile(
@@ -116,14 +131,37 @@ def for_profile(
     limit: int,
     now: datetime,
     since: datetime | None,
-) -> Picks:
-    """What ``profile`` would get from the papers first seen since ``since`` (all of them for
-    None), as a new reader with no history (`digest rank`; writes nothing)."""
+) -> ProfilePreview:
+    """What ``profile`` would get from the papers first seen since ``since`` (the first
+    digest's window for None), as a new reader with no history (`digest rank`; writes
+    nothing)."""
     start = since if since is not None else pool_start(settings, now)
     pool = min(start, pool_start(settings, now))
     ranked, cards = ranker(settings, store, pool, now, embed_missing=False)
     [items] = ranked.rank([request(profile, limit, start, set())])
-    return [(i, cards[i.paper_id]) for i in items]
+    return ProfilePreview([(i, cards[i.paper_id]) for i in items], start, _in_window(cards, start))
+
+
+def why_empty(candidates: int, seen: int, since: datetime, returning: bool) -> str:
+    """Why a preview or ranking found nothing, and what to do: one line."""
+    when = since.strftime("%Y-%m-%d %H:%M UTC")
+    if candidates == 0:
+        start = "their last digest" if returning else when
+        return (
+            f"no paper was first seen since {start}: the next fetch brings new ones "
+            "(`digest fetch`); to rank papers stored earlier, use `digest rank` with "
+            "--since YYYY-MM-DD"
+        )
+    if seen >= candidates:
+        return (
+            f"all {candidates} papers first seen since {when} were already sent to them or "
+            "judged by them; `digest rank` with their terms and --since shows them anyway"
+        )
+    return (
+        f"none of the {candidates - seen} papers first seen since {when} came close enough "
+        "to the interests (each must reach ranking.relative_cut of the best match); broader "
+        "terms, or a description in a sentence, find more"
+    )
 
 
 class LivePreviews:

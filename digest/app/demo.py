@@ -1,5 +1,10 @@
-"""`digest demo`: one full cycle on the embedded default: a fresh SQLite file, the bundled
-sample listing, three readers, their digests written to the outbox folder."""
+"""`digest demo`: one full cycle on the embedded default: the SQLite file every other
+command uses (``database.url``, ``var/digest.db`` by default) made fresh, the bundled sample
+listing, three readers, their digests written to the outbox folder. So after the demo,
+`digest preview`, `digest status` and `digest web` see its readers, and its mails' links work.
+
+The demo never erases a database holding anybody but its own readers: it refuses, and says
+how to run it on a file of its own. It removes only the mail it wrote before."""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from digest.config import Settings
 from digest.domain.items import outbox_name
 from digest.domain.profiles import build_profile
 from digest.domain.schedules import Schedule
-from digest.store import Store, digests, subscribers
+from digest.errors import ValidationError
+from digest.store import Store, digests, sqlite_file, stored_addresses, subscribers
 
 READERS = [
     (
@@ -47,8 +53,36 @@ READERS = [
 ]
 
 
+def demo_database(base: Settings, given: Path | None) -> Path:
+    """The SQLite file the demo runs on: ``given``, else the configured one."""
+    if given is not None:
+        return given
+    found = sqlite_file(base.database.url)
+    if found is None:
+        raise ValidationError(
+            "the demo runs on an SQLite file of its own making, and database.url is not one; "
+            "give it one: digest demo --database var/demo.db"
+        )
+    return found
+
+
+def refuse_real_subscribers(database: Path) -> None:
+    """Raise when ``database`` holds a subscriber who is not one of the demo's readers: the
+    demo starts from a fresh file and would erase them."""
+    if not database.is_file():
+        return
+    ours = {email for email, *_ in READERS}
+    others = sorted(email for email in stored_addresses(database) if email not in ours)
+    if others:
+        raise ValidationError(
+            f"{database} holds {len(others)} subscriber(s) besides the demo's (e.g. "
+            f"{others[0]}); the demo starts from a fresh file and would erase them. Run it "
+            "on a file of its own: digest demo --database var/demo.db"
+        )
+
+
 def demo_settings(base: Settings, database: Path) -> Settings:
-    """``base`` with the demo's own database, migrated, and mail written to files."""
+    """``base`` with the demo's database, migrated, and mail written to files."""
     return base.model_copy(
         update={
             "database": base.database.model_copy(
@@ -77,12 +111,16 @@ def setup(
     """A fresh database with the bundled sample and the three readers; the outbox folder
     cleared of earlier mail. ``fetch`` fetches the sample (the CLI shows its progress);
     then plan, rank and send as always, and :func:`rows` says what each reader got."""
+    refuse_real_subscribers(database)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     outbox_dir = Path(settings.paths.outbox_dir)
     if outbox_dir.is_dir():
-        for old in list(outbox_dir.glob("*.eml")) + list(outbox_dir.glob("*.html")):
-            old.unlink()
+        # Only the demo readers' mail: what `digest send` or the web app wrote stays.
+        for email, *_ in READERS:
+            for old in outbox_dir.glob(f"*_{email}_*"):
+                if old.suffix in (".eml", ".html"):
+                    old.unlink()
     store = Store.open(settings.database)
     try:
         fetched = fetch(settings, store)

@@ -86,6 +86,9 @@ def preview(
     with state.opened() as store:
         found = candidates.for_reader(state.settings, store, email, end_of(parse_day(day)))
     _items_table(f"{len(found.items)} papers for {found.email}", found.items, as_json)
+    if not found.items:
+        why = candidates.why_empty(found.candidates, found.seen, found.since, found.returning)
+        print(f"nothing for {found.email}: {why}", file=sys.stderr)
 
 
 @app.command()
@@ -112,10 +115,20 @@ def rank(
     )
     since_at = start_of(parse_day(since, "--since"))
     with state.opened() as store:
-        items = candidates.for_profile(
+        found = candidates.for_profile(
             state.settings, store, profile, limit=limit, now=datetime.now(UTC), since=since_at
         )
-    _items_table(f"{len(items)} papers for {profile.describe()}", items, as_json)
+    _items_table(f"{len(found.items)} papers for {profile.describe()}", found.items, as_json)
+    if not found.items:
+        when = found.since.strftime("%Y-%m-%d %H:%M UTC")
+        if not found.candidates:
+            why = (
+                f"no paper stored was first seen since {when}: fetch some with `digest fetch` "
+                "(or `make demo` for the bundled sample), or look further back with --since"
+            )
+        else:
+            why = candidates.why_empty(found.candidates, 0, found.since, False)
+        print(f"nothing found: {why}", file=sys.stderr)
 
 
 def run_digests(
@@ -228,8 +241,12 @@ def run_once(
 def demo(
     ctx: typer.Context,
     database: Annotated[
-        Path, typer.Option(help="the demo's own SQLite file, made fresh on each run")
-    ] = Path("var/demo.db"),
+        Path | None,
+        typer.Option(
+            help="the SQLite file to run on, made fresh (default: database.url, the file every "
+            "other command uses; refused if it holds anybody but the demo's readers)"
+        ),
+    ] = None,
 ) -> None:
     """One full cycle on the embedded default: fresh SQLite, the bundled sample, three
     subscribers, their mails written to the outbox folder."""
@@ -237,6 +254,7 @@ def demo(
     from digest.cli.progress import fetch_with_progress
 
     state: State = ctx.obj
+    database = demos.demo_database(state.settings, database)
     settings = demos.demo_settings(state.settings, database)
 
     def fetch(settings: Settings, store: Store) -> FetchSummary:
@@ -249,8 +267,15 @@ def demo(
     planned, sent = run_digests(settings, for_date=now.date(), only=None)
     report(planned, sent)
     table = Table("subscriber", "interests", "papers", "top paper", title="demo digests")
-    table.add_column("open in a browser", overflow="fold", min_width=30)
-    for row in demos.rows(settings):
-        table.add_row(row.email, row.interests, str(row.papers), row.top or "—", str(row.html))
+    made = demos.rows(settings)
+    for row in made:
+        table.add_row(row.email, row.interests, str(row.papers), row.top or "—")
     wide_console().print(table)
-    print("open an .html file in a browser to see a digest as a subscriber would")
+    # Whole paths, one a line, after the table: a terminal never cuts them.
+    print("open one in a browser to see a digest as its subscriber would:")
+    for row in made:
+        print(row.html.resolve())
+    print(
+        "then `digest web` serves these readers' preferences, archive and feedback links "
+        f"(the database is {database})"
+    )

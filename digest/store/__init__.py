@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -217,3 +218,28 @@ def _errors(engine: Engine) -> Iterator[None]:
         raise StoreError(f"cannot use the database at {where}: {reason}") from None
     except SQLAlchemyError as exc:
         raise StoreError(f"database error: {exc}") from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL; None for another database or an in-memory one."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def stored_addresses(database: Path) -> list[str]:
+    """Every subscriber address in the SQLite file ``database``, read only; none when it is
+    not a database of ours (no subscribers table) or not a database at all."""
+    where = quote(str(database.resolve()))
+    engine = create_engine(f"sqlite:///file:{where}?mode=ro&uri=true")
+    try:
+        with engine.connect() as connection:
+            return [row[0] for row in connection.execute(text("SELECT email FROM subscribers"))]
+    except SQLAlchemyError:
+        return []
+    finally:
+        engine.dispose()

@@ -26,7 +26,7 @@ def test_demo_twice_gives_the_same_result(tmp_path: Path) -> None:
         results.append(sorted(p.name.rsplit("_", 1)[0] for p in outbox.glob("*.eml")))
     assert len(results[0]) == 3
     assert results[0] == results[1]  # a fresh cycle, not a second set of mails beside the first
-    assert (tmp_path / "var" / "demo.db").is_file()
+    assert (tmp_path / "var" / "digest.db").is_file()
     bodies = {p.read_bytes() for p in outbox.glob("*.html")}
     assert len(bodies) == 3  # three distinct digests
 
