@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# setuptools warns on every editable install about folders named like the package.
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -47,7 +48,7 @@ test-fast: lint
 # torch is installed first as the CPU build, so the extra does not pull a multi-GB CUDA one.
 $(SEMANTIC): $(STAMP)
 	$(BIN)/python -m pip install --quiet 'torch==2.13.0' || $(BIN)/python -m pip install --quiet 'torch>=2.4,<3'
-	$(BIN)/python -m pip install --quiet -e '.[dev,semantic]'
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[dev,semantic]'
 	@touch $(SEMANTIC)
 
 semantic: $(SEMANTIC)

