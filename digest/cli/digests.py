@@ -106,7 +106,6 @@ def rank(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per paper")] = False,
 ) -> None:
     """Rank stored papers for a profile given here, without a subscriber; writes nothing."""
-    from digest.app import candidates
     from digest.domain.profiles import build_profile
 
     state: State = ctx.obj
@@ -114,6 +113,8 @@ def rank(
         include or (), exclude or (), category or (), author or (), also_trending
     )
     since_at = start_of(parse_day(since, "--since"))
+    from digest.app import candidates  # after the checks: a typo is answered at once
+
     with state.opened() as store:
         found = candidates.for_profile(
             state.settings, store, profile, limit=limit, now=datetime.now(UTC), since=since_at

@@ -72,8 +72,18 @@ def subscribe(
     also_trending: TrendingOpt = None,
 ) -> None:
     """Subscribe EMAIL (active at once: the CLI skips the emailed confirmation), or update it."""
-    from digest.app import subscriptions
+    from digest.domain import addresses
+    from digest.domain.profiles import build_profile
     from digest.domain.schedules import Schedule
+
+    # What can be checked without the database is checked first: a typo is answered at
+    # once, before the database and ranking libraries load.
+    addresses.normalise(email)
+    build_profile(include or (), exclude or (), category or (), author or ())
+    if tz is not None or hour is not None:
+        Schedule.checked(tz or "UTC", 7 if hour is None else hour)
+
+    from digest.app import subscriptions
 
     state: State = ctx.obj
     with state.opened() as store:

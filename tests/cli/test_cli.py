@@ -97,3 +97,33 @@ def test_send_dry_run_shows_who_is_due_and_what_they_would_get_writing_nothing(
     sent = run_cli(tmp_path, "send", "--date", today, **env)
     assert "planned 2 digest(s)" in sent.stdout and "sent 2" in sent.stdout
     assert "0 due" in run_cli(tmp_path, "send", "--dry-run", "--date", today, **env).stdout
+
+
+def test_help_and_a_typo_are_answered_before_the_heavy_libraries_load(tmp_path: Path) -> None:
+    """`digest --help` and an argument error load Typer and the settings, not the database,
+    ranking, rendering or web libraries (their time is measured in benchmarks/cli.py)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from digest.cli import main\n"
+        "sys.argv = ['digest', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "heavy = [m for m in ('sqlalchemy', 'alembic', 'numpy', 'scipy', 'jinja2', 'starlette',"
+        " 'httpx') if m in sys.modules]\n"
+        "print('HEAVY', heavy, code)\n"
+    )
+    for args in (["--help"], ["subscribe", "not-an-address"], ["rank", "-i", "x" * 400]):
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            timeout=60,
+        )
+        last = done.stdout.strip().splitlines()[-1]
+        assert last.startswith("HEAVY []"), (args, last, done.stderr[-500:])
+        if args != ["--help"]:
+            assert last.endswith(" 2") and "error:" in done.stderr
