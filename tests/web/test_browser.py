@@ -232,7 +232,12 @@ def test_a_new_reader_from_sign_up_to_unsubscribe(
     wait_until(lambda: len(preview_titles(page)) <= 5, "the preview to show five papers")
     shoot("preferences")
     page.get_by_role("button", name="Save changes").click()
-    page.wait_for_url(re.compile(r".*\?saved=1#topics$"))
+    page.wait_for_url(re.compile(r".*\?saved=1#notice$"))
+    # The confirmation is where the page landed, in view, not scrolled past.
+    notice = page.locator("#notice")
+    assert "Saved." in notice.inner_text()
+    box = notice.bounding_box()
+    assert box is not None and 0 <= box["y"] < page.viewport_size["height"]
     assert "Saved." in page.content()
     with _store(settings) as store, store.transaction() as session:
         person = subscribers.get(session, ADDRESS)

@@ -274,7 +274,9 @@ def test_preferences_edit_everything(web: Harness) -> None:
             "send_when_empty": "1",
         },
     )
-    assert answer.status_code == 303 and answer.headers["location"].endswith("?saved=1#topics")
+    assert answer.status_code == 303 and answer.headers["location"].endswith("?saved=1#notice")
+    landed = client.get(answer.headers["location"].split("#")[0])
+    assert 'id="notice"' in landed.text and "Saved." in landed.text
     person = web.subscriber("ada@example.org")
     assert person.profile["include"] == [
         {"text": "graph neural network", "weight": 2.0},

@@ -167,7 +167,8 @@ async def save(request: Request) -> Response:
     async def answer(web: Web, _form: FormData, done: tuple[Subscriber, forms.Checked]) -> Response:
         person, checked = done
         if checked.ok:
-            return redirect(f"/manage/{request.path_params['token']}?saved=1#topics")
+            # To the confirmation itself: the reader sees at once that it was saved.
+            return redirect(f"/manage/{request.path_params['token']}?saved=1#notice")
         return await _page(
             request,
             person,
