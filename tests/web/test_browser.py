@@ -326,3 +326,32 @@ def test_the_demo_mails_in_a_browser_every_paper_opens(
         page.goto(mails[0].as_uri())
         page.screenshot(path=str(shots / f"digest{suffix}.png"), full_page=not suffix)
         context.close()
+
+
+def test_on_a_phone_the_live_preview_sits_right_after_the_topics(
+    browser: Any, site: tuple[Settings, str]
+) -> None:
+    """Typing topics on a phone, the preview is in sight below them, above the schedule and
+    the Subscribe button; on a wide screen it is beside the form; turning the screen moves it."""
+    _, base = site
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(base + "/")
+
+    def top(selector: str) -> float:
+        box = page.locator(selector).first.bounding_box()
+        assert box is not None, selector
+        return box["y"]
+
+    assert top("#topics") < top("[data-preview-panel]") < top("button[type=submit]")
+    page.get_by_label("Topics", exact=True).press_sequentially("diffusion", delay=20)
+    wait_until(lambda: any("diffusion" in t.lower() for t in preview_titles(page)), "the preview")
+    # Just below the fields being typed in, not a long list of categories away.
+    field = page.get_by_label("Topics", exact=True).bounding_box()
+    preview = page.locator("[data-preview-panel]").bounding_box()
+    assert field and preview and preview["y"] - (field["y"] + field["height"]) < 700
+    page.set_viewport_size(DESKTOP)
+    form = page.locator("form[data-preview-form]").bounding_box()
+    preview = page.locator("[data-preview-panel]").bounding_box()
+    assert form and preview and preview["x"] > form["x"] + form["width"] - 1  # beside it
+    context.close()

@@ -12,6 +12,29 @@
 
   // -- live preview ------------------------------------------------------------------------
 
+  // On a narrow screen the form and the preview stack: the preview then goes right after the
+  // topic fields (before the long category list), so it can be watched while they are typed
+  // (below the Subscribe button it could not); back beside the form on a wide screen.
+  function placePreview(form, panel) {
+    const exclude = form.querySelector("#exclude");
+    const topics = (exclude && exclude.closest(".field")) || form.querySelector("#topics");
+    if (!topics || !window.matchMedia) return;
+    const home = panel.parentNode;
+    const homeNext = panel.nextSibling;
+    const narrow = window.matchMedia("(max-width: 900px)");
+    function place() {
+      if (narrow.matches) {
+        topics.after(panel);
+        panel.classList.add("preview-inline");
+      } else if (panel.parentNode !== home) {
+        home.insertBefore(panel, homeNext);
+        panel.classList.remove("preview-inline");
+      }
+    }
+    place();
+    narrow.addEventListener("change", place);
+  }
+
   function setUpPreview(form) {
     const url = form.dataset.previewUrl;
     const panel = document.querySelector("[data-preview-panel]");
@@ -21,6 +44,7 @@
     const status = panel.querySelector("[data-preview-status]");
     let timer = null;
     let controller = null;
+    placePreview(form, panel);
 
     function query() {
       const data = new FormData(form);
