@@ -27,12 +27,15 @@ import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digest.config import Settings
 from digest.delivery.sender import SendSummary
 from digest.errors import DigestError, StoreError
 from digest.logs import LogOptions
+
+if TYPE_CHECKING:
+    from digest.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def child_name(base: str | None, index: int) -> str | None:
     return f"{base}/{index}" if base else None
 
 
-def open_store_patiently(settings: Settings, stop: threading.Event, wait: float = 60.0) -> Any:
+def open_store_patiently(settings: Settings, stop: threading.Event, wait: float = 60.0) -> Store:
     """A worker started while the database restarts (or its first connection is cut) waits
     for it, up to ``wait`` seconds, rather than exiting; a wrong setting still fails at once."""
     from digest.store import Store

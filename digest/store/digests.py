@@ -116,28 +116,26 @@ class Chosen:
 
 
 def save_chosen(
-    session: Session, chosen: Sequence[Chosen], now: datetime, owner: str | None = None
+    session: Session, chosen: Sequence[Chosen], now: datetime, owner: str
 ) -> Sequence[Chosen]:
-    """Fix each delivery's papers, with a few statements whatever the batch's size; those
-    saved. With ``owner`` (deliveries leased by ``outbox.claim_unranked``), only those
-    still unranked and leased to it: one whose lease ran out and that another ranker took
-    over is left to that one. Call after ``begin_write``."""
-    if owner is not None:
-        ids = [one.delivery_id for one in chosen]
-        mine: set[int] = set()
-        for part in chunks(ids):
-            mine.update(
-                session.scalars(
-                    select(Delivery.id).where(
-                        Delivery.id.in_(part),
-                        Delivery.ranked_at.is_(None),
-                        Delivery.lease_owner == owner,
-                    )
+    """Fix the papers of the deliveries still unranked and leased to ``owner`` (by
+    ``outbox.claim_unranked``), with a few statements whatever the batch's size; those saved.
+    One whose lease ran out and that another ranker took over is left to that one. Call
+    after ``begin_write``."""
+    mine: set[int] = set()
+    for part in chunks([one.delivery_id for one in chosen]):
+        mine.update(
+            session.scalars(
+                select(Delivery.id).where(
+                    Delivery.id.in_(part),
+                    Delivery.ranked_at.is_(None),
+                    Delivery.lease_owner == owner,
                 )
             )
-        chosen = [one for one in chosen if one.delivery_id in mine]
-        if not chosen:
-            return chosen
+        )
+    chosen = [one for one in chosen if one.delivery_id in mine]
+    if not chosen:
+        return chosen
     marks: list[dict[str, object]] = []
     item_rows: list[dict[str, object]] = []
     sent_rows: list[dict[str, object]] = []
