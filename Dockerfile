@@ -23,13 +23,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/digest
 WORKDIR /src
 # The dependencies first, resolved within pyproject.toml's ranges, in a layer of their own:
-# a change to the code does not reinstall them.
+# a change to the code does not reinstall them. A stub package stands in for the code here;
+# it and setuptools' build/ and egg-info leftovers are removed in the same step, or the real
+# install below would reuse them and ship the stub (no __version__).
 COPY pyproject.toml README.md ./
 RUN mkdir digest && touch digest/__init__.py \
     && /opt/digest/bin/pip install ".[${EXTRAS}]" \
-    && /opt/digest/bin/pip uninstall --yes trending-digest
+    && /opt/digest/bin/pip uninstall --yes trending-digest \
+    && rm -rf digest build ./*.egg-info
 COPY digest ./digest
 RUN /opt/digest/bin/pip install --no-deps . \
+    && rm -rf build ./*.egg-info \
     && /opt/digest/bin/digest --version
 
 # -- run: the slim base, the environment, the templates; no compiler, no pip cache ------
