@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEMANTIC := $(VENV)/.semantic
 
-.PHONY: demo test test-fast lint format venv clean bench bench-quick semantic bench-ranking
+.PHONY: demo test test-fast lint format venv clean bench bench-quick semantic bench-ranking deploy-check
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -70,6 +70,17 @@ BENCH_ARGS ?= --suite --json var/bench.json
 bench: $(STAMP)
 	@mkdir -p var
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# The whole docker-compose stack for real (docs/operations.md): build, up, subscribe, confirm,
+# fetch, send, two workers, status, down -v. Needs a Docker engine; where no registry is
+# reachable, run ../shared/tools/docker-local-base.sh first (local base and stand-ins).
+DEPLOY := $(VENV)/.deploy
+$(DEPLOY): $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[dev,deploy]'
+	@touch $(DEPLOY)
+
+deploy-check: $(DEPLOY)
+	$(BIN)/python tests/deploy/deploy_check.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -5,6 +5,7 @@ commands are the documented ones. Where `docker` can build, the image is built a
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -498,29 +499,39 @@ def _docker_problem() -> str | None:
     return None
 
 
+LOCAL_BASE = "local/python:3.11-slim-bookworm"  # made by ../shared/tools/docker-local-base.sh
+
+
+@pytest.mark.slow
 def test_the_image_builds_and_runs_every_role_command() -> None:
     problem = _docker_problem()
     if problem:
-        # The checks above stand in for a build where no engine runs.
-        pytest.skip(
-            f"no Docker engine to build with ({problem}); skipped even under CI=true, as the "
-            "machines this suite runs on have none"
-        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"no Docker engine under CI=true ({problem}); .ci/run starts one")
+        pytest.skip(f"no Docker engine to build with ({problem})")
+    # Where no registry is reachable, the local stand-in for the official base.
+    local = subprocess.run(["docker", "image", "inspect", LOCAL_BASE], capture_output=True)
+    base = LOCAL_BASE if local.returncode == 0 else "python:3.11-slim-bookworm"
     tag = "trending-digest:test"
     build = subprocess.run(
-        ["docker", "build", "-t", tag, str(ROOT)], capture_output=True, text=True, timeout=1800
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
+        ["docker", "build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
+         "-t", tag, str(ROOT)],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["docker", "run", "--rm", tag, *argv], capture_output=True, text=True, timeout=300
         )
 
+    # The package in the image is the code, not the dependency layer's stub.
     version = run("digest", "--version")
-    assert version.returncode == 0 and version.stdout.strip() == f"digest {__version__}"
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"digest {__version__}"
     assert run("id", "-u").stdout.strip() != "0"
     for role in ("serve", "worker", "web", "status"):
         assert run("digest", role, "--help").returncode == 0, role
     demo = run("digest", "demo")
-    assert demo.returncode == 0 and "sent 3" in demo.stdout, demo.stderr
+    assert demo.returncode == 0, demo.stderr
+    assert len(re.findall(r"/app/var/outbox/\S+\.html", demo.stdout)) == 3, demo.stdout
