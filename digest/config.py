@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
+from digest.cron import cron_fields
 from digest.errors import ConfigError
 
 ENV_PREFIX = "DIGEST_"
@@ -481,30 +481,13 @@ class MetricsSettings(Section):
     )
 
 
-_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def cron_fields(line: str) -> dict[str, str]:
-    """A crontab line as APScheduler fields, weekdays numbered as cron does (0 or 7 = Sunday).
-
-    APScheduler 3 numbers weekdays from Monday = 0, so "1-5" would silently mean Tuesday to
-    Saturday; numbers are turned into day names here.
-    """
-    parts = line.split()
-    if len(parts) != 5:
-        raise ValueError(f"wrong number of fields; got {len(parts)}, expected 5")
-    minute, hour, day, month, weekday = parts
-
-    def names(match: re.Match[str]) -> str:
-        start, end = int(match["a"]), match["b"]
-        if not 0 <= start <= 7 or (end is not None and not 0 <= int(end) <= 7):
-            raise ValueError(f"weekday {match.group()} is outside 0–7")
-        if end is None:
-            return _CRON_DAYS[start]
-        return ",".join(_CRON_DAYS[n] for n in range(start, int(end) + 1))
-
-    weekday = re.sub(r"(?<![*/\d])(?P<a>\d+)(?:-(?P<b>\d+))?", names, weekday)
-    return {"minute": minute, "hour": hour, "day": day, "month": month, "day_of_week": weekday}
+class DoctorSettings(Section):
+    nameservers: StrList = Field(
+        [], description="DNS servers `digest doctor` asks (host or host:port); empty: the system's"
+    )
+    timeout: float = Field(
+        5.0, gt=0, le=60, description="seconds for each DNS query and network check of `doctor`"
+    )
 
 
 class Settings(Section):
@@ -522,6 +505,7 @@ class Settings(Section):
     delivery: DeliverySettings = DeliverySettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    doctor: DoctorSettings = DoctorSettings()
 
     @model_validator(mode="after")
     def _lease_covers_a_send(self) -> Settings:

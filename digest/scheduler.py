@@ -24,7 +24,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.app import digests, fetching, sending
-from digest.config import Settings, cron_fields
+from digest.config import Settings
+from digest.cron import cron_fields
 from digest.delivery.sender import SendSummary
 from digest.errors import StoreError
 from digest.store import Store

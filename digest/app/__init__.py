@@ -9,6 +9,7 @@ return and decide nothing themselves.
     feedback       "more like this", seeds, what was learned
     operator       the outbox by state, retries, bounces, reactivation
     health         `digest status`, /healthz and /metrics
+    doctor         `digest doctor`: DNS records, the relay, the web app, before a first send
     meaning        paper vectors for semantic matching (with the extra)
     demo           one full cycle on the bundled sample
 """

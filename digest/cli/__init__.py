@@ -6,12 +6,13 @@
     digests      preview, rank, send, run-once, demo
     service      serve, web, worker
     operator     db, outbox, bounce, status
+    doctor       doctor (the preflight before the first real send)
 
 Importing the package registers every command on ``app``, in this order.
 """
 
 from digest.cli import papers, subscribers  # noqa: I001  (the order of `digest --help`)
-from digest.cli import digests, service, operator
+from digest.cli import digests, service, operator, doctor
 from digest.cli.common import app, db_app, main, outbox_app
 from digest.cli.operator import EX_TEMPFAIL
 
@@ -20,6 +21,7 @@ __all__ = [
     "app",
     "db_app",
     "digests",
+    "doctor",
     "main",
     "operator",
     "outbox_app",

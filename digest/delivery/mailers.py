@@ -138,6 +138,12 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def tls_context() -> ssl.SSLContext:
+    """How the relay's certificate is checked: the system's trusted CAs (or the file
+    ``SSL_CERT_FILE`` names) and the host name; `digest doctor` checks with the same."""
+    return ssl.create_default_context()
+
+
 class _Client(smtplib.SMTP):
     """smtplib with separate timeouts for connecting and for the greeting."""
 
@@ -165,7 +171,7 @@ class SmtpMailer:
         signer: Signer | None = None,
     ) -> None:
         self.settings = settings
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        self.ssl_context = ssl_context or tls_context()
         self.signer = signer
         self._connection: smtplib.SMTP | None = None
         self._sent_on_connection = 0

@@ -80,7 +80,14 @@ from digest.render.wire import (
     quoted_printable,
 )
 
-__all__ = ["DigestInput", "Rendered", "Renderer", "TemplateError", "default_templates_dir"]
+__all__ = [
+    "GMAIL_CLIP_BYTES",
+    "DigestInput",
+    "Rendered",
+    "Renderer",
+    "TemplateError",
+    "default_templates_dir",
+]
 
 HTML_TEMPLATE = "email/digest.html"
 TEXT_TEMPLATE = "email/digest.txt"
@@ -224,7 +231,8 @@ class _Section:
 TRENDING_HEADING = "Also trending today"
 TRENDING_NOTE = "Popular on Hugging Face today, beyond what you follow."
 PREHEADER_PAD = Markup("&#847;&zwnj;&nbsp;" * 40)  # keeps body text out of the inbox preview
-HTML_BUDGET = 100 * 1024  # Gmail clips an HTML part over 102 KB
+GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips an HTML part over 102 KB ("[Message clipped]")
+HTML_BUDGET = 100 * 1024  # a little under Gmail's clip
 
 
 def _abstract_budgets(chars: int) -> list[int]:

@@ -530,7 +530,7 @@ def test_the_image_builds_and_runs_every_role_command() -> None:
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"digest {__version__}"
     assert run("id", "-u").stdout.strip() != "0"
-    for role in ("serve", "worker", "web", "status"):
+    for role in ("serve", "worker", "web", "status", "doctor"):
         assert run("digest", role, "--help").returncode == 0, role
     demo = run("digest", "demo")
     assert demo.returncode == 0, demo.stderr
