@@ -153,6 +153,9 @@ class _Client(smtplib.SMTP):
         super().__init__(timeout=settings.timeout)  # no host: connect() is called later
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # smtplib keeps the host name only when given to the constructor, and starttls()
+        # checks the certificate against it: without this every STARTTLS session failed.
+        self._host = host
         s = self._settings
         sock = socket.create_connection((host, port), s.connect_timeout, self.source_address)
         if self._context is not None:  # implicit TLS: the handshake counts as connecting
