@@ -26,7 +26,7 @@ from digest.errors import ValidationError
 from digest.ranking import Ranker
 from digest.ranking.parts import gc_paused
 from digest.render import Renderer
-from digest.store import Store, begin_write, digests, outbox, subscribers
+from digest.store import Store, begin_write, digests, outbox, papers, subscribers
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,19 @@ class PlanSummary:
     ranked: int = 0
     skipped: int = 0  # nothing matched and the subscriber wants no empty mail
     items: int = 0
+    no_papers: bool = False  # nothing was planned: no paper is stored yet
     plan_seconds: float = 0.0
     rank_seconds: float = 0.0
+
+
+_told_no_papers = threading.Event()
+
+
+def _log_no_papers() -> None:
+    # Said once per process: the scheduler asks every tick until the first fetch.
+    if not _told_no_papers.is_set():
+        _told_no_papers.set()
+        log.warning("no papers stored yet: nothing is planned until a fetch stores some")
 
 
 def plan_and_rank(
@@ -72,6 +83,12 @@ def plan_and_rank(
     summary = PlanSummary()
     clock = time.perf_counter()
     with store.transaction() as session:
+        if papers.count(session) == 0:
+            # A fresh installation: a digest planned now would be empty and use up the day
+            # (one digest per reader and date), though the first fetch may be minutes away.
+            summary.no_papers = True
+            _log_no_papers()
+            return summary
         due = outbox.due(session, now, only, for_date=for_date)
     # Planned in chunks, each its own short transaction (several planners at once on SQLite
     # take turns): memory and lock time stay flat however many are due. A subscriber another

@@ -163,6 +163,8 @@ def run_digests(
 
 
 def report(planned: PlanSummary, sent: SendSummary) -> None:
+    if planned.no_papers:
+        print("no papers stored yet, so nothing was planned: `digest fetch` first")
     unknown = f", unknown {sent.unknown}" if sent.unknown else ""
     capped = " (daily cap reached)" if sent.capped else ""
     print(

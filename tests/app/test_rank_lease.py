@@ -75,3 +75,17 @@ def test_leased_batches_are_ranked_once(settings: Settings, store: Store) -> Non
         leased = session.scalar(select(func.count()).where(Delivery.lease_owner.is_not(None)))
     assert leased == 0  # ranked rows carry no ranking lease into sending
     assert digests.plan_and_rank(settings, store, later, owner="D").ranked == 0
+
+
+def test_nothing_is_planned_before_the_first_fetch(settings: Settings, store: Store) -> None:
+    # A fresh installation: readers are due, no paper is stored. Planning now would use up
+    # their day with an empty digest; it waits for the first fetch instead.
+    add_subscribers(store, 3, now=NOW)
+    first = digests.plan_and_rank(settings, store, NOW)
+    again = digests.plan_and_rank(settings, store, NOW + timedelta(minutes=1))
+    assert first.no_papers and first.planned == 0 and again.planned == 0
+    with store.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+    fetch_sample(settings, store, NOW)
+    later = digests.plan_and_rank(settings, store, NOW + timedelta(minutes=2))
+    assert not later.no_papers and later.planned == 3 and later.items > 0
