@@ -32,12 +32,14 @@ WORKDIR /src
 # The dependencies first, resolved within pyproject.toml's ranges, in a layer of their own:
 # a change to the code does not reinstall them. A stub package stands in for the code here;
 # it and setuptools' build/ and egg-info leftovers are removed in the same step, or the real
-# install below would reuse them and ship the stub (no __version__).
-COPY pyproject.toml README.md ./
-RUN mkdir digest && touch digest/__init__.py \
+# install below would reuse them and ship the stub (no __version__). An empty README stands
+# in too, so that editing the real one does not reinstall every dependency.
+COPY pyproject.toml ./
+RUN mkdir digest && touch digest/__init__.py README.md \
     && /opt/digest/bin/pip install ".[${EXTRAS}]" \
     && /opt/digest/bin/pip uninstall --yes trending-digest \
-    && rm -rf digest build ./*.egg-info
+    && rm -rf digest build ./*.egg-info README.md
+COPY README.md ./
 COPY digest ./digest
 RUN /opt/digest/bin/pip install --no-deps . \
     && rm -rf build ./*.egg-info \
