@@ -215,6 +215,9 @@ class RankingSettings(Section):
     also_trending: int = Field(
         3, ge=0, le=10, description='papers in the optional "also trending today" section'
     )
+    second_look_min_upvotes: int = Field(
+        20, ge=0, description='"worth another look": upvotes, tripled since sent, reach this'
+    )
     semantic: bool = Field(
         True, description="blend in semantic matching when the [semantic] extra is installed"
     )

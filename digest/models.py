@@ -244,6 +244,15 @@ class SentPaper(Base):
     delivery_id: Mapped[int] = mapped_column(
         ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
     )
+    # The paper as the reader saw it when it was chosen ("worth another look" compares it
+    # with the paper now); NULL in rows logged before this was recorded: never compared.
+    upvotes_then: Mapped[int | None]
+    code_then: Mapped[bool | None] = mapped_column(Boolean)
+    version_then: Mapped[int | None]
+    # The digest that brought it back once under "worth another look". No foreign key: it
+    # records that this happened even if that digest is gone (and SQLite would have to
+    # copy the table to add one).
+    second_look_delivery_id: Mapped[int | None]
 
 
 class Bounce(Base):

@@ -6,6 +6,8 @@ purpose fails as "tampered" for any other) or, for a new address, from
 
 - manage and confirm tokens carry the subscriber's token version: raising it ("sign out
   everywhere", an address change) revokes every such link sent so far;
+- feed tokens carry it too (so "sign out everywhere" revokes a feed URL) but never expire:
+  feed readers poll for years;
 - confirm and new-address tokens expire after ``web.confirm_days``;
 - unsubscribe, archive and feedback tokens never expire and are not revoked, so the links in
   old mails keep working (a feedback link therefore never leads to the preferences page: it
@@ -73,6 +75,14 @@ def manage(session: Session, tokens: Tokens, token: str) -> Subscriber:
     person = _subscriber(session, data.public_id, "manage", token)
     if data.version != person.token_version:
         raise LinkProblem("revoked", "manage", token)
+    return person
+
+
+def feed(session: Session, tokens: Tokens, token: str) -> Subscriber:
+    data = _read(tokens, "feed", token)
+    person = _subscriber(session, data.public_id, "feed", token)
+    if data.version != person.token_version:
+        raise LinkProblem("revoked", "feed", token)
     return person
 
 

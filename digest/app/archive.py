@@ -4,7 +4,7 @@ The page is the stored delivery rendered again by the digest renderer, which giv
 mail that was sent (rendering is a pure function of the stored delivery). One change: the
 mail's "manage preferences" link is not handed out here, since archive links never expire
 and are not revoked by "sign out everywhere"; it points to a page that mails a fresh link to
-the subscriber instead.
+the subscriber instead. Nor is the reader's feed link, for the same reason.
 """
 
 from __future__ import annotations
@@ -33,5 +33,6 @@ def page(services: Services, token: str) -> str | None:
         delivery,
         [(item, cards[item.paper_id]) for item in chosen],
         manage_url=f"{services.settings.web.base_url}/archive/{token}/manage",
+        feed=False,
     )
     return services.renderer().render(data).html

@@ -6,6 +6,9 @@ For a reader at a moment ``now``:
 - their **window** starts at their last digest (or ``ranking.first_window_hours`` back for a
   first one; never more than 8 days back): ``digest.domain.schedules.window_start``;
 - papers they already got, or judged (liked, disliked, seeded), are never candidates;
+  except, once each, a paper sent in the last ``second_look.WINDOW_DAYS`` days with news
+  since (code, upvotes, a new version: ``digest.domain.second_look``), in a "Worth another
+  look" section after the picks, before "also trending" (``with_second_looks``);
 - the **pool** the ranker is prepared over is every paper first seen since
   ``now - first_window_hours`` (on the hour), or since the oldest window being ranked when
   that is older.
@@ -18,17 +21,18 @@ Previews write nothing: they use the paper vectors already stored and embed none
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.app import meaning
 from digest.config import Settings
+from digest.domain import second_look
 from digest.domain.items import PaperCard, RankedItem
 from digest.domain.profiles import Profile
 from digest.domain.schedules import window_start
 from digest.ranking import Ranker, RankRequest
-from digest.store import Session, Store, digests, embeddings, papers, subscribers
+from digest.store import Session, Store, digests, embeddings, papers, second_looks, subscribers
 from digest.store.subscribers import Subscriber
 
 Picks = list[tuple[RankedItem, PaperCard]]
@@ -62,6 +66,37 @@ def ranker(
 
 def request(profile: Profile, limit: int, since: datetime | None, known: set[int]) -> RankRequest:
     return RankRequest(profile, limit, since, frozenset(known))
+
+
+def second_look_candidates(
+    session: Session, settings: Settings, readers: Mapping[int, Profile], now: datetime
+) -> dict[int, list[second_look.Candidate]]:
+    """Per reader who has the section on, the papers that might come back."""
+    wanted = [reader for reader, profile in readers.items() if profile.second_look]
+    if not wanted:
+        return {}
+    since = now - timedelta(days=second_look.WINDOW_DAYS)
+    floor = settings.ranking.second_look_min_upvotes
+    return second_looks.candidates(session, wanted, since, floor)
+
+
+def with_second_looks(
+    settings: Settings,
+    items: list[RankedItem],
+    found: Sequence[second_look.Candidate],
+    goes_out: bool,
+) -> list[RankedItem]:
+    """``items`` with the reader's "worth another look" papers after the picks, before "also
+    trending". They join a digest that goes out anyway (``goes_out``: it has papers, or the
+    reader wants empty ones too); they never make one go out alone."""
+    if not found or not goes_out:
+        return items
+    chosen = second_look.choose(
+        found, settings.ranking.second_look_min_upvotes, frozenset(i.paper_id for i in items)
+    )
+    extra = [RankedItem(paper_id, 0.0, 0.0, why, second_look.SECTION) for paper_id, why in chosen]
+    picks = [i for i in items if i.section == "picks"]
+    return [*picks, *extra, *items[len(picks) :]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +135,18 @@ def for_reader(settings: Settings, store: Store, email: str, now: datetime) -> R
     with store.transaction() as session:
         person = subscribers.get(session, email)
         window = reader_window(session, settings, person, now)
-        address = person.email
+        address, goes_out = person.email, person.send_when_empty
+        back = second_look_candidates(session, settings, {person.id: window.request.profile}, now)
     ranked, cards = ranker(
         settings, store, pool_start(settings, now, [window.since]), now, embed_missing=False
     )
     [items] = ranked.rank([window.request])
-    picks = [(i, cards[i.paper_id]) for i in items]
+    items = with_second_looks(settings, items, back.get(person.id, ()), bool(items) or goes_out)
+    shown = cards
+    if any(i.paper_id not in cards for i in items):
+        with store.transaction() as session:  # a paper sent before: outside today's pool
+            shown = {**cards, **papers.cards_by_ids(session, [i.paper_id for i in items])}
+    picks = [(i, shown[i.paper_id]) for i in items]
     return ReaderPreview(
         address,
         window.since,

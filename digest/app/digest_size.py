@@ -123,6 +123,7 @@ class Measure:
                 )
                 for _, card in items
             ],
+            feed_url=links.feed(reader, 1),  # every link a real digest has counts toward its size
         )
         return self.renderer.render(data).html
 

@@ -130,7 +130,7 @@ def plan_and_rank(
             ranker, _ = candidates.ranker(settings, store, since, now, embed_missing=False)
             pool_since = since
         with gc_paused():
-            _rank_batch(store, ranker, planned, now, owner, summary)
+            _rank_batch(settings, store, ranker, planned, now, owner, summary)
     summary.rank_seconds = time.perf_counter() - clock
     if summary.ranked:
         log.info(
@@ -144,6 +144,7 @@ def plan_and_rank(
 
 
 def _rank_batch(
+    settings: Settings,
     store: Store,
     ranker: Ranker,
     planned: Sequence[outbox.Unranked],
@@ -156,6 +157,8 @@ def _rank_batch(
     with store.transaction() as session:
         readers = digests.readers(session, ids)
         known = digests.known_papers(session, ids, min(d.since for d in planned))
+        profiles = {i: reader.profile for i, reader in readers.items()}
+        back = candidates.second_look_candidates(session, settings, profiles, now)
     requests = [
         candidates.request(
             readers[d.subscriber_id].profile,
@@ -168,6 +171,8 @@ def _rank_batch(
     chosen = []
     for delivery, items in zip(planned, ranker.rank(requests), strict=True):
         skipped = not items and not readers[delivery.subscriber_id].send_when_empty
+        found = back.get(delivery.subscriber_id, ())
+        items = candidates.with_second_looks(settings, items, found, not skipped)
         chosen.append(digests.Chosen(delivery.id, delivery.subscriber_id, items, skipped))
     with store.transaction() as session:
         begin_write(session)

@@ -27,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 import digest
+from digest.app import quality
 from digest.config import Settings
 from digest.errors import StoreError
 from digest.store import Session, Store, papers, reports, subscribers
@@ -262,6 +263,42 @@ class DigestCollector(Collector):
         for state, count in subscribers.counts(session).items():
             people.add_metric([state], count)
         yield people
+        yield from _quality(session, now)
+
+
+def _quality(session: Session, now: datetime) -> Iterator[Metric]:
+    """`digest quality`'s figures over its default window (NaN where nothing was sent)."""
+    total, unpraised = quality.window(session, now)
+    days = quality.DEFAULT_DAYS
+    values = (
+        ("liked_ratio", quality.share(total.liked, total.picks), "Share of picks liked"),
+        ("disliked_ratio", quality.share(total.disliked, total.picks), "Share of picks disliked"),
+        (
+            "empty_ratio",
+            quality.share(quality.empty(total), total.sent + total.skipped),
+            "Share of digests with no paper (skipped or sent empty)",
+        ),
+        (
+            "unsubscribes_per_1000",
+            quality.per_1000(total.unsubscribes, total.sent),
+            "Unsubscribes per 1,000 digests sent",
+        ),
+        (
+            "bounces_per_1000",
+            quality.per_1000(total.bounces, total.sent),
+            "Permanent failures and hard bounces per 1,000 digests sent",
+        ),
+    )
+    for name, value, text in values:
+        family = GaugeMetricFamily(f"digest_quality_{name}", f"{text}, last {days} days (UTC)")
+        family.add_metric([], float("nan") if value is None else value)
+        yield family
+    family = GaugeMetricFamily(
+        "digest_quality_readers_without_positive_feedback",
+        f"Active readers sent digests with no 'more like this' in the last {days} days",
+    )
+    family.add_metric([], unpraised)
+    yield family
 
 
 def _info() -> Metric:

@@ -75,9 +75,11 @@ def digest_input(
     items: Sequence[tuple[RankedItem, PaperCard]],
     *,
     manage_url: str | None = None,
+    feed: bool = True,
 ) -> DigestInput:
     """What the renderer makes a digest from. ``manage_url`` replaces the preferences link
-    (the archive page hands out no such link)."""
+    and ``feed`` False leaves out the feed link (the archive page hands out neither: its
+    links are never revoked, and both of those must be revoked by "sign out everywhere")."""
     template = settings.delivery.return_path
     return DigestInput(
         to_address=reader.email,
@@ -91,6 +93,7 @@ def digest_input(
         archive_url=links.archive(delivery.public_id),
         return_path=template.replace("{id}", delivery.public_id) if template else None,
         feedback_urls=feedback_urls(links, reader.public_id, items),
+        feed_url=links.feed(reader.public_id, reader.token_version) if feed else None,
     )
 
 

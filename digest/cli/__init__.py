@@ -6,13 +6,14 @@
     digests      preview, rank, send, run-once, demo
     service      serve, web, worker
     operator     db, outbox, bounce, status
+    quality      quality (how digests are received)
     doctor       doctor (the preflight before the first real send)
 
 Importing the package registers every command on ``app``, in this order.
 """
 
 from digest.cli import papers, subscribers  # noqa: I001  (the order of `digest --help`)
-from digest.cli import digests, service, operator, doctor
+from digest.cli import digests, service, operator, quality, doctor
 from digest.cli.common import app, db_app, main, outbox_app
 from digest.cli.operator import EX_TEMPFAIL
 
@@ -26,6 +27,7 @@ __all__ = [
     "operator",
     "outbox_app",
     "papers",
+    "quality",
     "service",
     "subscribers",
 ]

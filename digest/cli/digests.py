@@ -63,7 +63,7 @@ def _items_table(title: str, items: Picks, as_json: bool) -> None:
         return
     table = Table("#", "score", "title", "why", title=title)
     for number, (item, card) in enumerate(items, start=1):
-        mark = "" if item.section == "picks" else " (trending)"
+        mark = {"picks": "", "revisit": " (another look)"}.get(item.section, " (trending)")
         table.add_row(
             str(number), f"{item.score:.2f}", card.title + mark, format_reasons(item.reasons)
         )

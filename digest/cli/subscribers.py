@@ -43,6 +43,13 @@ TrendingOpt = Annotated[
     bool | None,
     typer.Option("--also-trending/--no-also-trending", help='add "also trending today"'),
 ]
+SecondLookOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--second-look/--no-second-look",
+        help='"worth another look": a paper sent before, once, when it has news (default on)',
+    ),
+]
 
 
 def changes(**given: Any) -> dict[str, Any]:
@@ -70,6 +77,7 @@ def subscribe(
         bool | None, typer.Option("--send-when-empty/--skip-when-empty", help="mail on empty days")
     ] = None,
     also_trending: TrendingOpt = None,
+    second_look: SecondLookOpt = None,
 ) -> None:
     """Subscribe EMAIL (active at once: the CLI skips the emailed confirmation), or update it."""
     from digest.domain import addresses
@@ -97,6 +105,7 @@ def subscribe(
                 categories=category,
                 authors=author,
                 also_trending=also_trending,
+                second_look=second_look,
             ),
             {
                 "timezone": tz,
@@ -199,6 +208,7 @@ def profile(
     category: CategoryOpt = None,
     author: AuthorOpt = None,
     also_trending: TrendingOpt = None,
+    second_look: SecondLookOpt = None,
     clear: Annotated[bool, typer.Option(help="start from an empty profile")] = False,
     description: Annotated[
         str | None, typer.Option(help="what they follow, in their own words (semantic matching)")
@@ -235,6 +245,7 @@ def profile(
         categories=category,
         authors=author,
         also_trending=also_trending,
+        second_look=second_look,
         description=description,
     )
     if clear:
@@ -260,6 +271,7 @@ def profile(
     table.add_row("categories", ", ".join(shown.categories) or "—")
     table.add_row("authors", "; ".join(shown.authors) or "—")
     table.add_row("also trending", "yes" if shown.also_trending else "no")
+    table.add_row("worth another look", "yes" if shown.second_look else "no")
     table.add_row("description", shown.description or "—")
     learned = shown.learned
     if learned.events or learned.removed_terms or learned.removed_authors:

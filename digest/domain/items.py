@@ -7,9 +7,18 @@ from datetime import date, datetime
 from typing import Literal
 
 ReasonKind = Literal[
-    "term", "phrase", "author", "category", "trending", "semantic", "learned", "related"
+    "term",
+    "phrase",
+    "author",
+    "category",
+    "trending",
+    "semantic",
+    "learned",
+    "related",
+    "second_look",
 ]
-Section = Literal["picks", "trending"]
+# "revisit": "Worth another look", a paper sent before that has news (domain.second_look).
+Section = Literal["picks", "trending", "revisit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +30,9 @@ class Reason:
     trending: the upvote count as text ("42"); semantic: the profile text it was close to;
     learned: a word learned from the reader's feedback, as the papers spell it ("pruning");
     related: a word the reader did not use but the best matches for their words share
-    (expansion: "pruning" for a reader of "model compression").
+    (expansion: "pruning" for a reader of "model compression");
+    second_look: what is new since the paper was sent ("Code released", "Upvotes 8 → 31",
+    "New version v2").
     """
 
     kind: ReasonKind

@@ -69,6 +69,7 @@ class Profile:
     categories: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()
     also_trending: bool = False  # a short "also trending today" section under the picks
+    second_look: bool = True  # "worth another look": sent papers with news (domain.second_look)
     extra: Mapping[str, Any] = field(default_factory=dict)  # room for later issues
 
     @property
@@ -100,6 +101,7 @@ class Profile:
             categories=self.categories,
             authors=self.authors,
             also_trending=self.also_trending,
+            second_look=self.second_look,
             extra={k: v for k, v in extra.items() if v is not None},
         )
 
@@ -110,6 +112,7 @@ class Profile:
             "categories": list(self.categories),
             "authors": list(self.authors),
             "also_trending": self.also_trending,
+            "second_look": self.second_look,
             **({"extra": dict(self.extra)} if self.extra else {}),
         }
 
@@ -124,6 +127,8 @@ class Profile:
             categories=tuple(data.get("categories", [])),
             authors=tuple(data.get("authors", [])),
             also_trending=bool(data.get("also_trending", False)),
+            # On unless turned off: profiles stored before it existed get it too.
+            second_look=bool(data.get("second_look", True)),
             extra=dict(data.get("extra", {})),
         )
 
@@ -385,6 +390,7 @@ def build_profile(
     categories: Iterable[str] = (),
     authors: Iterable[str] = (),
     also_trending: bool = False,
+    second_look: bool = True,
 ) -> Profile:
     """A checked profile from raw strings (CLI options or form fields)."""
     return Profile(
@@ -393,6 +399,7 @@ def build_profile(
         categories=tuple(parse_categories(categories)),
         authors=tuple(parse_authors(authors)),
         also_trending=also_trending,
+        second_look=second_look,
     )
 
 
@@ -407,6 +414,7 @@ def merge(
     categories: Iterable[str] | None = None,
     authors: Iterable[str] | None = None,
     also_trending: bool | None = None,
+    second_look: bool | None = None,
     description: str | None = None,
     clear: bool = False,
 ) -> Profile:
@@ -427,6 +435,7 @@ def merge(
         base.categories if categories is None else categories,
         (("; ".join(base.authors),) if base.authors else ()) if authors is None else authors,
         base.also_trending if also_trending is None else also_trending,
+        base.second_look if second_look is None else second_look,
     )
     kept = None if clear else old.extra.get("learned")
     return new.with_extra(description=text or None, learned=kept)

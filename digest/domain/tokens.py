@@ -8,6 +8,9 @@ timed (re-rendering a delivery must give the same message); confirmation tokens 
 Feedback tokens ("more like this" / "fewer like this" under each paper of a digest) name the
 subscriber's public id, the paper's canonical id and the direction (+1 or -1): never a row
 id or an address. Like unsubscribe tokens they are neither timed nor revoked.
+
+Feed tokens (a reader's private Atom feed) carry the token version like manage tokens, so
+"sign out everywhere" revokes them; they are not timed, since feed readers poll for years.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
-PURPOSES = ("manage", "unsubscribe", "archive", "confirm", "feedback")
+PURPOSES = ("manage", "unsubscribe", "archive", "confirm", "feedback", "feed")
 
 
 class TokenError(Exception):
@@ -136,6 +139,10 @@ class SignedLinks:
 
     def confirm(self, public_id: str, version: int) -> str:
         return f"{self.base}/confirm/{self.tokens.make('confirm', public_id, version)}"
+
+    def feed(self, public_id: str, version: int) -> str:
+        """The reader's private Atom feed of their recent digests."""
+        return f"{self.base}/feed/{self.tokens.make('feed', public_id, version)}.atom"
 
     def feedback(self, public_id: str, paper: str, value: int) -> str:
         """A "more like this" (+1) or "fewer like this" (-1) link for one paper of a digest."""

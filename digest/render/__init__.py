@@ -99,7 +99,8 @@ log = logging.getLogger(__name__)
 class DigestInput:
     to_address: str  # already validated and normalised
     local_date: date  # the subscriber's date the digest is for
-    items: Sequence[tuple[RankedItem, PaperCard]]  # picks first, then section="trending"
+    # picks first, then section="revisit" ("worth another look"), then section="trending"
+    items: Sequence[tuple[RankedItem, PaperCard]]
     profile_summary: str  # one line on what was matched
     message_id: str  # full, e.g. "<d.3f9a...@example.org>"
     date_header: datetime  # aware; the Date header
@@ -110,6 +111,7 @@ class DigestInput:
     # Per item, in order: its "more like this" and "fewer like this" URLs (signed tokens);
     # empty: no feedback links (a caller without a web app).
     feedback_urls: Sequence[tuple[str, str]] = ()
+    feed_url: str | None = None  # the reader's private Atom feed, in the footer
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,8 @@ class _Section:
 
 TRENDING_HEADING = "Also trending today"
 TRENDING_NOTE = "Popular on Hugging Face today, beyond what you follow."
+REVISIT_HEADING = "Worth another look"
+REVISIT_NOTE = "Papers you were sent before, with news since: each comes back once."
 PREHEADER_PAD = Markup("&#847;&zwnj;&nbsp;" * 40)  # keeps body text out of the inbox preview
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips an HTML part over 102 KB ("[Message clipped]")
 HTML_BUDGET = 100 * 1024  # a little under Gmail's clip
@@ -310,6 +314,7 @@ class Renderer:
             raise ValueError("date_header must be timezone-aware")
         urls = {"manage_url": manage_url, "unsubscribe_url": unsubscribe_url}
         urls["archive_url"] = archive_url
+        urls["feed_url"] = checked_url(data.feed_url, "feed_url") if data.feed_url else None
         if data.feedback_urls and len(data.feedback_urls) != len(data.items):
             raise ValueError("feedback_urls must have one pair per item")
         for more, fewer in data.feedback_urls:
@@ -336,7 +341,8 @@ class Renderer:
         sections = self._sections(data.items, abstract_chars, data.feedback_urls)
         cards = [card for section in sections for card in section.cards]
         picks = sum(len(s.cards) for s in sections if s.heading is None)
-        trending = len(cards) - picks
+        revisit = sum(len(s.cards) for s in sections if s.heading == REVISIT_HEADING)
+        trending = len(cards) - picks - revisit
         if not cards:
             count_line = "No new papers for you today"
         elif trending and picks:
@@ -345,6 +351,10 @@ class Renderer:
             count_line = f"{trending} trending {'paper' if trending == 1 else 'papers'} today"
         else:
             count_line = f"{_papers(picks)} for you today"
+        if revisit and not (picks or trending):
+            count_line = f"{_papers(revisit)} worth another look"
+        elif revisit:
+            count_line += f" · {revisit} worth another look"
         profile = one_line(data.profile_summary, MAX_LINE)
         label = "Matched" if cards else "Following"
         matched_line = f"{label}: {profile}" if profile else ""
@@ -382,11 +392,13 @@ class Renderer:
     ) -> list[_Section]:
         picks = _Section(None, None)
         trending = _Section(TRENDING_HEADING, TRENDING_NOTE)
+        revisit = _Section(REVISIT_HEADING, REVISIT_NOTE)
+        named = {"trending": trending, "revisit": revisit}
         for number, (item, card) in enumerate(items, start=1):
-            section = trending if item.section == "trending" else picks
+            section = named.get(item.section, picks)
             urls = feedback[number - 1] if feedback else None
             section.cards.append(self._card(number, item, card, abstract_chars, urls))
-        return [s for s in (picks, trending) if s.cards]
+        return [s for s in (picks, revisit, trending) if s.cards]
 
     def _card(
         self,

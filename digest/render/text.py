@@ -199,6 +199,7 @@ def _format_reasons(reasons: tuple[Reason, ...]) -> str:
     learned: list[str] = []
     related: list[str] = []
     trending: list[str] = []
+    news: list[str] = []  # "worth another look": what is new since it was sent
     for reason in reasons:
         label = _label(reason.label)
         if not label:
@@ -219,7 +220,9 @@ def _format_reasons(reasons: tuple[Reason, ...]) -> str:
             related.append(label)
         elif reason.kind == "trending":
             trending.append(label)
-    parts: list[str] = []
+        elif reason.kind == "second_look":
+            news.append(label)
+    parts: list[str] = [*dict.fromkeys(news)]
     if terms:
         parts.append("Matched " + ", ".join(dict.fromkeys(terms)))
     for name in dict.fromkeys(authors):

@@ -12,11 +12,12 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from digest.domain.items import RankedItem, Reason
+from digest.domain.items import RankedItem, Reason, Section
 from digest.domain.profiles import Profile
+from digest.domain.second_look import SECTION as REVISIT
 from digest.domain.states import DeliveryState
 from digest.models import Delivery, DeliveryItem, Feedback, Paper, SentPaper, Subscriber
-from digest.store import chunks
+from digest.store import chunks, second_looks
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,29 +140,46 @@ def save_chosen(
     marks: list[dict[str, object]] = []
     item_rows: list[dict[str, object]] = []
     sent_rows: list[dict[str, object]] = []
+    brought_back: list[dict[str, object]] = []
+    # What each paper is like now, kept with the sent log: "worth another look" compares.
+    then = second_looks.states_then(
+        session, {i.paper_id for one in chosen for i in one.items if i.section != REVISIT}
+    )
     for one in chosen:
         status = DeliveryState.SKIPPED if one.skipped else DeliveryState.PLANNED
         marks.append(
             {"b_id": one.delivery_id, "b_now": now, "b_count": len(one.items), "b_status": status}
         )
         item_rows.extend(_item_rows(one.delivery_id, one.items))
-        sent_rows.extend(
-            {
-                "subscriber_id": one.subscriber_id,
-                "paper_id": i.paper_id,
-                "delivery_id": one.delivery_id,
-            }
-            for i in one.items
-        )
+        for i in one.items:
+            if i.section == REVISIT:  # in the sent log already: marked as brought back
+                brought_back.append(
+                    {
+                        "b_subscriber": one.subscriber_id,
+                        "b_paper": i.paper_id,
+                        "b_delivery": one.delivery_id,
+                    }
+                )
+                continue
+            sent_rows.append(
+                {
+                    "subscriber_id": one.subscriber_id,
+                    "paper_id": i.paper_id,
+                    "delivery_id": one.delivery_id,
+                    **then[i.paper_id],
+                }
+            )
     # Core statements on the session's connection: executemany, none of the ORM's per-row
     # bookkeeping (ten times faster for a batch's ~20,000 rows).
     connection = session.connection()
     connection.execute(_RANKED, marks)
     if item_rows:
         connection.execute(insert(DeliveryItem.__table__), item_rows)
+    if sent_rows:
         # The sent log's unique (subscriber, paper) makes "never the same paper twice" hold
         # even against a bug or a race upstream.
         connection.execute(insert(SentPaper.__table__), sent_rows)
+    second_looks.mark_brought_back(session, brought_back)
     return chosen
 
 
@@ -182,6 +200,9 @@ def _item_rows(delivery_id: int, ranked: Sequence[RankedItem]) -> list[dict[str,
     ]
 
 
+_SECTIONS: dict[str, Section] = {"trending": "trending", REVISIT: REVISIT}
+
+
 def ranked_item(row: Any) -> RankedItem:
     """From a ``delivery_items`` row, or any row with its columns (a Core select's)."""
     return RankedItem(
@@ -189,7 +210,7 @@ def ranked_item(row: Any) -> RankedItem:
         score=row.score,
         relevance=row.relevance,
         reasons=tuple(Reason(kind, label) for kind, label in row.reasons),
-        section="trending" if row.section == "trending" else "picks",
+        section=_SECTIONS.get(row.section, "picks"),
         highlight=tuple(row.highlight),
     )
 

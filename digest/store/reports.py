@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from digest.domain.states import DeliveryState
-from digest.models import Delivery, FetchRun, Subscriber, TransactionalMail
+from digest.models import Bounce, Delivery, Feedback, FetchRun, Subscriber, TransactionalMail
 from digest.store import outbox
+from digest.store.bounces import COUNTED as BOUNCES_COUNTED
 
 
 @dataclass(slots=True)
@@ -191,3 +192,125 @@ def send_latency(
         )
     ).one()
     return int(count), max(float(total), 0.0), [int(c) for c in cumulative]
+
+
+# -- how digests are received (`digest quality`) ----------------------------------------
+
+
+@dataclass(slots=True)
+class QualityDay:
+    """One UTC day's figures, or a window's sums (see docs/operations.md)."""
+
+    day: date | None  # None: the whole window
+    sent: int = 0  # digests the mail server accepted that day
+    picks: int = 0  # papers in them
+    empty_sent: int = 0  # of those, digests with no paper (the reader asked for empty mails)
+    skipped: int = 0  # digests not sent for having nothing (planned that day)
+    liked: int = 0  # "more like this" standing on papers of that day's digests
+    disliked: int = 0  # "fewer like this" standing on them
+    unsubscribes: int = 0  # readers unsubscribed that day (still unsubscribed now)
+    bounces: int = 0  # permanent failures and hard bounces recorded that day
+
+    def add(self, other: QualityDay) -> None:
+        for name in ("sent", "picks", "empty_sent", "skipped", "liked", "disliked"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.unsubscribes += other.unsubscribes
+        self.bounces += other.bounces
+
+
+def _utc_day(session: Session, column: ColumnElement) -> ColumnElement:
+    """The UTC calendar day of a timestamp column, in SQL (SQLite keeps UTC without a zone;
+    PostgreSQL's date() would use the session's zone)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.date(column)
+    return func.date(func.timezone("UTC", column))
+
+
+def _as_date(value: object) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def quality_days(session: Session, since: datetime) -> dict[date, QualityDay]:
+    """Per UTC day from ``since`` on, the days with anything to count: a few grouped
+    queries over indexed columns, whatever the number of readers."""
+    found: dict[date, QualityDay] = {}
+
+    def day(value: object) -> QualityDay:
+        key = _as_date(value)
+        return found.setdefault(key, QualityDay(key))
+
+    sent_day = _utc_day(session, Delivery.sent_at)
+    sent_in_window = and_(Delivery.status == DeliveryState.SENT, Delivery.sent_at >= since)
+    rows = session.execute(
+        select(
+            sent_day,
+            func.count(),
+            func.coalesce(func.sum(Delivery.paper_count), 0),
+            func.coalesce(func.sum(case((Delivery.paper_count == 0, 1), else_=0)), 0),
+        )
+        .where(sent_in_window)
+        .group_by(sent_day)
+    )
+    for when, count, picks, empty in rows:
+        one = day(when)
+        one.sent, one.picks, one.empty_sent = int(count), int(picks), int(empty)
+    planned_day = _utc_day(session, Delivery.planned_at)
+    rows = session.execute(
+        select(planned_day, func.count())
+        .where(Delivery.status == DeliveryState.SKIPPED, Delivery.planned_at >= since)
+        .group_by(planned_day)
+    )
+    for when, count in rows:
+        day(when).skipped = int(count)
+    rows = session.execute(
+        select(
+            sent_day,
+            func.coalesce(func.sum(case((Feedback.value > 0, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Feedback.value < 0, 1), else_=0)), 0),
+        )
+        .join(Delivery, Feedback.delivery_id == Delivery.id)
+        .where(sent_in_window)
+        .group_by(sent_day)
+    )
+    for when, liked, disliked in rows:
+        one = day(when)
+        one.liked, one.disliked = int(liked), int(disliked)
+    left_day = _utc_day(session, Subscriber.unsubscribed_at)
+    rows = session.execute(
+        select(left_day, func.count())
+        .where(Subscriber.status == "unsubscribed", Subscriber.unsubscribed_at >= since)
+        .group_by(left_day)
+    )
+    for when, count in rows:
+        day(when).unsubscribes = int(count)
+    bounce_day = _utc_day(session, Bounce.received_at)
+    rows = session.execute(
+        select(bounce_day, func.count())
+        .where(Bounce.kind.in_(BOUNCES_COUNTED), Bounce.received_at >= since)
+        .group_by(bounce_day)
+    )
+    for when, count in rows:
+        day(when).bounces = int(count)
+    return found
+
+
+def _unpraised(since: datetime) -> list[ColumnElement[bool]]:
+    """Active readers sent a digest from ``since`` on who gave no "more like this" since."""
+    praised = select(Feedback.subscriber_id).where(Feedback.value > 0, Feedback.created_at >= since)
+    received = select(Delivery.subscriber_id).where(
+        Delivery.status == DeliveryState.SENT, Delivery.sent_at >= since
+    )
+    return [
+        Subscriber.status == "active",
+        Subscriber.id.in_(received),
+        Subscriber.id.not_in(praised),
+    ]
+
+
+def unpraised_count(session: Session, since: datetime) -> int:
+    return session.scalar(select(func.count(Subscriber.id)).where(*_unpraised(since))) or 0
+
+
+def unpraised_addresses(session: Session, since: datetime) -> list[str]:
+    query = select(Subscriber.email).where(*_unpraised(since)).order_by(Subscriber.email)
+    return list(session.scalars(query))

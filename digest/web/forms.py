@@ -172,6 +172,7 @@ def read_topics(form: Any) -> Checked:
         "authors": _text(form, "authors"),
         "categories": _list(form, "categories")[:200],
         "also_trending": _checked(form, "also_trending"),
+        "second_look": _checked(form, "second_look"),
         "description": _text(form, "description"),
     }
     checked = Checked(values)
@@ -204,6 +205,7 @@ def read_topics(form: Any) -> Checked:
             "categories": values["categories"],
             "authors": [values["authors"]],
             "also_trending": values["also_trending"],
+            "second_look": values["second_look"],
             "description": description,
         }
         checked.profile = merge(Profile(), **checked.changes)
@@ -312,6 +314,7 @@ def blank_values(settings: Settings) -> dict[str, Any]:
         "authors": "",
         "categories": [],
         "also_trending": False,
+        "second_look": True,
         "description": "",
         "timezone": d.default_timezone,
         "send_hour": str(d.default_hour),
@@ -331,6 +334,7 @@ def subscriber_values(person: Subscriber) -> dict[str, Any]:
         "authors": "\n".join(profile.authors),
         "categories": list(profile.categories),
         "also_trending": profile.also_trending,
+        "second_look": profile.second_look,
         "description": profile.description,
         "timezone": person.timezone,
         "send_hour": str(person.send_hour),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from digest.config import load_settings
 from digest.store import Store
 from digest.web import create_app
 
+ATOM_ENTRY = "{http://www.w3.org/2005/Atom}entry"
 LINK = re.compile(r'href="(http://localhost:8000/[^"]+)"')
 
 
@@ -103,10 +105,15 @@ def test_after_the_demo_the_web_app_on_its_defaults_answers_the_mails_links(
     monkeypatch.chdir(demoed)
     settings = load_settings()
     links: set[str] = set()
+    feeds: dict[str, int] = {}  # each mail's feed link: how many papers the mail has
     for mail in (demoed / "var" / "outbox").glob("*.html"):
-        links.update(LINK.findall(mail.read_text()))
+        html = mail.read_text()
+        found = LINK.findall(html)
+        links.update(found)
+        [feed] = [link for link in found if "/feed/" in link]  # every mail links its feed
+        feeds[feed] = html.count('<td class="card')
     kinds = {link.split("/")[3] for link in links}
-    assert {"manage", "archive", "feedback", "unsubscribe"} <= kinds
+    assert {"manage", "archive", "feedback", "unsubscribe", "feed"} <= kinds
     store = Store.open(settings.database)
     loop = asyncio.new_event_loop()
     try:
@@ -119,9 +126,11 @@ def test_after_the_demo_the_web_app_on_its_defaults_answers_the_mails_links(
                 for link in sorted(links):
                     if "/unsubscribe/" in link:
                         continue  # its GET page is fine too, but one click unsubscribes by POST
-                    answers[link] = (
-                        await c.get(link.replace(settings.web.base_url, ""))
-                    ).status_code
+                    answer = await c.get(link.replace(settings.web.base_url, ""))
+                    answers[link] = answer.status_code
+                    if link in feeds:  # the reader's papers, one entry each
+                        entries = ET.fromstring(answer.content).findall(ATOM_ENTRY)
+                        assert len(entries) == feeds[link] > 0, link
                 return answers
 
         answers = loop.run_until_complete(fetch_all())

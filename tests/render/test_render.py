@@ -35,6 +35,7 @@ TERMS = ("agents", "reinforcement learning", "diffusion", "transformers")
 MANAGE = "https://papers.example.org/preferences/eyJzIjo0Mn0.Zk3xQ"
 UNSUBSCRIBE = "https://papers.example.org/unsubscribe/eyJzIjo0Mn0.Zk3xQ?list=daily&one=1"
 ARCHIVE = "https://papers.example.org/archive/eyJkIjo5OX0.a8Qw"
+FEED = "https://papers.example.org/feed/WyJhYmMiLDFd.Q2xm.atom"
 REQUIRED_ONCE = (
     "From",
     "To",
@@ -122,6 +123,7 @@ def make_input(items, *, to: str = "ada@example.com", n: int = 1, **changes) -> 
         manage_url=MANAGE,
         unsubscribe_url=UNSUBSCRIBE,
         archive_url=ARCHIVE,
+        feed_url=FEED,
     )
     return replace(data, **changes)
 
@@ -337,8 +339,8 @@ def test_paper_without_arxiv_id_opens_by_a_title_search(renderer: Renderer, list
     assert card.arxiv_id is None
     out = renderer.render(make_input([(pick(card), card)]))
     hrefs = [a.get("href") for tag, a in tags_of(out.html).tags if tag == "a"]
-    searches = [h for h in hrefs if h not in (MANAGE, UNSUBSCRIBE, ARCHIVE)]
-    assert hrefs[-3:] == [MANAGE, UNSUBSCRIBE, ARCHIVE]
+    searches = [h for h in hrefs if h not in (MANAGE, UNSUBSCRIBE, ARCHIVE, FEED)]
+    assert hrefs[-4:] == [MANAGE, UNSUBSCRIBE, ARCHIVE, FEED]
     arxiv = [h for h in searches if h and h.startswith("https://arxiv.org/search/?")]
     hf = [h for h in searches if h and h.startswith("https://huggingface.co/papers?")]
     assert len(arxiv) == 2 and len(set(arxiv)) == 1  # the title link and its button
@@ -479,7 +481,7 @@ def test_no_trending_heading_without_trending_papers(renderer: Renderer, ten) ->
 
 def test_footer_has_manage_unsubscribe_why_and_browser_link(rendered: Rendered) -> None:
     anchors = {a.get("href"): tag for tag, a in tags_of(rendered.html).tags if tag == "a"}
-    assert {MANAGE, UNSUBSCRIBE, ARCHIVE} <= set(anchors)
+    assert {MANAGE, UNSUBSCRIBE, ARCHIVE, FEED} <= set(anchors)
     assert "View in browser" in rendered.html
     assert "You get this mail because ada@example.com subscribed" in rendered.html
     assert f"Manage your preferences: {MANAGE}" in rendered.text
@@ -489,6 +491,13 @@ def test_footer_has_manage_unsubscribe_why_and_browser_link(rendered: Rendered) 
 def test_no_browser_link_without_archive_url(renderer: Renderer, ten) -> None:
     out = renderer.render(make_input(ten[:2], archive_url=None))
     assert "View in browser" not in out.html and "browser" not in out.text
+
+
+def test_the_footer_links_the_readers_feed(rendered: Rendered, renderer: Renderer, ten) -> None:
+    assert re.search(f'href="{re.escape(FEED)}"[^>]*>Subscribe in a feed reader</a>', rendered.html)
+    assert f"Your feed (Atom):        {FEED}" in rendered.text
+    out = renderer.render(make_input(ten[:2], feed_url=None))
+    assert "feed reader" not in out.html and "/feed/" not in out.text
 
 
 # --------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def straightforward_html(renderer: Renderer, data: DigestInput) -> str:
         "manage_url": data.manage_url,
         "unsubscribe_url": data.unsubscribe_url,
         "archive_url": data.archive_url,
+        "feed_url": data.feed_url,
     }
     context = renderer._context(data, renderer.settings.abstract_chars, urls)
     page = env.get_template(HTML_TEMPLATE).render(context)

@@ -69,6 +69,7 @@ def _state(web: Web, person: Subscriber, token: str) -> dict[str, Any]:
         "token": token,
         "base": f"/manage/{token}",
         "unsubscribe_path": f"/unsubscribe/{web.tokens.make('unsubscribe', person.public_id)}",
+        "feed_url": web.links.feed(person.public_id, person.token_version),
         "address": person.email,
         "pending_email": person.pending_email,
         "status": status,
