@@ -4,10 +4,13 @@ The page is the stored delivery rendered again by the digest renderer, which giv
 mail that was sent (rendering is a pure function of the stored delivery). One change: the
 mail's "manage preferences" link is not handed out here, since archive links never expire
 and are not revoked by "sign out everywhere"; it points to a page that mails a fresh link to
-the subscriber instead. Nor is the reader's feed link, for the same reason.
+the subscriber instead. Nor is the reader's feed link, for the same reason. And as a web page
+its content sits in a ``<main>`` landmark (a mail has none: it is shown inside the client's).
 """
 
 from __future__ import annotations
+
+import re
 
 from digest.app import access
 from digest.app.sending import digest_input
@@ -35,4 +38,12 @@ def page(services: Services, token: str) -> str | None:
         manage_url=f"{services.settings.web.base_url}/archive/{token}/manage",
         feed=False,
     )
-    return services.renderer().render(data).html
+    return as_page(services.renderer().render(data, fit=False).html)
+
+
+_BODY = re.compile(r"(<body\b[^>]*>)(.*)(</body>)", re.DOTALL)
+
+
+def as_page(html: str) -> str:
+    """The mail's HTML with everything in its body inside ``<main>``."""
+    return _BODY.sub(lambda m: f"{m.group(1)}\n<main>{m.group(2)}</main>\n{m.group(3)}", html, 1)

@@ -120,6 +120,10 @@ class Rendered:
     text: str
     html: str
     raw: bytes  # the whole message as it goes on the wire (CRLF line ends)
+    # Fitting under Gmail's clip: the abstract length used, and how many papers (the last
+    # ones) did not fit and are only behind the "view in the browser" link.
+    abstract_chars: int = 0
+    moved: int = 0
 
     @cached_property
     def message(self) -> EmailMessage:
@@ -214,7 +218,7 @@ def paper_view(card: PaperCard, abstract_chars: int, authors_shown: int) -> _Pap
         tldr=one_line(card.ai_summary, MAX_SUMMARY) or None,
         abstract=abstract,
         upvotes=(
-            f"▲ {upvotes} upvote{'' if upvotes == 1 else 's'}"
+            f"{upvotes} upvote{'' if upvotes == 1 else 's'}"  # read as words, not "▲ 24"
             if isinstance(upvotes, int) and upvotes >= 0
             else None
         ),
@@ -237,14 +241,20 @@ REVISIT_NOTE = "Papers you were sent before, with news since: each comes back on
 PREHEADER_PAD = Markup("&#847;&zwnj;&nbsp;" * 40)  # keeps body text out of the inbox preview
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail clips an HTML part over 102 KB ("[Message clipped]")
 HTML_BUDGET = 100 * 1024  # a little under Gmail's clip
+MIN_ABSTRACT = 120  # the shortest abstract shortened to fit; no shorter, and never none
 
 
 def _abstract_budgets(chars: int) -> list[int]:
-    """Abstract lengths to try, longest first, ending with 0 (no abstracts)."""
+    """Abstract lengths to try, longest first; never none at all (a digest of titles alone
+    tells a reader too little: papers that still do not fit move behind a link instead)."""
     budgets = [chars]
-    while budgets[-1] // 2 >= 120:
+    while budgets[-1] // 2 >= MIN_ABSTRACT:
         budgets.append(budgets[-1] // 2)
-    return [*budgets, 0]
+    return budgets
+
+
+def _moved_line(moved: int) -> str:
+    return f"{moved} more {'paper' if moved == 1 else 'papers'} did not fit in this mail."
 
 
 class Renderer:
@@ -299,9 +309,12 @@ class Renderer:
 
     # ----------------------------------------------------------------------------------------
 
-    def render(self, data: DigestInput) -> Rendered:
+    def render(self, data: DigestInput, *, fit: bool = True) -> Rendered:
         """The digest as subject, text, HTML and the full message; raises ValueError on a bad
-        URL, Message-ID or naive Date (caller bugs, never feed text)."""
+        URL, Message-ID or naive Date (caller bugs, never feed text).
+
+        ``fit``: keep the HTML under Gmail's clip (a mail); without it every paper is shown
+        in full (the archive's web page)."""
         manage_url = checked_url(data.manage_url, "manage_url")
         unsubscribe_url = checked_url(data.unsubscribe_url, "unsubscribe_url")
         if len(unsubscribe_url) > MAX_HEADER_URL:
@@ -321,29 +334,68 @@ class Renderer:
             checked_url(more, "feedback URL")
             checked_url(fewer, "feedback URL")
 
-        # Gmail clips an HTML part over 102 KB; a digest that would be larger is rendered again
-        # with shorter abstracts (then none), keeping every paper and every link.
-        for abstract_chars in _abstract_budgets(self.settings.abstract_chars):
-            context = self._context(data, abstract_chars, urls)
-            html = self._html.render(context).rstrip("\n") + "\n"
-            size = len(html.encode())
-            if size <= HTML_BUDGET:
+        # Gmail clips an HTML part over 102 KB, and what it hides is the end: the footer with
+        # its unsubscribe link. A digest that would be larger is rendered again with shorter
+        # abstracts; if the shortest still do not fit, the last papers move behind a "view in
+        # the browser" line (the archive page shows them all), as few as need to.
+        full = self.settings.abstract_chars
+        for abstract_chars in _abstract_budgets(full) if fit else [full]:
+            html, context = self._page(data, abstract_chars, urls, len(data.items))
+            if not fit or len(html.encode()) <= HTML_BUDGET:
                 break
-            log.warning("%s: HTML is %d bytes; shortening abstracts", message_id, size)
+            log.warning("%s: HTML is %d bytes; shortening abstracts", message_id, len(html))
+        kept = len(data.items)
+        if fit and len(html.encode()) > HTML_BUDGET:
+            kept = self._most_that_fit(data, abstract_chars, urls)
+            html, context = self._page(data, abstract_chars, urls, kept)
+            log.warning(
+                "%s: %d of %d papers fit under the clip; the rest are behind the browser link",
+                message_id,
+                kept,
+                len(data.items),
+            )
         text = self._text.render(context)
         subject = context["subject"]
         raw = self._wire(data, subject, text, html, message_id, unsubscribe_url)
-        return Rendered(subject=subject, text=text, html=html, raw=raw)
+        moved = len(data.items) - kept
+        return Rendered(subject, text, html, raw, abstract_chars, moved)
+
+    def _page(
+        self, data: DigestInput, abstract_chars: int, urls: dict[str, str | None], kept: int
+    ) -> tuple[str, dict[str, Any]]:
+        """The HTML with the first ``kept`` papers (the rest named as moved), and its
+        context."""
+        context = self._context(data, abstract_chars, urls, kept)
+        return self._html.render(context).rstrip("\n") + "\n", context
+
+    def _most_that_fit(
+        self, data: DigestInput, abstract_chars: int, urls: dict[str, str | None]
+    ) -> int:
+        """The most papers whose page fits (bisection; 0 when even none fit: the frame and
+        the footer are then all that can be sent)."""
+        low, high = 0, len(data.items)  # the first is taken to fit, the last does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            html, _ = self._page(data, abstract_chars, urls, middle)
+            low, high = (middle, high) if len(html.encode()) <= HTML_BUDGET else (low, middle)
+        return low
 
     def _context(
-        self, data: DigestInput, abstract_chars: int, urls: dict[str, str | None]
+        self,
+        data: DigestInput,
+        abstract_chars: int,
+        urls: dict[str, str | None],
+        kept: int | None = None,
     ) -> dict[str, Any]:
-        sections = self._sections(data.items, abstract_chars, data.feedback_urls)
+        shown = data.items if kept is None else data.items[:kept]
+        sections = self._sections(shown, abstract_chars, data.feedback_urls[: len(shown)])
+        moved = len(data.items) - len(shown)
         cards = [card for section in sections for card in section.cards]
-        picks = sum(len(s.cards) for s in sections if s.heading is None)
-        revisit = sum(len(s.cards) for s in sections if s.heading == REVISIT_HEADING)
-        trending = len(cards) - picks - revisit
-        if not cards:
+        # Counted over every paper of the digest, those moved behind the link included.
+        kinds = [item.section for item, _ in data.items]
+        revisit, trending = kinds.count("revisit"), kinds.count("trending")
+        picks = len(kinds) - revisit - trending
+        if not kinds:
             count_line = "No new papers for you today"
         elif trending and picks:
             count_line = f"{_papers(picks)} for you, plus {trending} trending"
@@ -356,11 +408,13 @@ class Renderer:
         elif revisit:
             count_line += f" · {revisit} worth another look"
         profile = one_line(data.profile_summary, MAX_LINE)
-        label = "Matched" if cards else "Following"
+        label = "Matched" if kinds else "Following"
         matched_line = f"{label}: {profile}" if profile else ""
-        if cards:
-            more = f" — and {len(cards) - 1} more" if len(cards) > 1 else ""
-            preheader = _shorten(cards[0].title, 140 - len(more)) + more
+        first = None
+        if data.items:
+            first = cards[0].title if cards else paper_view(data.items[0][1], 0, 1).title
+            more = f" — and {len(kinds) - 1} more" if len(kinds) > 1 else ""
+            preheader = _shorten(first, 140 - len(more)) + more
         else:
             preheader = "Nothing new matched your interests today."
         to_address = one_line(data.to_address, 320)
@@ -370,9 +424,7 @@ class Renderer:
             "new papers from arXiv and Hugging Face, ranked against your interests."
         )
         return {
-            "subject": make_subject(
-                data.local_date, cards[0].title if cards else None, len(cards) - 1
-            ),
+            "subject": make_subject(data.local_date, first, len(kinds) - 1),
             "brand": brand,
             "long_date": long_date(data.local_date),
             "count_line": count_line,
@@ -380,6 +432,8 @@ class Renderer:
             "preheader": preheader,
             "preheader_pad": PREHEADER_PAD,
             "sections": sections,
+            "moved": moved,
+            "moved_line": _moved_line(moved) if moved else "",
             "why_text": why_text,
             **urls,
         }

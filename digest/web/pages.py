@@ -23,6 +23,27 @@ from digest.web import forms
 
 STATIC = "static"
 
+# What a failed submit's alert calls each field, and the element its link goes to (the id of
+# the field, or of the group for checkboxes and radio buttons).
+FIELD_LABELS = {
+    "email": "Email address",
+    "include": "Topics",
+    "exclude": "Leave out papers about",
+    "categories": "arXiv categories",
+    "authors": "Authors to follow",
+    "description": "Describe what you follow",
+    "timezone": "Time zone",
+    "send_hour": "Send at",
+    "frequency": "How often",
+    "weekday": "Day of the week",
+    "max_papers": "Papers per mail",
+    "seed": "Start from papers you like",
+    "days": "Days to pause",
+    "new_email": "New address",
+    "confirm_delete": "Delete everything",
+}
+FIELD_ANCHORS = {"seed": "seed_file"}
+
 
 class Pages:
     def __init__(
@@ -59,6 +80,8 @@ class Pages:
             hours=forms.hours(),
             weekdays=forms.weekdays(),
             max_pause_days=forms.MAX_PAUSE_DAYS,
+            field_labels=FIELD_LABELS,
+            field_anchors=FIELD_ANCHORS,
             max_term_chars=MAX_TERM_CHARS,  # the topic hints state the parser's own limits
             max_phrase_words=MAX_PHRASE_WORDS,
             confirm_days=f"{confirm_days:g} day" + ("" if confirm_days == 1 else "s"),

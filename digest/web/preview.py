@@ -78,7 +78,7 @@ def chips(reasons: tuple[Reason, ...]) -> tuple[Chip, ...]:
             found.append(Chip("term", f"related: {label}"))
         elif reason.kind == "trending":
             if label.isdigit():
-                found.append(Chip("trending", f"▲ {label} upvote{'' if label == '1' else 's'}"))
+                found.append(Chip("trending", f"{label} upvote{'' if label == '1' else 's'}"))
             else:
                 found.append(Chip("trending", "new today"))
     return tuple(dict.fromkeys(found))

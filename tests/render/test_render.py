@@ -431,7 +431,9 @@ def test_tldr_upvotes_and_reasons_are_shown(rendered: Rendered, hf_cards) -> Non
     assert top.ai_summary and top.upvotes == 98
     assert "TL;DR" in rendered.html and top.ai_summary in rendered.html
     assert f"TL;DR: {top.ai_summary[:40]}" in rendered.text
-    assert "▲ 98" in rendered.html and "▲ 98" in rendered.text
+    # Words a screen reader reads as they are, not "black up-pointing triangle 98".
+    assert "98 upvotes" in rendered.html and "98 upvotes" in rendered.text
+    assert "▲" not in rendered.html and "▲" not in rendered.text
     reason = "Matched &#34;reinforcement learning&#34;, agents · cs.LG"
     assert reason in rendered.html
     assert 'Why: Matched "reinforcement learning", agents · cs.LG' in rendered.text
@@ -455,8 +457,8 @@ def test_reasons_read_naturally(renderer: Renderer, hf_cards) -> None:
     # The card's own count says what it counts, singular or plural, in both parts.
     single = replace(card, upvotes=1)
     out = renderer.render(make_input([(pick(single, *reasons), single)]))
-    assert "▲ 1 upvote" in out.text and not re.search(r"\b1 upvotes", out.text)
-    assert "▲ 71 upvotes" in rendered_text_of(renderer, card, reasons)
+    assert "· 1 upvote" in out.text and not re.search(r"\b1 upvotes", out.text)
+    assert "71 upvotes" in rendered_text_of(renderer, card, reasons)
 
 
 def rendered_text_of(renderer: Renderer, card: PaperCard, reasons: tuple[Reason, ...]) -> str:
@@ -656,3 +658,62 @@ def test_date_header_in_utc_is_kept(renderer: Renderer, ten) -> None:
     when = datetime(2026, 8, 13, 5, 0, tzinfo=UTC)
     message = parse(renderer.render(make_input(ten[:1], date_header=when)).message.as_bytes())
     assert str(message["Date"]) == format_datetime(when)
+
+
+def test_the_largest_digest_the_settings_allow_stays_under_the_clip(hf_cards) -> None:
+    """50 picks (the most a reader may choose), 3 "worth another look", 10 trending (the
+    most the settings allow), abstracts of up to 5,000 characters, 50 authors each, every
+    feedback link: the HTML stays under Gmail's clip with the footer whole, by moving the
+    last papers behind the browser link, never by dropping every abstract."""
+    from html import escape as html_escape
+
+    from digest.domain.schedules import MAX_PAPERS
+    from digest.render import HTML_BUDGET, MIN_ABSTRACT
+
+    wordy = Renderer(MailSettings(abstract_chars=5000, authors_shown=50))
+    authors = tuple(f"Author Number{n} Surname" for n in range(60))
+
+    def card(n: int) -> PaperCard:
+        base = hf_cards[n % len(hf_cards)]
+        text = (base.abstract + " ") * 8
+        return replace(base, paper_id=1000 + n, abstract=text[:6000], authors=authors)
+
+    items = [(pick(card(n)), card(n)) for n in range(MAX_PAPERS)]
+    items += [
+        (RankedItem(1100 + n, 0.0, 0.0, (Reason("second_look", "Code released"),), "revisit"),
+         card(100 + n))
+        for n in range(3)
+    ]  # fmt: skip
+    items += [(trending(card(200 + n)), card(200 + n)) for n in range(10)]
+    feedback = [(f"{MANAGE}/more/{n}", f"{MANAGE}/fewer/{n}") for n in range(len(items))]
+    data = make_input(items, feedback_urls=feedback)
+
+    out = wordy.render(data)
+    html = out.html
+    assert len(html.encode()) <= HTML_BUDGET
+    kept = len(items) - out.moved
+    assert 0 < out.moved < len(items) and kept > 10
+    assert out.abstract_chars >= MIN_ABSTRACT
+    # The first papers stay, in order, each with its abstract; the rest are named.
+    assert html.count('class="card') == kept
+    assert html.count('class="abstract"') == kept
+    assert f"{out.moved} more papers did not fit in this mail." in html
+    assert f'href="{ARCHIVE}"' in html.split("did not fit in this mail.")[1]
+    # The footer is whole, after the last card.
+    footer = html[html.rindex('class="card') :]
+    for url in (MANAGE, UNSUBSCRIBE, FEED):
+        assert f'href="{html_escape(url)}"' in footer
+    text = out.message.get_body(("plain",)).get_content()
+    assert f"{out.moved} more papers did not fit in this mail." in text and ARCHIVE in text
+    # The count line still counts the whole digest.
+    assert "50 papers for you, plus 10 trending · 3 worth another look" in html
+
+    # The archive page (not a mail) shows every paper in full.
+    page = wordy.render(data, fit=False)
+    assert page.moved == 0 and page.html.count('class="card') == len(items)
+    assert "did not fit" not in page.html
+
+
+def test_a_usual_digest_moves_nothing(renderer: Renderer, ten) -> None:
+    out = renderer.render(make_input(ten))
+    assert out.moved == 0 and "did not fit" not in out.html and "did not fit" not in out.text

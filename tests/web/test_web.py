@@ -520,6 +520,8 @@ def test_archive_shows_the_digest_that_was_sent(web: Harness) -> None:
     # No live preferences link in a page whose link never expires.
     assert web.manage_path(person) not in page.text
     assert f"{BASE}{archive}/manage" in page.text
+    # As a web page, its content is in a <main> landmark (the mail has none).
+    assert re.search(r"<body[^>]*>\s*<main>", page.text) and "</main>\n</body>" in page.text
     manage = client.get(f"{archive}/manage")
     assert manage.status_code == 200 and "Email me a link" in manage.text
     sent = client.post(f"{archive}/manage", data={"csrf_token": csrf_of(manage.text)})

@@ -53,6 +53,7 @@ async def front_page(
     preview = await in_thread(preview_of, web, profile, limit)
     context = {
         "values": values or forms.blank_values(web.settings),
+        "submitted": values is not None,  # a form sent back: app.js leaves its fields alone
         "errors": errors or {},
         "preview": preview,
         "preview_errors": {},

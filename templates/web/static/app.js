@@ -1,7 +1,9 @@
 // The subscriber pages' only script: served from /static/, no inline code, no build step.
 // Everything here is an enhancement; every form works without it.
 //  - the live preview: asks the server for the preview panel as you type (debounced)
-//  - the time zone: taken from the browser (Intl API) on the sign-up form, still editable
+//  - the time zone: taken from the browser (Intl API) on a first visit to the sign-up form
+//    (not on a form the server sent back), still editable
+//  - after a failed submit: the focus moves to the alert listing the fields to fix
 //  - the category picker: a filter box and "n chosen" counts
 //  - the weekday field: shown only for a weekly digest
 (function () {
@@ -59,6 +61,43 @@
     }
 
     let last = query();
+    let marked = []; // the fields this script marked aria-invalid, from the preview's errors
+
+    // The fields the preview waits for get aria-invalid; the ones fixed since lose it.
+    function markInvalid(fragment) {
+      const problem = fragment.querySelector("[data-preview-errors]");
+      const names = problem ? problem.dataset.previewErrors.split(" ").filter(Boolean) : [];
+      for (const field of marked) field.removeAttribute("aria-invalid");
+      marked = [];
+      for (const name of names) {
+        const field = form.querySelector("#" + name) || form.querySelector("[name=" + name + "]");
+        if (field && field.getAttribute("aria-invalid") !== "true") {
+          field.setAttribute("aria-invalid", "true");
+          marked.push(field);
+        }
+      }
+    }
+
+    // What a screen reader hears after an update: the summary and the first paper, whose
+    // title changes when the count does not; or what the preview waits for.
+    function announcement(fragment) {
+      const problem = fragment.querySelector("[data-preview-errors]");
+      if (problem) {
+        const messages = Array.from(problem.querySelectorAll("li"), function (li) {
+          return li.textContent.trim();
+        });
+        return "The preview waits for the marked field: " + messages.join(" ");
+      }
+      const summary = fragment.querySelector("[data-preview-summary]");
+      const first = fragment.querySelector(".paper-title");
+      let text = summary ? summary.textContent.replace(/\s+/g, " ").trim() : "";
+      if (!summary) {
+        const empty = fragment.querySelector(".preview-empty");
+        text = empty ? empty.textContent.replace(/\s+/g, " ").trim() : "";
+      }
+      if (first) text += " First: " + first.textContent.replace(/\s+/g, " ").trim() + ".";
+      return text;
+    }
 
     function busy(on) {
       panel.classList.toggle("is-loading", on);
@@ -84,8 +123,8 @@
         })
         .then(function (html) {
           body.innerHTML = html; // server-rendered and escaped; the CSP allows no script in it
-          const summary = body.querySelector("[data-preview-summary]");
-          if (status && summary) status.textContent = summary.textContent.trim();
+          markInvalid(body);
+          if (status) status.textContent = announcement(body);
           busy(false);
         })
         .catch(function (error) {
@@ -183,7 +222,25 @@
     update();
   }
 
+  // -- after a failed submit, the alert that lists the fields to fix takes the focus ------
+
+  function focusAlert() {
+    const alert = document.querySelector("[data-focus-on-load]");
+    if (!alert) return;
+    alert.focus();
+    // Its links go to the fields: the field itself gets the focus, ready to be corrected.
+    alert.addEventListener("click", function (event) {
+      const link = event.target.closest && event.target.closest("a[href^='#']");
+      const target = link && document.getElementById(link.getAttribute("href").slice(1));
+      if (!target) return;
+      event.preventDefault();
+      target.focus();
+      if (history.replaceState) history.replaceState(null, "", link.getAttribute("href"));
+    });
+  }
+
   function start() {
+    focusAlert();
     detectTimezone();
     setUpPicker();
     setUpWeekday();
