@@ -175,6 +175,7 @@ def message_bytes(dumped: Dumped) -> bytes:
 
 
 _HTML_HEAD = re.compile(rb"Content-Type: text/html[^\n]*\n(?:[^\n]+\n)*\n")
+_BOUNDARY = re.compile(rb'boundary="([^"]+)"')
 
 
 def html_size(dumped: Dumped) -> int:
@@ -183,9 +184,12 @@ def html_size(dumped: Dumped) -> int:
     from quoted-printable, without parsing the whole message (every message is checked)."""
     data = dumped.path.read_bytes()
     head = _HTML_HEAD.search(data, dumped.offset)
-    if head is None:
+    boundary = _BOUNDARY.search(data, dumped.offset)
+    if head is None or boundary is None:
         return 0
-    end = data.find(b"\n--", head.end())
+    # The part ends at the boundary's own line: a quoted-printable line may start with
+    # "--" too (a wrapped "<!-- ... -->" comment).
+    end = data.find(b"\n--" + boundary.group(1), head.end())
     body = data[head.end() : end if end >= 0 else len(data)]
     return len(binascii.a2b_qp(body.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n"))
 
