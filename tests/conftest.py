@@ -7,11 +7,15 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from digest.config import Settings, load_settings
 from digest.store import Store
+
+if TYPE_CHECKING:
+    from doctor_support import Keys
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The helpers every test folder shares (SMTP servers, settings, the CLI runner).
@@ -112,3 +116,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "system" in item.path.parts or item.path.name == "test_browser.py":
             item.add_marker(pytest.mark.slow)
+
+
+# -- made with openssl, once per module: DKIM keys, and a certificate for 127.0.0.1 ---------
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """Two fresh RSA keys with the p= openssl derives (doctor_support.make_keys)."""
+    from doctor_support import make_keys
+
+    return make_keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (doctor_support)."""
+    from doctor_support import make_certificate
+
+    return make_certificate(tmp_path_factory.mktemp("tls"))

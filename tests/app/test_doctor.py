@@ -24,7 +24,6 @@ from doctor_support import (
     Keys,
     checks,
     good_records,
-    make_keys,
     needs_openssl,
     one,
     settings_maker,
@@ -36,11 +35,6 @@ from digest.delivery.dns_records import Server, dkim_p, parse_nameserver, privat
 from digest.errors import ConfigError
 
 pytestmark = needs_openssl
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return make_keys(tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,6 @@ from dns_server import Zone, dns_server
 from doctor_support import (
     Keys,
     good_records,
-    make_certificate,
-    make_keys,
     needs_openssl,
     one,
     relay,
@@ -36,16 +34,6 @@ from digest.domain.schedules import Schedule
 from digest.store import Store, subscribers
 
 pytestmark = needs_openssl
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return make_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")

@@ -16,24 +16,12 @@ from doctor_support import (
     Keys,
     environment,
     good_records,
-    make_certificate,
-    make_keys,
     needs_openssl,
     relay,
     server_context,
 )
 
 pytestmark = needs_openssl
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return make_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -10,18 +10,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from doctor_support import make_certificate, needs_openssl, relay, server_context
+from doctor_support import needs_openssl, relay, server_context
 from smtp_server import Recorder
 
 from digest.config import load_settings
 from digest.delivery.mailers import SendError, SmtpMailer
 
 pytestmark = needs_openssl
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def message() -> EmailMessage:

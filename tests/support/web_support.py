@@ -121,6 +121,29 @@ class Harness:
 
     # -- mail --------------------------------------------------------------------------
 
+    def send_digests(self) -> int:
+        """Plan, rank and send today's digests over SMTP, as a worker does; how many sent."""
+        from digest.app import digests, sending
+        from digest.delivery.mailers import SmtpMailer
+        from digest.domain.tokens import SignedLinks
+        from digest.render import Renderer
+
+        now = self.clock()
+        assert digests.plan_and_rank(self.settings, self.store, now, for_date=now.date()).planned
+        mailer = SmtpMailer(self.settings.smtp)
+        try:
+            sent = sending.send_ready(
+                self.settings,
+                self.store,
+                mailer,
+                renderer=Renderer(self.settings.mail),
+                links=SignedLinks(self.settings.web.base_url, Tokens(self.settings.web.secret_key)),
+                clock=self.clock,
+            )
+        finally:
+            mailer.close()
+        return sent.sent
+
     def mails_to(self, address: str) -> list[EmailMessage]:
         found = []
         for received in self.recorder.to(address):

@@ -14,12 +14,8 @@ from smtp_server import smtp_server
 from sqlalchemy import select
 from web_support import BASE, Harness, web_settings
 
-from digest.app import digests, sending
 from digest.config import Settings
-from digest.delivery.mailers import SmtpMailer
-from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import DeliveryItem, Paper
-from digest.render import Renderer
 from digest.store import Store
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -35,23 +31,7 @@ def web(settings: Settings, store: Store) -> Iterator[Harness]:
 
 def send_digest(web: Harness, address: str) -> str:
     """Plan, rank and send ``address``'s digest over SMTP; the feed path in its footer."""
-    planned = digests.plan_and_rank(
-        web.settings, web.store, web.clock(), for_date=web.clock().date()
-    )
-    assert planned.planned >= 1
-    mailer = SmtpMailer(web.settings.smtp)
-    try:
-        sent = sending.send_ready(
-            web.settings,
-            web.store,
-            mailer,
-            renderer=Renderer(web.settings.mail),
-            links=SignedLinks(web.settings.web.base_url, Tokens(web.settings.web.secret_key)),
-            clock=web.clock,
-        )
-    finally:
-        mailer.close()
-    assert sent.sent >= 1
+    assert web.send_digests() >= 1
     [*_, mail] = web.mails_to(address)
     html = mail.get_body(("html",)).get_content()
     found = re.search(

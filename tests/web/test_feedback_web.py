@@ -17,12 +17,9 @@ from smtp_server import smtp_server
 from sqlalchemy import func, select
 from web_support import BASE, Harness, csrf_of, visible_text, web_settings
 
-from digest.app import digests, fetching, sending
+from digest.app import fetching
 from digest.config import Settings
-from digest.delivery.mailers import SmtpMailer
-from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, DeliveryItem, Feedback, Paper
-from digest.render import Renderer
 from digest.store import Store, subscribers
 
 from conftest import FIXTURES, fixture_bytes
@@ -124,22 +121,7 @@ def ingest(web: Harness, papers: list[tuple[str, str, str]], tmp_path: Path) -> 
 
 
 def send_digests(web: Harness) -> None:
-    planned = digests.plan_and_rank(
-        web.settings, web.store, web.clock(), for_date=web.clock().date()
-    )
-    assert planned.planned >= 1
-    mailer = SmtpMailer(web.settings.smtp)
-    try:
-        sending.send_ready(
-            web.settings,
-            web.store,
-            mailer,
-            renderer=Renderer(web.settings.mail),
-            links=SignedLinks(web.settings.web.base_url, Tokens(web.settings.web.secret_key)),
-            clock=web.clock,
-        )
-    finally:
-        mailer.close()
+    web.send_digests()
 
 
 def latest_digest(web: Harness, address: str) -> list[str]:

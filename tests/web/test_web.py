@@ -20,13 +20,10 @@ from web_support import (
     web_settings,
 )
 
-from digest.app import digests, sending
+from digest.app import digests
 from digest.config import Settings
-from digest.delivery.mailers import SmtpMailer
 from digest.domain.profiles import MAX_TERM_CHARS
-from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, Paper, SentPaper
-from digest.render import Renderer
 from digest.store import Store, subscribers
 from digest.web import create_app
 
@@ -378,23 +375,7 @@ def test_change_of_address_needs_the_new_address_confirmed(web: Harness) -> None
 
 def _send_digest(web: Harness, address: str) -> str:
     """Plan, rank and send ``address``'s digest over SMTP; returns its archive path."""
-    planned = digests.plan_and_rank(
-        web.settings, web.store, web.clock(), for_date=web.clock().date()
-    )
-    assert planned.planned >= 1
-    mailer = SmtpMailer(web.settings.smtp)
-    try:
-        sent = sending.send_ready(
-            web.settings,
-            web.store,
-            mailer,
-            renderer=Renderer(web.settings.mail),
-            links=SignedLinks(web.settings.web.base_url, Tokens(web.settings.web.secret_key)),
-            clock=web.clock,
-        )
-    finally:
-        mailer.close()
-    assert sent.sent >= 1
+    assert web.send_digests() >= 1
     return web.last_link(address, "/archive/")
 
 
