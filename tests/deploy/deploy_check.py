@@ -48,6 +48,7 @@ PROJECT = "digest-deploy-check"
 APP_IMAGE = "trending-digest:deploy-check"
 HEALTH_TIMEOUT = 240.0
 MAIL_TIMEOUT = 90.0
+TORCH_INDEX_PORT = 38517
 
 
 class CheckFailed(Exception):
@@ -320,7 +321,13 @@ def torch_index(wheel: Path | None) -> Iterator[list[str]]:
     folder = Path(tempfile.mkdtemp()) / "torch"
     folder.mkdir()
     (folder / wheel.name).symlink_to(wheel.resolve())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(folder.parent)))
+    handler = partial(_Quiet, directory=str(folder.parent))
+    try:
+        # A fixed port when free: the index's address is a build argument, and a new one
+        # each run would rebuild every layer after it (torch and all) instead of reusing it.
+        server = ThreadingHTTPServer(("127.0.0.1", TORCH_INDEX_PORT), handler)
+    except OSError:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     version = wheel.name.split("-")[1]
     try:
