@@ -8,8 +8,6 @@ import base64
 import shutil
 import ssl
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from dns_server import Records
 from smtp_server import Recorder, free_port
+from web_support import serving
 
 from digest.app.doctor import Check, run
 from digest.config import Settings, load_settings
@@ -177,15 +176,8 @@ def web_app(folder: Path) -> Iterator[tuple[str, Store]]:
     )
     store = Store.open(served.database)
     server = make_server(served, "127.0.0.1", port, store=store)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield base, store
+        with serving(server):
+            yield base, store
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()

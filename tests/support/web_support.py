@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import email
 import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -26,6 +30,25 @@ from digest.store import Store, subscribers
 from digest.web import create_app
 
 BASE = "https://digest.example.org"
+
+
+@contextmanager
+def serving(server: Any) -> Iterator[None]:
+    """A uvicorn server (``digest.web.server.make_server``) running in a thread until the
+    block ends."""
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 SECRET = "web-test-secret-0123456789"
 NOW = datetime(2026, 9, 24, 9, 0, tzinfo=UTC)
 

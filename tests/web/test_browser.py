@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from smtp_server import Recorder, free_port, smtp_server
 from sqlalchemy import select
+from web_support import serving
 
 from digest.app import digests, fetching, sending
 from digest.config import Settings, load_settings
@@ -109,17 +109,10 @@ def site(settings: Settings, smtp: tuple[str, int, Recorder]) -> Iterator[tuple[
         for paper in session.scalars(select(Paper)):
             paper.first_seen_at = now - timedelta(hours=6)
     server = make_server(served, "127.0.0.1", port, store=store)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield served, base
+        with serving(server):
+            yield served, base
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()
 
 
