@@ -26,7 +26,7 @@ from digest.domain import addresses
 from digest.domain.tokens import TokenData, TokenError, Tokens
 from digest.models import Paper
 from digest.store import Session, outbox, papers, subscribers
-from digest.store.digests import Stored, stored
+from digest.store.outbox import Stored, stored
 from digest.store.subscribers import Subscriber
 
 MAX_TOKEN_CHARS = 400
@@ -70,28 +70,27 @@ def _subscriber(session: Session, public_id: str, purpose: str, token: str) -> S
     return found
 
 
-def manage(session: Session, tokens: Tokens, token: str) -> Subscriber:
-    data = _read(tokens, "manage", token)
-    person = _subscriber(session, data.public_id, "manage", token)
+def _current(
+    session: Session, tokens: Tokens, purpose: str, token: str, max_age: float | None = None
+) -> Subscriber:
+    """The subscriber of a link that stops working when they sign out everywhere."""
+    data = _read(tokens, purpose, token, max_age)
+    person = _subscriber(session, data.public_id, purpose, token)
     if data.version != person.token_version:
-        raise LinkProblem("revoked", "manage", token)
+        raise LinkProblem("revoked", purpose, token)
     return person
+
+
+def manage(session: Session, tokens: Tokens, token: str) -> Subscriber:
+    return _current(session, tokens, "manage", token)
 
 
 def feed(session: Session, tokens: Tokens, token: str) -> Subscriber:
-    data = _read(tokens, "feed", token)
-    person = _subscriber(session, data.public_id, "feed", token)
-    if data.version != person.token_version:
-        raise LinkProblem("revoked", "feed", token)
-    return person
+    return _current(session, tokens, "feed", token)
 
 
 def confirm(session: Session, tokens: Tokens, token: str, max_age: float) -> Subscriber:
-    data = _read(tokens, "confirm", token, max_age)
-    person = _subscriber(session, data.public_id, "confirm", token)
-    if data.version != person.token_version:
-        raise LinkProblem("revoked", "confirm", token)
-    return person
+    return _current(session, tokens, "confirm", token, max_age)
 
 
 def expired_confirm(session: Session, tokens: Tokens, token: str) -> Subscriber:

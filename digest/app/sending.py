@@ -31,7 +31,7 @@ from digest.render import DigestInput, Renderer
 from digest.store import Session, Store, bounces, digests, mail_outbox, outbox, papers
 from digest.store.digests import Reader
 from digest.store.mail_outbox import ClaimedMail
-from digest.store.outbox import Claimed
+from digest.store.outbox import Stored
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def digest_input(
     settings: Settings,
     links: SignedLinks,
     reader: Reader,
-    delivery: Claimed | digests.Stored,
+    delivery: Stored,
     items: Sequence[tuple[RankedItem, PaperCard]],
     *,
     manage_url: str | None = None,
@@ -112,7 +112,7 @@ class DigestMaker:
         self._lock = threading.Lock()
 
     def prepare(
-        self, session: Session, claimed: Sequence[Claimed]
+        self, session: Session, claimed: Sequence[Stored]
     ) -> dict[int, Outgoing | Exception]:
         """Each claimed digest's message-to-be (rendered when sent), or why it cannot be."""
         readers = digests.readers(session, {c.subscriber_id for c in claimed})
@@ -225,7 +225,7 @@ class OutboxQueue:
     def _set_aside(
         self,
         session: Session,
-        one: Claimed,
+        one: Stored,
         owner: str,
         exc: Exception,
         now: datetime,

@@ -39,6 +39,35 @@ class RelaySession:
         return ipaddress.ip_address(self.address.split("%")[0]).is_loopback
 
 
+def _problem(exc: Exception, step: Step, where: str, timeout: float) -> ProbeError:
+    """What went wrong at ``step``, in the operator's words."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or str(exc)
+        return ProbeError(
+            "tls" if step in ("tls", "connect") else "starttls",
+            f"{where}: the TLS certificate was refused: {reason}",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return ProbeError(step, f"{where}: the TLS handshake failed: {exc.reason or exc}")
+    if isinstance(exc, smtplib.SMTPConnectError):  # a greeting other than 220
+        said = f"{exc.smtp_code} {_text(exc.smtp_error)}"
+        return ProbeError("greeting", f"{where} greeted with {said}")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        said = f"{exc.smtp_code} {_text(exc.smtp_error)}"
+        return ProbeError("login", f"the relay refused the login: {said}")
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return ProbeError("login", f"{where} offers no AUTH, so smtp.username cannot log in")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        said = f"{exc.smtp_code} {_text(exc.smtp_error)}"
+        return ProbeError(step, f"{where} refused {step.upper()}: {said}")
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        when = "before its greeting" if step in ("connect", "tls") else f"at {step.upper()}"
+        return ProbeError(step, f"{where} closed the connection {when}")
+    if isinstance(exc, TimeoutError):
+        return ProbeError(step, f"{where} did not answer within {timeout:g} s")
+    return ProbeError(step, f"cannot connect to {where}: {_reason(exc)}")
+
+
 def probe(
     settings: SmtpSettings, timeout: float, context: ssl.SSLContext | None = None
 ) -> RelaySession:
@@ -76,49 +105,11 @@ def probe(
             logged_in = True
         version = client.sock.version() if isinstance(client.sock, ssl.SSLSocket) else None
         session = RelaySession(address, version, logged_in)
-    except ProbeError:
+    except (ProbeError, OSError, smtplib.SMTPException) as exc:
         _close(client)
-        raise
-    except ssl.SSLCertVerificationError as exc:
-        _close(client)
-        reason = exc.verify_message or exc.reason or str(exc)
-        raise ProbeError(
-            "tls" if step in ("tls", "connect") else "starttls",
-            f"{where}: the TLS certificate was refused: {reason}",
-        ) from None
-    except ssl.SSLError as exc:
-        _close(client)
-        raise ProbeError(step, f"{where}: the TLS handshake failed: {exc.reason or exc}") from None
-    except smtplib.SMTPConnectError as exc:  # a greeting other than 220
-        _close(client)
-        raise ProbeError(
-            "greeting", f"{where} greeted with {exc.smtp_code} {_text(exc.smtp_error)}"
-        ) from None
-    except smtplib.SMTPAuthenticationError as exc:
-        _close(client)
-        raise ProbeError(
-            "login", f"the relay refused the login: {exc.smtp_code} {_text(exc.smtp_error)}"
-        ) from None
-    except smtplib.SMTPNotSupportedError:
-        _close(client)
-        raise ProbeError(
-            "login", f"{where} offers no AUTH, so smtp.username cannot log in"
-        ) from None
-    except smtplib.SMTPResponseException as exc:
-        _close(client)
-        raise ProbeError(
-            step, f"{where} refused {step.upper()}: {exc.smtp_code} {_text(exc.smtp_error)}"
-        ) from None
-    except smtplib.SMTPServerDisconnected:
-        _close(client)
-        when = "before its greeting" if step in ("connect", "tls") else f"at {step.upper()}"
-        raise ProbeError(step, f"{where} closed the connection {when}") from None
-    except TimeoutError:
-        _close(client)
-        raise ProbeError(step, f"{where} did not answer within {timeout:g} s") from None
-    except (OSError, smtplib.SMTPException) as exc:
-        _close(client)
-        raise ProbeError(step, f"cannot connect to {where}: {_reason(exc)}") from None
+        if isinstance(exc, ProbeError):
+            raise
+        raise _problem(exc, step, where, timeout) from None
     with contextlib.suppress(OSError, smtplib.SMTPException):
         client.quit()
     _close(client)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,15 +95,7 @@ class Profile:
     def with_extra(self, **changes: Any) -> Profile:
         """A copy whose ``extra`` has ``changes`` applied (a value of None removes the key)."""
         extra = {**self.extra, **changes}
-        return Profile(
-            include=self.include,
-            exclude=self.exclude,
-            categories=self.categories,
-            authors=self.authors,
-            also_trending=self.also_trending,
-            second_look=self.second_look,
-            extra={k: v for k, v in extra.items() if v is not None},
-        )
+        return replace(self, extra={k: v for k, v in extra.items() if v is not None})
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -33,6 +33,17 @@ class _PickParts:
     meaning: np.ndarray  # closeness in meaning to the best papers
 
 
+@dataclass(frozen=True, slots=True)
+class _Fed:
+    """Picks of readers with feedback: each pick's reader row and paper column, the
+    readers' feedback (row x paper), and the reasons found so far by pick index."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    feedback: sp.csr_matrix
+    found: dict[int, tuple[list[Reason], list[str]]]
+
+
 class Explained(Prepared):
     """The prepared day, able to say why a paper was picked for a reader."""
 
@@ -181,31 +192,24 @@ class Explained(Prepared):
                 found.setdefault(index, ([], []))[0].append(row.semantic[best][1])
         if feedback is None:
             return found
+        fed = _Fed(pick_rows, pick_cols, feedback, found)
         by_words = np.flatnonzero(parts.lexical > parts.own)
         if len(by_words):
-            self._related_words(rows, by_words, pick_rows, pick_cols, feedback, found)
+            self._related_words(rows, by_words, fed)
         by_meaning = np.flatnonzero(parts.meaning > parts.own + parts.lexical)
         if len(by_meaning) and self._semantic is not None:
-            self._related_papers(by_meaning, pick_rows, pick_cols, feedback, found)
+            self._related_papers(by_meaning, fed)
         return found
 
-    def _related_words(
-        self,
-        rows: Sequence[_Row],
-        picks: np.ndarray,
-        pick_rows: np.ndarray,
-        pick_cols: np.ndarray,
-        feedback: sp.csr_matrix,
-        found: dict[int, tuple[list[Reason], list[str]]],
-    ) -> None:
+    def _related_words(self, rows: Sequence[_Row], picks: np.ndarray, fed: _Fed) -> None:
         """The feedback papers' distinctive words that each of ``picks`` shares (not the
         reader's own: those are named as terms)."""
-        bag = (feedback[pick_rows[picks]] @ self._distinctive_matrix()).tocsr()  # pick x stem
+        bag = (fed.feedback[fed.rows[picks]] @ self._distinctive_matrix()).tocsr()  # pick x stem
         bag.sort_indices()
         counts = np.diff(bag.indptr)
         owner = np.repeat(np.arange(len(picks)), counts)
         stems = bag.indices.astype(np.int64)
-        score = bag.data * _lookup(self._words, stems, pick_cols[picks][owner])
+        score = bag.data * _lookup(self._words, stems, fed.cols[picks][owner])
         keep = score > 0
         owner, stems, score = owner[keep], stems[keep], score[keep]
         order = np.lexsort((stems, -score, owner))
@@ -216,7 +220,7 @@ class Explained(Prepared):
         # one paper in ten or more, not a fragment ("pre" of "pre-trained").
         common = max(3.0, _COMMON_SHARE * self._n)
         for k, index in enumerate(picks.tolist()):
-            row = rows[int(pick_rows[index])]
+            row = rows[int(fed.rows[index])]
             own = {vocabulary.get(s) for entry in row.units for s in keys[entry[0]][1]}
             chosen = [
                 s
@@ -226,31 +230,24 @@ class Explained(Prepared):
             chosen = chosen[:_RELATED_SHOWN]
             if chosen:
                 words = [self._spelling[self._stem_of[s]] for s in chosen]
-                entry = found.setdefault(index, ([], []))
+                entry = fed.found.setdefault(index, ([], []))
                 entry[0].extend(self._reason("related", word) for word in words)
                 entry[1].extend(words)
 
-    def _related_papers(
-        self,
-        picks: np.ndarray,
-        pick_rows: np.ndarray,
-        pick_cols: np.ndarray,
-        feedback: sp.csr_matrix,
-        found: dict[int, tuple[list[Reason], list[str]]],
-    ) -> None:
+    def _related_papers(self, picks: np.ndarray, fed: _Fed) -> None:
         """For picks chosen mostly by meaning: the closest of the reader's best papers."""
         for index in picks.tolist():
-            if index in found and any(r.kind == "semantic" for r in found[index][0]):
+            if index in fed.found and any(r.kind == "semantic" for r in fed.found[index][0]):
                 continue
-            row, col = int(pick_rows[index]), int(pick_cols[index])
-            start, end = feedback.indptr[row], feedback.indptr[row + 1]
-            sources = [int(c) for c in feedback.indices[start:end] if int(c) != col]
+            row, col = int(fed.rows[index]), int(fed.cols[index])
+            start, end = fed.feedback.indptr[row], fed.feedback.indptr[row + 1]
+            sources = [int(c) for c in fed.feedback.indices[start:end] if int(c) != col]
             if not sources:
                 continue
             cosines = self._paper_grid[sources] @ self._paper_grid[col]
             source = sources[int(np.argmax(cosines))]
             title = short_label(" ".join(self._cards[source].title.split()))
-            found.setdefault(index, ([], []))[0].append(self._reason("semantic", title))
+            fed.found.setdefault(index, ([], []))[0].append(self._reason("semantic", title))
 
     def _category_reason(self, chosen: Sequence[str], col: int) -> list[tuple[float, Reason]]:
         # One boost per paper however many of its categories are covered; name the first

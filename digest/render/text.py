@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
@@ -192,50 +193,33 @@ def format_reasons(reasons: Sequence[Reason]) -> str:
 @lru_cache(maxsize=16384)
 def _format_reasons(reasons: tuple[Reason, ...]) -> str:
     """'Matched "graph neural network", diffusion · author Yann LeCun · cs.LG'."""
-    terms: list[str] = []
-    authors: list[str] = []
-    categories: list[str] = []
-    similar: list[str] = []
-    learned: list[str] = []
-    related: list[str] = []
-    trending: list[str] = []
-    news: list[str] = []  # "worth another look": what is new since it was sent
+    # Labels by the kind of reason, in order, each once; "second_look" says what is new
+    # since the paper was sent; a multi-word term reads as a quoted phrase.
+    found: dict[str, dict[str, None]] = defaultdict(dict)
     for reason in reasons:
         label = _label(reason.label)
         if not label:
             continue
-        if reason.kind == "phrase" or (reason.kind == "term" and " " in label):
-            terms.append(f"“{label}”" if '"' in label else f'"{label}"')
-        elif reason.kind == "term":
-            terms.append(label)
-        elif reason.kind == "author":
-            authors.append(label)
-        elif reason.kind == "category":
-            categories.append(label)
-        elif reason.kind == "semantic":
-            similar.append(f'"{label}"')
-        elif reason.kind == "learned":
-            learned.append(label)
-        elif reason.kind == "related":
-            related.append(label)
-        elif reason.kind == "trending":
-            trending.append(label)
-        elif reason.kind == "second_look":
-            news.append(label)
-    parts: list[str] = [*dict.fromkeys(news)]
-    if terms:
-        parts.append("Matched " + ", ".join(dict.fromkeys(terms)))
-    for name in dict.fromkeys(authors):
-        parts.append(f"author {name}")
-    if categories:
-        parts.append(", ".join(dict.fromkeys(categories)))
-    if similar:
-        parts.append("close to " + ", ".join(dict.fromkeys(similar)))
-    if learned:
-        parts.append("from your feedback: " + ", ".join(dict.fromkeys(learned)))
-    if related:
-        parts.append("related: " + ", ".join(dict.fromkeys(related)))
-    for count in dict.fromkeys(trending):
+        kind = reason.kind
+        if kind == "phrase" or (kind == "term" and " " in label):
+            kind, label = "term", f"“{label}”" if '"' in label else f'"{label}"'
+        elif kind == "semantic":
+            label = f'"{label}"'
+        found[kind][label] = None
+    parts: list[str] = [*found["second_look"]]
+    if found["term"]:
+        parts.append("Matched " + ", ".join(found["term"]))
+    parts.extend(f"author {name}" for name in found["author"])
+    if found["category"]:
+        parts.append(", ".join(found["category"]))
+    for kind, lead in (
+        ("semantic", "close to "),
+        ("learned", "from your feedback: "),
+        ("related", "related: "),
+    ):
+        if found[kind]:
+            parts.append(lead + ", ".join(found[kind]))
+    for count in found["trending"]:
         unit = "upvote" if count == "1" else "upvotes"
         parts.append(f"Trending: {count} {unit}" if count.isdigit() else f"Trending: {count}")
     return " · ".join(parts)

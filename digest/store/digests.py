@@ -241,29 +241,6 @@ def items_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[Ra
 
 
 @dataclass(frozen=True, slots=True)
-class Stored:
-    """A delivery as rendering needs it."""
-
-    id: int
-    public_id: str
-    subscriber_id: int
-    local_date: date
-    planned_at: datetime
-    ranked: bool
-
-
-def stored(delivery: Delivery) -> Stored:
-    return Stored(
-        delivery.id,
-        delivery.public_id,
-        delivery.subscriber_id,
-        delivery.local_date,
-        delivery.planned_at,
-        delivery.ranked_at is not None,
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class Mailed:
     """One digest as the demo's table shows it."""
 

@@ -13,7 +13,8 @@ from digest.domain.items import PaperCard, RankedItem
 from digest.domain.states import DeliveryState
 from digest.models import Delivery
 from digest.store import papers
-from digest.store.digests import Stored, items_of, stored
+from digest.store.digests import items_of
+from digest.store.outbox import Stored, stored
 
 
 @dataclass(frozen=True, slots=True)

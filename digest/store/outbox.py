@@ -167,15 +167,28 @@ def claim_unranked(
 
 
 @dataclass(frozen=True, slots=True)
-class Claimed:
-    """A digest leased to a sender."""
+class Stored:
+    """A digest as rendering and sending need it (what a claim returns)."""
 
     id: int
     public_id: str
     subscriber_id: int
     local_date: date
     planned_at: datetime
-    attempts: int  # including this one
+    ranked: bool
+    attempts: int  # so far; a claim counts the one it leases
+
+
+def stored(delivery: Delivery) -> Stored:
+    return Stored(
+        delivery.id,
+        delivery.public_id,
+        delivery.subscriber_id,
+        delivery.local_date,
+        delivery.planned_at,
+        delivery.ranked_at is not None,
+        delivery.attempts,
+    )
 
 
 def _lapsed(now: datetime) -> Any:
@@ -217,7 +230,7 @@ def claim(
     *,
     policy: UnknownPolicy = "resend",
     daily_cap: int = 0,
-) -> list[Claimed]:
+) -> list[Stored]:
     """Take up to ``limit`` deliveries ready to send and lease them to ``owner``.
 
     Ready: see :func:`ready_parts`. Under the hold policy, a lapsed lease whose message had
@@ -268,7 +281,7 @@ def claim(
         .order_by(Delivery.id)
         .with_for_update(of=Delivery)
     )
-    taken: list[Claimed] = []
+    taken: list[Stored] = []
     for delivery, subscriber_status in session.execute(query).all():
         if subscriber_status != SubscriberStatus.ACTIVE:
             delivery.status = DeliveryState.CANCELLED
@@ -276,16 +289,7 @@ def claim(
             delivery.last_error = f"not sent: the subscriber is {subscriber_status}"
             continue
         take(delivery, owner, now, lease)
-        taken.append(
-            Claimed(
-                delivery.id,
-                delivery.public_id,
-                delivery.subscriber_id,
-                delivery.local_date,
-                delivery.planned_at,
-                delivery.attempts,
-            )
-        )
+        taken.append(stored(delivery))
     session.flush()
     return taken
 

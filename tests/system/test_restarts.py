@@ -22,7 +22,7 @@ from digest.app import digests, sending
 from digest.models import Delivery
 from digest.store import Store, papers
 from digest.store import digests as stored_digests
-from digest.store.digests import stored
+from digest.store.outbox import stored
 
 from conftest import NO_MODEL
 

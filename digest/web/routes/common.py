@@ -78,56 +78,41 @@ def csrf_failed(web: Web, request: Request) -> Response:
     )
 
 
-def too_many_from_client(web: Web, request: Request) -> Response:
-    most = web.settings.web.subscribe_per_client_per_hour
-    return _too_many(
-        web,
-        request,
-        "Too many attempts",
-        f"We accept at most {most} of these forms per hour from one network, to keep the "
-        "site from being used to send mail to people who did not ask for it.",
-        "Nothing was sent. Please try again in an hour.",
-        3600,
-    )
-
-
-def too_many_for_address(web: Web, request: Request) -> Response:
-    most = web.settings.web.confirm_mails_per_address_per_day
-    return _too_many(
-        web,
-        request,
-        "We have already written to this address today",
-        f"We send at most {most} of these mails to one address per day, so that nobody "
-        "can flood someone's inbox through this form.",
-        "Nothing was sent this time. Please look for the earlier mails (and in your spam "
-        "folder), or try again tomorrow.",
-        86400,
-    )
-
-
-def _too_many(
-    web: Web, request: Request, title: str, why: str, then: str, retry_after: int
-) -> Response:
-    headers = {"Retry-After": str(retry_after)}
-    return message(web, request, title, [why, then], status=429, tone="warn", headers=headers)
-
-
 def check_inbox(web: Web, request: Request, address: str, status: int = 200) -> HTMLResponse:
     return web.pages.response(request, "check_inbox.html", {"address": address}, status=status)
 
 
-def refused(web: Web, request: Request, asked: Asked) -> Response | None:
-    """The answer to a request a rate limit turned down, or None when it went through."""
-    if asked.outcome == "client-limit":
-        return too_many_from_client(web, request)
-    if asked.outcome == "address-limit":
-        return too_many_for_address(web, request)
-    return None
+def refused(web: Web, request: Request, outcome: str) -> Response | None:
+    """The answer to a request a rate limit turned down ("client-limit", "address-limit"),
+    or None when it went through (any other outcome)."""
+    limits = web.settings.web
+    if outcome == "client-limit":
+        title = "Too many attempts"
+        lines = [
+            f"We accept at most {limits.subscribe_per_client_per_hour} of these forms per hour "
+            "from one network, to keep the site from being used to send mail to people who "
+            "did not ask for it.",
+            "Nothing was sent. Please try again in an hour.",
+        ]
+        retry_after = 3600
+    elif outcome == "address-limit":
+        title = "We have already written to this address today"
+        lines = [
+            f"We send at most {limits.confirm_mails_per_address_per_day} of these mails to one "
+            "address per day, so that nobody can flood someone's inbox through this form.",
+            "Nothing was sent this time. Please look for the earlier mails (and in your spam "
+            "folder), or try again tomorrow.",
+        ]
+        retry_after = 86400
+    else:
+        return None
+    headers = {"Retry-After": str(retry_after)}
+    return message(web, request, title, lines, status=429, tone="warn", headers=headers)
 
 
 def link_mailed(web: Web, request: Request, asked: Asked) -> Response:
     """The answer to "email me a link to my preferences", from any page that offers it."""
-    response = refused(web, request, asked) or message(
+    response = refused(web, request, asked.outcome) or message(
         web,
         request,
         "Check your inbox",

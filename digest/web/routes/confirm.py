@@ -75,7 +75,7 @@ async def resend(request: Request) -> Response:
         return subscriptions.resend_confirmation(web, token, web.client(request))
 
     def answer(web: Web, _form: FormData, asked: Asked) -> Response:
-        response = refused(web, request, asked) or check_inbox(web, request, asked.address)
+        response = refused(web, request, asked.outcome) or check_inbox(web, request, asked.address)
         response.background = web.send_later(asked.mail_id)
         return response
 

@@ -13,6 +13,7 @@ was typed kept. Seeding answers with the page itself: it reports what was found.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -315,7 +316,7 @@ async def change_address(request: Request) -> Response:
     ) -> Response:
         person, checked, asked = done
         if asked is not None:
-            turned_down = refused(web, request, asked)
+            turned_down = refused(web, request, asked.outcome)
             if turned_down is not None:
                 return turned_down
             if asked.outcome == "sent":
@@ -335,14 +336,21 @@ async def change_address(request: Request) -> Response:
     return await guarded(request, work, answer)
 
 
-async def cancel_address(request: Request) -> Response:
-    return await guarded(
-        request,
-        lambda web, _form, token: subscriptions.cancel_address(web, token),
-        lambda _web, _form, _none: redirect(
-            f"/manage/{request.path_params['token']}?email_cancelled=1#address"
-        ),
-    )
+def _then_back(
+    call: Callable[[Web, str], object], flag: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """A button that does one thing and comes back to the page with its notice."""
+
+    async def endpoint(request: Request) -> Response:
+        back = f"/manage/{request.path_params['token']}?{flag}"
+        return await guarded(
+            request, lambda web, _form, token: call(web, token), lambda *_: redirect(back)
+        )
+
+    return endpoint
+
+
+cancel_address = _then_back(subscriptions.cancel_address, "email_cancelled=1#address")
 
 
 # -- my data -----------------------------------------------------------------------------
@@ -394,14 +402,7 @@ async def sign_out(request: Request) -> Response:
 # -- resubscribe, delete -----------------------------------------------------------------
 
 
-async def resubscribe(request: Request) -> Response:
-    return await guarded(
-        request,
-        lambda web, _form, token: subscriptions.resubscribe(web, token),
-        lambda _web, _form, _person: redirect(
-            f"/manage/{request.path_params['token']}?resubscribed=1"
-        ),
-    )
+resubscribe = _then_back(subscriptions.resubscribe, "resubscribed=1")
 
 
 async def remove(request: Request) -> Response:

@@ -21,13 +21,7 @@ from digest.domain.profiles import Profile
 from digest.web import forms
 from digest.web.context import Web, web_of
 from digest.web.preview import Preview, preview
-from digest.web.routes.common import (
-    check_inbox,
-    in_thread,
-    read_form,
-    too_many_for_address,
-    too_many_from_client,
-)
+from digest.web.routes.common import check_inbox, in_thread, read_form, refused
 
 HONEYPOT = "website"  # hidden from people; bots fill it in
 
@@ -98,11 +92,10 @@ async def submit(request: Request) -> Response:
         )
         return await front_page(request, checked.values, {}, status=403, notice=notice)
     outcome = await in_thread(_subscribe, web, form, web.client(request))
-    if outcome.kind == "client-limit":
-        return too_many_from_client(web, request)
+    turned_down = refused(web, request, outcome.kind)
+    if turned_down is not None:
+        return turned_down
     assert outcome.checked is not None
-    if outcome.kind == "address-limit":
-        return too_many_for_address(web, request)
     if outcome.kind == "invalid":
         checked = outcome.checked
         notice = "Please fix the fields marked below; everything else is kept."
