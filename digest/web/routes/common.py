@@ -133,15 +133,12 @@ async def guarded(
 ) -> Response:
     """The preamble of every form POST on a page behind a link: the CSRF token is checked,
     ``work(web, form, token)`` runs in a thread, and ``answer`` makes the page; a stale form
-    or a bad link gets its own answer."""
+    gets its own answer (a bad link raises LinkProblem, which the app answers everywhere)."""
     web = web_of(request)
     form = await read_form(request)
     if not web.csrf.valid(request, form.get("csrf_token")):
         return csrf_failed(web, request)
-    try:
-        result = await in_thread(work, web, form, request.path_params["token"])
-    except LinkProblem as problem:
-        return link_problem(web, request, problem)
+    result = await in_thread(work, web, form, request.path_params["token"])
     made = answer(web, form, result)
     return await made if inspect.isawaitable(made) else made  # type: ignore[return-value]
 

@@ -15,7 +15,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest.app import subscriptions
-from digest.app.access import LinkProblem
 from digest.app.subscriptions import Asked
 from digest.domain.schedules import when_line
 from digest.web.context import Web, web_of
@@ -23,7 +22,6 @@ from digest.web.routes.common import (
     check_inbox,
     guarded,
     in_thread,
-    link_problem,
     message,
     redirect,
     refused,
@@ -48,10 +46,7 @@ async def _page(
     nothing: mail scanners open links)."""
     web = web_of(request)
     token = request.path_params["token"]
-    try:
-        context = await in_thread(load, web, token)
-    except LinkProblem as problem:
-        return link_problem(web, request, problem)
+    context = await in_thread(load, web, token)
     context.update(kind=kind, action=f"{path}/{token}")
     return web.pages.response(request, "confirm.html", context)
 

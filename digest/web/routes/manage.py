@@ -22,7 +22,6 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest.app import feedback, subscriptions
-from digest.app.access import LinkProblem
 from digest.app.feedback import SeedReport
 from digest.app.subscriptions import Asked
 from digest.domain import seeds
@@ -36,7 +35,6 @@ from digest.web.routes.common import (
     csrf_failed,
     guarded,
     in_thread,
-    link_problem,
     message,
     redirect,
     refused,
@@ -124,20 +122,14 @@ async def _page(
 
 async def show(request: Request) -> Response:
     web = web_of(request)
-    try:
-        person = await in_thread(subscriptions.manage, web, request.path_params["token"])
-    except LinkProblem as problem:
-        return link_problem(web, request, problem)
+    person = await in_thread(subscriptions.manage, web, request.path_params["token"])
     return await _page(request, person)
 
 
 async def preview_fragment(request: Request) -> Response:
     """GET /manage/{token}/preview?include=…: the live preview of the reader's next digest."""
     web = web_of(request)
-    try:
-        person = await in_thread(subscriptions.manage, web, request.path_params["token"])
-    except LinkProblem as problem:
-        return link_problem(web, request, problem)
+    person = await in_thread(subscriptions.manage, web, request.path_params["token"])
     checked = forms.read_topics(request.query_params)
     raw = request.query_params.get("max_papers", "")
     limit = max(1, min(int(raw), 50)) if raw.isdigit() else person.max_papers
@@ -219,10 +211,7 @@ async def seed(request: Request) -> Response:
     form = await request.form(max_files=1, max_fields=10, max_part_size=seeds.MAX_SEED_BYTES)
     if not web.csrf.valid(request, form.get("csrf_token")):
         return csrf_failed(web, request)
-    try:
-        person = await in_thread(subscriptions.manage, web, token)
-    except LinkProblem as problem:
-        return link_problem(web, request, problem)
+    person = await in_thread(subscriptions.manage, web, token)
     values = forms.subscriber_values(person)
     upload = form.get("seed_file")
     pasted = str(form.get("seed_ids", "") or "")[: seeds.MAX_SEED_BYTES]
@@ -358,10 +347,7 @@ cancel_address = _then_back(subscriptions.cancel_address, "email_cancelled=1#add
 
 async def download(request: Request) -> Response:
     web = web_of(request)
-    try:
-        data = await in_thread(subscriptions.export, web, request.path_params["token"])
-    except LinkProblem as problem:
-        return link_problem(web, request, problem)
+    data = await in_thread(subscriptions.export, web, request.path_params["token"])
     day = web.clock().date().isoformat()
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False) + "\n",
