@@ -32,6 +32,7 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from email import policy as email_policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -59,18 +60,17 @@ class SendError(DeliveryError):
         self.code = code
 
 
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str  # the envelope sender (MAIL FROM): where bounces go
+    recipient: str
+    name: str  # names the message in files and logs
+
+
 class Mailer(Protocol):
-    def send(
-        self,
-        message: Message,
-        *,
-        sender: str,
-        recipient: str,
-        name: str,
-        on_data: OnData | None = None,
-    ) -> str:
-        """Hand ``message`` over for ``recipient`` with envelope sender ``sender``; ``name``
-        names it in files and logs; ``on_data`` runs just before the message's data goes."""
+    def send(self, message: Message, to: Envelope, on_data: OnData | None = None) -> str:
+        """Hand ``message`` over as ``to`` says; ``on_data`` runs just before the message's
+        data goes."""
         ...
 
     def close(self) -> None: ...
@@ -103,16 +103,8 @@ class FileMailer:
         self.folder = folder
         self.signer = signer
 
-    def send(
-        self,
-        message: Message,
-        *,
-        sender: str,
-        recipient: str,
-        name: str,
-        on_data: OnData | None = None,
-    ) -> str:
-        safe = re.sub(r"[^A-Za-z0-9._@+-]+", "_", name)[:150] or "message"
+    def send(self, message: Message, to: Envelope, on_data: OnData | None = None) -> str:
+        safe = re.sub(r"[^A-Za-z0-9._@+-]+", "_", to.name)[:150] or "message"
         target = self.folder / f"{safe}.eml"
         target.parent.mkdir(parents=True, exist_ok=True)
         if on_data:
@@ -228,15 +220,7 @@ class SmtpMailer:
         self._sent_on_connection = 0
         return connection
 
-    def send(
-        self,
-        message: Message,
-        *,
-        sender: str,
-        recipient: str,
-        name: str,
-        on_data: OnData | None = None,
-    ) -> str:
+    def send(self, message: Message, to: Envelope, on_data: OnData | None = None) -> str:
         payload = payload_of(message, self.signer)
         if self._sent_on_connection >= self.settings.messages_per_connection:
             self.close()
@@ -245,7 +229,7 @@ class SmtpMailer:
             if self._connection is None:
                 self._connection = self._connect()
             try:
-                return self._transaction(self._connection, payload, sender, recipient, on_data)
+                return self._transaction(self._connection, payload, to, on_data)
             except _StaleConnection as exc:
                 # A reused connection the server had closed (an idle timeout, a per-connection
                 # limit): nothing was sent, so one fresh connection is tried at once.
@@ -260,14 +244,10 @@ class SmtpMailer:
         raise AssertionError("unreachable")
 
     def _transaction(
-        self,
-        connection: smtplib.SMTP,
-        payload: bytes,
-        sender: str,
-        recipient: str,
-        on_data: OnData | None,
+        self, connection: smtplib.SMTP, payload: bytes, to: Envelope, on_data: OnData | None
     ) -> str:
         self._sent_on_connection += 1
+        sender, recipient = to.sender, to.recipient
         # An IDN domain travels as its ASCII form; a non-ASCII local part needs SMTPUTF8.
         address, utf8 = wire_form(recipient)
         options: list[str] = []

@@ -37,7 +37,7 @@ from typing import Literal, Protocol, TypeVar
 from digest.config import Settings, max_send_seconds
 from digest.delivery import policy
 from digest.delivery.limits import RateLimiter
-from digest.delivery.mailers import Mailer, SendError
+from digest.delivery.mailers import Envelope, Mailer, SendError
 from digest.errors import DeliveryError, StoreError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -312,13 +312,8 @@ class Sender:
                 )
 
         try:
-            reply = mailer.send(
-                message,
-                sender=self.envelope_sender(outgoing),
-                recipient=outgoing.recipient,
-                name=outgoing.name,
-                on_data=on_data,
-            )
+            to = Envelope(self.envelope_sender(outgoing), outgoing.recipient, outgoing.name)
+            reply = mailer.send(message, to, on_data)
         except SendError as exc:
             summary.send_seconds += time.perf_counter() - sending
             self._failed(outgoing, exc, exc.stage, exc.code, summary, lease_end)

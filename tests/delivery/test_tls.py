@@ -14,7 +14,7 @@ from doctor_support import needs_openssl, relay, server_context
 from smtp_server import Recorder
 
 from digest.config import load_settings
-from digest.delivery.mailers import SendError, SmtpMailer
+from digest.delivery.mailers import Envelope, SendError, SmtpMailer
 
 pytestmark = needs_openssl
 
@@ -51,9 +51,7 @@ def test_a_message_goes_over_tls(certificate: tuple[Path, Path], security: str) 
     received = Recorder()
     with relay(server_context(certificate), security == "tls", received) as port:
         for sender in mailer(port, security, trust=certificate[0]):
-            reply = sender.send(
-                message(), sender="b@example.org", recipient="reader@example.org", name="t"
-            )
+            reply = sender.send(message(), Envelope("b@example.org", "reader@example.org", "t"))
         assert reply.startswith("2")
         [got] = received.to("reader@example.org")
         assert got.message["Subject"] == "over TLS"
@@ -66,9 +64,7 @@ def test_an_untrusted_certificate_defers_and_sends_nothing(
     with relay(server_context(certificate), recorder=received) as port:
         for sender in mailer(port, "starttls", trust=None):  # the system's CAs only
             with pytest.raises(SendError) as info:
-                sender.send(
-                    message(), sender="b@example.org", recipient="reader@example.org", name="t"
-                )
+                sender.send(message(), Envelope("b@example.org", "reader@example.org", "t"))
         assert info.value.temporary
         assert "certificate verify failed" in str(info.value)
         assert received.messages == []
