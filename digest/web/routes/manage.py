@@ -142,8 +142,23 @@ async def preview_fragment(request: Request) -> Response:
     return HTMLResponse(html, headers={"X-Robots-Tag": "noindex"})
 
 
-def _current(web: Web, form: FormData, token: str) -> Subscriber:
-    return subscriptions.manage(web, token)
+async def _to_fix(
+    request: Request,
+    person: Subscriber,
+    checked: forms.Checked,
+    notice: str,
+    profile: Profile | None = None,
+) -> Response:
+    """The page again (400) with what was typed kept and each bad field marked."""
+    return await _page(
+        request,
+        person,
+        checked.values,
+        errors=checked.errors,
+        status=400,
+        notice=notice,
+        profile=profile,
+    )
 
 
 # -- save --------------------------------------------------------------------------------
@@ -163,15 +178,8 @@ async def save(request: Request) -> Response:
         if checked.ok:
             # To the confirmation itself: the reader sees at once that it was saved.
             return redirect(f"/manage/{request.path_params['token']}?saved=1#notice")
-        return await _page(
-            request,
-            person,
-            checked.values,
-            errors=checked.errors,
-            status=400,
-            notice="Nothing was saved yet: please fix the fields marked below.",
-            profile=checked.profile,
-        )
+        notice = "Nothing was saved yet: please fix the fields marked below."
+        return await _to_fix(request, person, checked, notice, checked.profile)
 
     return await guarded(request, work, answer)
 
@@ -313,14 +321,8 @@ async def change_address(request: Request) -> Response:
                 response.background = web.send_later(asked.mail_id)
                 return response
             checked.errors["new_email"] = "That is already your address."
-        return await _page(
-            request,
-            person,
-            checked.values,
-            errors=checked.errors,
-            status=400,
-            notice="The address was not changed: see the message under it.",
-        )
+        notice = "The address was not changed: see the message under it."
+        return await _to_fix(request, person, checked, notice)
 
     return await guarded(request, work, answer)
 
