@@ -49,12 +49,16 @@ class FeedbackData:
     value: int  # +1 more like this, -1 fewer like this
 
 
+_COMPRESS_FROM = 100  # payload bytes; below this a token is never compressed
+
+
 class _PreKeyed:
-    """Makes exactly the tokens ``URLSafeSerializer(secret, salt=salt).dumps`` makes (its
-    defaults: compact JSON, zlib when that is shorter, URL-safe base64, HMAC-SHA1 over a key
-    derived as sha1(salt + "signer" + secret)), with the key derived and the HMAC keyed once
-    instead of per token: a digest signs some twenty links. itsdangerous still reads them
-    (a test holds the two equal)."""
+    """Makes the tokens ``URLSafeSerializer(secret, salt=salt).dumps`` makes (its defaults:
+    compact JSON, zlib when that is shorter, URL-safe base64, HMAC-SHA1 over a key derived
+    as sha1(salt + "signer" + secret)), with the key derived and the HMAC keyed once instead
+    of per token (a digest signs some twenty links), and zlib tried only on payloads over
+    ``_COMPRESS_FROM`` bytes. itsdangerous reads them all; for any payload it would not
+    compress (every real one: a random id does not shrink) the two are byte for byte equal."""
 
     def __init__(self, secret: str, salt: str) -> None:
         key = hashlib.sha1(salt.encode() + b"signer" + secret.encode()).digest()
@@ -62,8 +66,13 @@ class _PreKeyed:
 
     def dumps(self, payload: Any) -> str:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        packed = zlib.compress(data)
-        body = b"." + _b64(packed) if len(packed) < len(data) - 1 else _b64(data)
+        body = _b64(data)
+        # zlib (12 us, most of a token's cost) only where it can pay: a short payload of
+        # random ids never shrinks. Either form reads back the same (a leading "." marks it).
+        if len(data) > _COMPRESS_FROM:
+            packed = zlib.compress(data)
+            if len(packed) < len(data) - 1:
+                body = b"." + _b64(packed)
         mac = self._mac.copy()
         mac.update(body)
         return (body + b"." + _b64(mac.digest())).decode("ascii")
