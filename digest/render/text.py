@@ -254,9 +254,19 @@ def _papers(n: int) -> str:
 _LONG_WORD = re.compile(rf"\S{{{TEXT_WIDTH + 1},}}")
 
 
-@lru_cache(maxsize=16384)
 def wrap(text: str, indent: str = "", first: str | None = None) -> str:
-    """Plain text wrapped at ~78 columns; URLs are never broken, other giant words are."""
+    """Plain text wrapped at ~78 columns; URLs are never broken, other giant words are.
+    ``first`` replaces ``indent`` on the first line."""
+    if first is not None and len(first) == len(indent):
+        # The same breaks as with ``indent`` throughout: a card's "12. " before its title
+        # reuses the title wrapped once per paper, not once per position.
+        lines = _wrap(text, indent, None)
+        return first + lines[len(indent) :] if lines else lines
+    return _wrap(text, indent, first)
+
+
+@lru_cache(maxsize=16384)
+def _wrap(text: str, indent: str, first: str | None) -> str:
 
     def split_word(match: re.Match[str]) -> str:
         word = match.group()
