@@ -23,7 +23,7 @@ from typing import TypedDict, Unpack
 from digest.config import Settings, secret_key
 from digest.delivery import policy
 from digest.delivery.mailers import Mailer, make_mailer
-from digest.delivery.sender import Outgoing, Sender, SendSummary
+from digest.delivery.sender import Failure, Outgoing, Sender, SendSummary
 from digest.domain.items import PaperCard, RankedItem, message_id, outbox_name
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, TransactionalMail
@@ -256,36 +256,21 @@ class OutboxQueue:
                 session, outgoing.delivery_id, owner, now, _TABLES[outgoing.kind]
             )
 
-    def mark_failed(
-        self,
-        outgoing: Outgoing,
-        owner: str,
-        reason: str,
-        now: datetime,
-        *,
-        retry_at: datetime | None = None,
-        bounce_code: int | None = None,
-        bounce: bool = False,
-    ) -> bool:
+    def mark_failed(self, outgoing: Outgoing, owner: str, failure: Failure) -> bool:
         with self.store.transaction() as session:
-            marked = outbox.mark_failed(
-                session,
-                outgoing.delivery_id,
-                owner,
-                reason,
-                retry_at=retry_at,
-                model=_TABLES[outgoing.kind],
+            marked = _mark(
+                outbox.mark_failed, session, outgoing, owner, failure.reason, failure.retry_at
             )
-            if marked and bounce and outgoing.subscriber_id:
+            if marked and failure.bounce and outgoing.subscriber_id:
                 bounces.record(
                     session,
                     self.settings.delivery,
                     subscriber_id=outgoing.subscriber_id,
                     delivery_id=outgoing.delivery_id if outgoing.kind == "digest" else None,
                     kind="failed",
-                    status=str(bounce_code) if bounce_code else None,
-                    diagnostic=reason,
-                    now=now,
+                    status=str(failure.code) if failure.code else None,
+                    diagnostic=failure.reason,
+                    now=failure.at,
                 )
             return marked
 
@@ -293,14 +278,7 @@ class OutboxQueue:
         self, outgoing: Outgoing, owner: str, reason: str, retry_at: datetime | None
     ) -> bool:
         with self.store.transaction() as session:
-            return outbox.mark_unknown(
-                session,
-                outgoing.delivery_id,
-                owner,
-                reason,
-                retry_at=retry_at,
-                model=_TABLES[outgoing.kind],
-            )
+            return _mark(outbox.mark_unknown, session, outgoing, owner, reason, retry_at)
 
     def release(
         self,
@@ -320,6 +298,19 @@ class OutboxQueue:
     def cap_reached(self, now: datetime) -> bool:
         with self.store.transaction() as session:
             return outbox.used_today(session, now) >= self.settings.delivery.daily_cap
+
+
+def _mark(
+    mark: Callable[..., bool],
+    session: Session,
+    outgoing: Outgoing,
+    owner: str,
+    reason: str,
+    retry_at: datetime | None,
+) -> bool:
+    """A failed or unknown outcome, in whichever outbox the message is."""
+    model = _TABLES[outgoing.kind]
+    return mark(session, outgoing.delivery_id, owner, reason, retry_at=retry_at, model=model)
 
 
 def _mail_outgoing(mail: ClaimedMail) -> Outgoing:

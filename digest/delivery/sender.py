@@ -90,6 +90,19 @@ class SendSummary:
                 setattr(self, f.name, mine + theirs)
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A message not delivered: deferred until ``retry_at``, or failed for good (None);
+    ``bounce``: a permanent refusal of the address (``code`` the server's), which counts
+    toward suppressing it."""
+
+    reason: str
+    at: datetime
+    retry_at: datetime | None = None
+    bounce: bool = False
+    code: int | None = None
+
+
 class Queue(Protocol):
     """Where a sender's work comes from and its outcomes go. Each call is its own
     transaction; a passing database outage raises ``digest.errors.Unavailable``."""
@@ -107,20 +120,7 @@ class Queue(Protocol):
 
     def mark_handed_over(self, outgoing: Outgoing, owner: str, now: datetime) -> bool: ...
 
-    def mark_failed(
-        self,
-        outgoing: Outgoing,
-        owner: str,
-        reason: str,
-        now: datetime,
-        *,
-        retry_at: datetime | None = None,
-        bounce_code: int | None = None,
-        bounce: bool = False,
-    ) -> bool:
-        """Deferred until ``retry_at``, or failed for good (None); ``bounce`` counts a
-        permanent refusal toward suppressing the address."""
-        ...
+    def mark_failed(self, outgoing: Outgoing, owner: str, failure: Failure) -> bool: ...
 
     def mark_unknown(
         self, outgoing: Outgoing, owner: str, reason: str, retry_at: datetime | None
@@ -364,23 +364,15 @@ class Sender:
         if not exc.temporary:
             # Only a refused recipient counts toward suppressing the address; a message this
             # server cannot carry (an address needing SMTPUTF8) says nothing about it.
-            fail = partial(
-                self.queue.mark_failed,
-                outgoing,
-                self.owner,
-                reason,
-                now,
-                bounce=stage == "recipient",
-                bounce_code=code,
-            )
+            failure = Failure(reason, now, bounce=stage == "recipient", code=code)
+            fail = partial(self.queue.mark_failed, outgoing, self.owner, failure)
             self._record(fail, lease_end)
             summary.failed += 1
             return
         if retry_at is None:
             reason = policy.gave_up(self.settings.delivery, outgoing.attempts, reason)
-        defer = partial(
-            self.queue.mark_failed, outgoing, self.owner, reason, now, retry_at=retry_at
-        )
+        failure = Failure(reason, now, retry_at)
+        defer = partial(self.queue.mark_failed, outgoing, self.owner, failure)
         self._record(defer, lease_end)
         if retry_at is None:
             summary.failed += 1
