@@ -31,18 +31,25 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Under CI=true the semantic extra is installed too, and its tests with the real model must run.
+# The suite runs in TEST_WORKERS processes (pytest-xdist; a test file stays in one process, so
+# its module fixtures run once); the tests marked `serial` (they restart the shared
+# PostgreSQL) run alone afterwards. Under CI=true the semantic extra is installed too, and
+# its tests with the real model must run.
+TEST_WORKERS ?= 3
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile -m "not serial"
 ifeq ($(CI),true)
 test: lint $(SEMANTIC)
-	TEST_SEMANTIC_MODEL=1 $(BIN)/python -m pytest
+	TEST_SEMANTIC_MODEL=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL)
+	TEST_SEMANTIC_MODEL=1 $(BIN)/python -m pytest -m serial
 else
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+	$(BIN)/python -m pytest -m serial
 endif
 
 # While working: everything but the slow system tests (processes, crashes, browsers, Docker).
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # Optional semantic matching (a small sentence-embedding model that runs offline on the CPU).
 # torch is installed first as the CPU build, so the extra does not pull a multi-GB CUDA one.

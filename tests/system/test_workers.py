@@ -331,6 +331,7 @@ def restartable_postgres_url() -> Iterator[str]:
     not ALLOW_RESTART,
     reason="restarts the machine's PostgreSQL: set DIGEST_TEST_ALLOW_PG_RESTART=1 (or CI=true)",
 )
+@pytest.mark.serial
 def test_postgresql_restarted_mid_run(restartable_postgres_url: str, sink, tmp_path: Path) -> None:
     port, recorder = sink
     count = 1000
