@@ -17,7 +17,9 @@ in a ``<style>`` block. Highlights carry their own inline style, computed here.
 
 Speed (see docs/benchmarks.md): what depends only on a paper is worked out once per day
 (:func:`paper_view`, the text part's wrapped paragraphs, the words of titles and abstracts
-for highlighting), and the message's bytes are assembled directly (:meth:`Renderer._wire`):
+for highlighting); the templates mark the blocks that are the same in every mail showing a
+paper with ``{% cache key… %}`` (:class:`~digest.render.templates.FragmentCache`: rendered
+once per key, byte-identical), and the message's bytes are assembled directly (:meth:`Renderer._wire`):
 headers folded by the same ``email`` policy as before (the fixed ones once per renderer),
 parts quoted-printable encoded by ``binascii``. ``Rendered.message`` parses those bytes back
 for callers that want an ``EmailMessage``; tests/test_render_fast.py checks the bytes against
@@ -47,7 +49,7 @@ from digest.config import MailSettings
 from digest.domain import paper_links
 from digest.domain.items import PaperCard, RankedItem
 from digest.domain.text import valid_github
-from digest.render.templates import TemplateError, _InliningLoader
+from digest.render.templates import FragmentCache, TemplateError, _InliningLoader
 from digest.render.text import (
     _MESSAGE_ID,
     MAX_ABSTRACT,
@@ -284,6 +286,7 @@ class Renderer:
             keep_trailing_newline=True,
             auto_reload=False,
             cache_size=-1,
+            extensions=[FragmentCache],
         )
         self.env.filters["wrap"] = wrap
         self._html = self.env.get_template(HTML_TEMPLATE)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import jinja2
+from jinja2 import nodes
+from jinja2.ext import Extension
+from jinja2.parser import Parser
 from premailer import Premailer
 
 from digest.errors import ConfigError
@@ -79,3 +82,38 @@ class _InliningLoader(jinja2.FileSystemLoader):
         if template.endswith(".html"):
             source = inline_template_css(source, template)
         return source, filename, uptodate
+
+
+class FragmentCache(Extension):
+    """``{% cache a, b %}…{% endcache %}``: the block is rendered once per key (the values
+    named) and looked up after. What is the same in every reader's mail (a paper's authors,
+    its links, its wrapped abstract) is made once per day instead of once per mail.
+
+    A cached block may use only what its key names (or what follows from it): anything else
+    would be frozen at its first value. Output is byte-identical to the uncached block.
+    """
+
+    tags: ClassVar[set[str]] = {"cache"}
+    LIMIT = 50_000  # entries; emptied when full (a day's papers need a few thousand)
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment)
+        self.fragments: dict[tuple[Any, ...], Any] = {}
+
+    def parse(self, parser: Parser) -> nodes.Node:
+        lineno = next(parser.stream).lineno
+        key = [parser.parse_expression()]
+        while parser.stream.skip_if("comma"):
+            key.append(parser.parse_expression())
+        body = parser.parse_statements(("name:endcache",), drop_needle=True)
+        call = self.call_method("_cached", [nodes.Tuple(key, "load")])
+        return nodes.CallBlock(call, [], [], body).set_lineno(lineno)
+
+    def _cached(self, key: tuple[Any, ...], caller: Any) -> Any:
+        found = self.fragments.get(key)
+        if found is None:
+            found = caller()
+            if len(self.fragments) >= self.LIMIT:
+                self.fragments.clear()
+            self.fragments[key] = found  # a racing thread may store the same: no harm
+        return found

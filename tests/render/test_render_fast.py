@@ -35,6 +35,7 @@ from digest.config import MailSettings
 from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, Reason
 from digest.render import HTML_TEMPLATE, DigestInput, Renderer
+from digest.render.templates import FragmentCache
 from digest.render.text import HIGHLIGHT_STYLE, highlight_html, highlight_spans, wrap
 from digest.render.wire import POLICY, quoted_printable
 from digest.sources.huggingface import parse_daily_papers
@@ -53,6 +54,7 @@ def straightforward_html(renderer: Renderer, data: DigestInput) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=[FragmentCache],  # new for this page: nothing comes from another digest
     )
     env.filters["wrap"] = wrap
     urls = {
@@ -322,3 +324,32 @@ def test_reason_and_wrap_caches_do_not_change_results(renderer: Renderer) -> Non
     ).raw
     assert renderer.render(data).raw == first
     assert again != first
+
+
+def test_fragments_cached_from_other_digests_change_no_byte(renderer: Renderer) -> None:
+    """A paper's byline, links and text block are made once and reused in every mail that
+    shows it: each digest rendered after the others (the cache warm with their papers, in
+    other positions and other readers' mails) is byte for byte the digest rendered with the
+    cache empty."""
+    [cache] = [e for e in renderer.env.extensions.values() if isinstance(e, FragmentCache)]
+    inputs = [data for _, data in digests()]
+    # The same papers for a second reader: other numbers, no feedback links, other reasons.
+    inputs += [
+        replace(
+            data,
+            items=[(replace(item, reasons=()), card) for item, card in reversed(data.items)],
+            feedback_urls=(),
+        )
+        for data in inputs
+    ]
+    cold = []
+    for data in inputs:
+        cache.fragments.clear()
+        cold.append(renderer.render(data).raw)
+    for data in inputs:
+        renderer.render(data)
+    stored = len(cache.fragments)
+    assert stored > 20
+    warm = [renderer.render(data).raw for data in reversed(inputs)][::-1]
+    assert len(cache.fragments) == stored  # all from the cache this time
+    assert warm == cold
