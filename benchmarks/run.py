@@ -284,6 +284,7 @@ def run(options: Options) -> dict[str, Any]:
                     "--format",
                     "raw",
                     *(["--gil"] if os.environ.get("BENCH_PY_SPY_GIL") else []),
+                    *(["--idle"] if os.environ.get("BENCH_PY_SPY_IDLE") else []),
                     "-o",
                     options.py_spy,
                     "--",

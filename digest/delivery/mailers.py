@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -261,13 +262,36 @@ class SmtpMailer:
                     stage="message",
                 )
             options = ["SMTPUTF8", "BODY=8BITMIME"]
+        # With PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one write and their replies
+        # are read after: two round trips a message instead of four. Without it, one by one.
+        pending = 0
+        if connection.has_extn("pipelining"):
+            if options:
+                connection.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
+            extra = " " + " ".join(options) if options else ""
+            commands = (
+                f"mail FROM:{smtplib.quoteaddr(sender)}{extra}\r\n"
+                f"rcpt TO:{smtplib.quoteaddr(address)}\r\nDATA\r\n"
+            )
+            try:
+                connection.send(commands)
+            except (OSError, smtplib.SMTPException) as exc:
+                raise _StaleConnection(_describe(exc)) from None
+            pending = 3
+            ask_mail = ask_rcpt = ask_data = connection.getreply
+        else:
+            ask_mail = partial(connection.mail, sender, options)
+            ask_rcpt = partial(connection.rcpt, address)
+            ask_data = partial(connection.docmd, "DATA")
         try:
-            code, text = connection.mail(sender, options)
+            code, text = ask_mail()
         except (OSError, smtplib.SMTPException) as exc:
             raise _StaleConnection(_describe(exc)) from None
+        pending = max(pending - 1, 0)
         if code == 421:
             raise _StaleConnection(f"{code} {_text(text)}")
         if code != 250:
+            self._drain(connection, pending)
             self._reset()
             raise SendError(
                 f"server refused the sender <{sender}>: {code} {_text(text)}",
@@ -276,10 +300,13 @@ class SmtpMailer:
                 code=code,
             )
         try:
-            code, text = connection.rcpt(address)
+            code, text = ask_rcpt()
+            pending = max(pending - 1, 0)
             if code not in (250, 251):
+                self._drain(connection, pending)
                 raise smtplib.SMTPResponseException(code, text)
-            code, text = connection.docmd("DATA")
+            code, text = ask_data()
+            pending = 0
             if code != 354:
                 raise smtplib.SMTPResponseException(code, text)
             if on_data:
@@ -326,6 +353,19 @@ class SmtpMailer:
             stage="recipient",
             code=exc.smtp_code,
         )
+
+    def _drain(self, connection: smtplib.SMTP, pending: int) -> None:
+        """Read the replies still due to pipelined commands after one was refused. A server
+        that accepted DATA all the same gets an empty message's end, which it must refuse
+        (no recipient was accepted)."""
+        try:
+            for _ in range(pending):
+                code, _ = connection.getreply()
+                if code == 354:
+                    connection.send(".\r\n")
+                    connection.getreply()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
 
     def _reset(self) -> None:
         # After a refused message the session can go on once the transaction is reset.

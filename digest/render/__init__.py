@@ -19,11 +19,12 @@ Speed (see docs/benchmarks.md): what depends only on a paper is worked out once 
 (:func:`paper_view`, the text part's wrapped paragraphs, the words of titles and abstracts
 for highlighting); the templates mark the blocks that are the same in every mail showing a
 paper with ``{% cache key… %}`` (:class:`~digest.render.templates.FragmentCache`: rendered
-once per key, byte-identical), and the message's bytes are assembled directly (:meth:`Renderer._wire`):
-headers folded by the same ``email`` policy as before (the fixed ones once per renderer),
-parts quoted-printable encoded by ``binascii``. ``Rendered.message`` parses those bytes back
-for callers that want an ``EmailMessage``; tests/test_render_fast.py checks the bytes against
-a straightforward rendering (premailer over the whole page, ``EmailMessage`` assembly).
+once per key, byte-identical), and the message's bytes are assembled directly
+(:meth:`Renderer._wire`): headers folded by the same ``email`` policy as before (the fixed
+ones once per renderer), parts quoted-printable encoded by ``binascii``.
+``Rendered.message`` parses those bytes back for callers that want an ``EmailMessage``;
+tests/render/test_render_fast.py checks the bytes against a straightforward rendering
+(premailer over the whole page, ``EmailMessage`` assembly).
 """
 
 from __future__ import annotations

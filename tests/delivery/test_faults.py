@@ -30,9 +30,16 @@ FAST = {
 }
 
 
-@pytest.fixture
-def server() -> Iterator[Scripted]:
+PIPELINING_EHLO = ["250-scripted.test", "250-PIPELINING", "250 8BITMIME"]
+
+
+@pytest.fixture(params=["one by one", "pipelined"])
+def server(request: pytest.FixtureRequest) -> Iterator[Scripted]:
+    """The server, offering PIPELINING (MAIL, RCPT and DATA sent in one go) or not: every
+    fault must land the same either way."""
     with scripted_smtp() as running:
+        if request.param == "pipelined":
+            running.script.ehlo = PIPELINING_EHLO
         yield running
 
 
@@ -51,8 +58,12 @@ def send(settings: Settings, store: Store, at: datetime = NOW) -> SendSummary:
 
 
 def mend(script: Script) -> None:
+    """Every fault undone; whether the server offers PIPELINING stays."""
+    pipelining = script.ehlo == PIPELINING_EHLO
     for f in fields(Script):
         setattr(script, f.name, getattr(Script(), f.name))
+    if pipelining:
+        script.ehlo = PIPELINING_EHLO
 
 
 def deliveries(store: Store) -> list[Delivery]:

@@ -81,6 +81,7 @@ class _Handler(socketserver.StreamRequestHandler):
         if not script.greeting.startswith("220"):
             return
         sender = recipient = ""
+        in_mail = has_rcpt = False
         count = 0
         while True:
             line = self.rfile.readline()
@@ -99,11 +100,23 @@ class _Handler(socketserver.StreamRequestHandler):
                 if script.drop_after and count >= script.drop_after:
                     raise _Closed
                 sender = argument.partition(":")[2].strip("<> ")
-                self._say(_reply(script.mail, sender, count), stopping)
+                reply = _reply(script.mail, sender, count)
+                in_mail = reply.startswith("250")
+                self._say(reply, stopping)
             elif verb == "RCPT":
+                # As a real server answers commands that came pipelined after a refusal.
+                if not in_mail:
+                    self._say("503 5.5.1 Error: need MAIL command", stopping)
+                    continue
                 recipient = argument.partition(":")[2].strip("<> ")
-                self._say(_reply(script.rcpt, recipient, count), stopping)
+                reply = _reply(script.rcpt, recipient, count)
+                has_rcpt = reply.startswith("25")
+                self._say(reply, stopping)
             elif verb == "DATA":
+                if not has_rcpt:
+                    self._say("554 5.5.1 Error: no valid recipients", stopping)
+                    continue
+                in_mail = has_rcpt = False
                 self._say(script.data, stopping)
                 lines = []
                 while True:
@@ -123,6 +136,8 @@ class _Handler(socketserver.StreamRequestHandler):
                         log.messages.append(received)
                 self._say(reply, stopping)
             elif verb == "RSET" or verb == "NOOP":
+                if verb == "RSET":
+                    in_mail = has_rcpt = False
                 self._say("250 2.0.0 Ok", stopping)
             elif verb == "QUIT":
                 self._say("221 2.0.0 Bye", stopping)
