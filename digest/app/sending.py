@@ -209,18 +209,26 @@ class OutboxQueue:
                 policy=policy_name,
                 daily_cap=self.settings.delivery.daily_cap,
             )
-            if not claimed:
-                return None
+        if not claimed:
+            return None
+        # Loaded after the claim's commit: the rows are leased to us, and on SQLite the
+        # write lock, which every other sender's outcomes wait for, is not held meanwhile.
+        with self.store.transaction() as session:
             prepared = self.maker.prepare(session, claimed)
-            ready: list[Outgoing] = []
-            for one in claimed:
-                made = prepared[one.id]
-                if isinstance(made, Outgoing):
-                    ready.append(made)
-                    continue
+        ready: list[Outgoing] = []
+        broken = []
+        for one in claimed:
+            made = prepared[one.id]
+            if isinstance(made, Outgoing):
+                ready.append(made)
+            else:
                 log.error("delivery %s: cannot prepare its message: %r", one.id, made)
-                self._set_aside(session, one, owner, made, now, summary)
-            return ready
+                broken.append((one, made))
+        if broken:
+            with self.store.transaction() as session:
+                for one, made in broken:
+                    self._set_aside(session, one, owner, made, now, summary)
+        return ready
 
     def _set_aside(
         self,
