@@ -30,6 +30,7 @@ from digest.models import Delivery, TransactionalMail
 from digest.render import DigestInput, Renderer
 from digest.store import Session, Store, bounces, digests, mail_outbox, outbox, papers
 from digest.store.digests import Reader
+from digest.store.group_commit import GroupCommit
 from digest.store.mail_outbox import ClaimedMail
 from digest.store.outbox import Stored
 
@@ -178,6 +179,8 @@ class OutboxQueue:
         self.mail_ids = mail_ids
         self.only = only
         self.rng = rng or random.Random()
+        # The sending threads' outcomes, committed together when they come together.
+        self.outcomes = GroupCommit(store)
 
     def claim(
         self, now: datetime, owner: str, limit: int, lease: timedelta, summary: SendSummary
@@ -253,19 +256,23 @@ class OutboxQueue:
         outbox.mark_failed(session, one.id, owner, reason, retry_at=retry_at)
 
     def mark_sent(self, outgoing: Outgoing, owner: str, now: datetime, reply: str) -> bool:
-        with self.store.transaction() as session:
-            return outbox.mark_sent(
-                session, outgoing.delivery_id, owner, now, reply, _TABLES[outgoing.kind]
+        model = _TABLES[outgoing.kind]
+        return self.outcomes.run(
+            lambda session: outbox.mark_sent(
+                session, outgoing.delivery_id, owner, now, reply, model
             )
+        )
 
     def mark_handed_over(self, outgoing: Outgoing, owner: str, now: datetime) -> bool:
-        with self.store.transaction() as session:
-            return outbox.mark_handed_over(
-                session, outgoing.delivery_id, owner, now, _TABLES[outgoing.kind]
+        model = _TABLES[outgoing.kind]
+        return self.outcomes.run(
+            lambda session: outbox.mark_handed_over(
+                session, outgoing.delivery_id, owner, now, model
             )
+        )
 
     def mark_failed(self, outgoing: Outgoing, owner: str, failure: Failure) -> bool:
-        with self.store.transaction() as session:
+        def work(session: Session) -> bool:
             marked = _mark(
                 outbox.mark_failed, session, outgoing, owner, failure.reason, failure.retry_at
             )
@@ -282,11 +289,14 @@ class OutboxQueue:
                 )
             return marked
 
+        return self.outcomes.run(work)
+
     def mark_unknown(
         self, outgoing: Outgoing, owner: str, reason: str, retry_at: datetime | None
     ) -> bool:
-        with self.store.transaction() as session:
-            return _mark(outbox.mark_unknown, session, outgoing, owner, reason, retry_at)
+        return self.outcomes.run(
+            lambda session: _mark(outbox.mark_unknown, session, outgoing, owner, reason, retry_at)
+        )
 
     def release(
         self,

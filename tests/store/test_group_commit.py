@@ -1,0 +1,111 @@
+"""Group commit under real threads and a real SQLite file: work that arrives while a commit
+is under way goes into the next one, every caller gets its own result only once it is
+committed, and a failed transaction fails each of its callers, none half-written."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+
+from digest.store import Session, Store
+from digest.store.group_commit import GroupCommit
+
+
+@pytest.fixture
+def table(store: Store) -> Store:
+    with store.transaction() as session:
+        session.execute(text("create table outcome (id integer primary key, what text)"))
+    return store
+
+
+def rows(store: Store) -> dict[int, str]:
+    with store.transaction() as session:
+        return dict(session.execute(text("select id, what from outcome")).all())  # type: ignore[arg-type]
+
+
+def insert(n: int, what: str = "sent"):  # type: ignore[no-untyped-def]
+    def work(session: Session) -> int:
+        session.execute(text("insert into outcome values (:n, :what)"), {"n": n, "what": what})
+        return n
+
+    return work
+
+
+def test_work_queued_during_a_commit_goes_together_in_the_next(table: Store) -> None:
+    group = GroupCommit(table)
+    inside, release = threading.Event(), threading.Event()
+    results: dict[int, int] = {}
+    seen_before_return: dict[int, bool] = {}
+
+    def first(session: Session) -> int:
+        insert(0)(session)
+        inside.set()
+        assert release.wait(10)
+        return 0
+
+    def call(n: int) -> None:
+        work = first if n == 0 else insert(n)
+        results[n] = group.run(work)
+        # Returned only once committed: another connection sees the row.
+        seen_before_return[n] = n in rows(table)
+
+    threads = [threading.Thread(target=call, args=(0,))]
+    threads[0].start()
+    assert inside.wait(10)
+    threads += [threading.Thread(target=call, args=(n,)) for n in range(1, 9)]
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(group._queued) < 8 and time.monotonic() < deadline:  # all eight are waiting
+        time.sleep(0.01)
+    assert len(group._queued) == 8 and not any(n in results for n in range(1, 9))
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert results == {n: n for n in range(9)}
+    assert all(seen_before_return.values())
+    assert rows(table) == {n: "sent" for n in range(9)}
+    assert group.commits == 2  # the first alone, then the eight that queued behind it
+
+
+def test_a_failed_transaction_fails_each_of_its_callers_and_writes_none(table: Store) -> None:
+    group = GroupCommit(table)
+    inside, release = threading.Event(), threading.Event()
+    errors: dict[int, BaseException] = {}
+
+    def blocking(session: Session) -> int:
+        inside.set()
+        assert release.wait(10)
+        return insert(0)(session)
+
+    def call(n: int, work) -> None:  # type: ignore[no-untyped-def]
+        try:
+            group.run(work)
+        except BaseException as exc:
+            errors[n] = exc
+
+    first = threading.Thread(target=call, args=(0, blocking))
+    first.start()
+    assert inside.wait(10)
+    # Behind it: two good ones and one that breaks the shared transaction (a duplicate key).
+    late = [
+        threading.Thread(target=call, args=(n, work))
+        for n, work in ((1, insert(1)), (2, insert(1, "again")), (3, insert(3)))
+    ]
+    for thread in late:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(group._queued) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in [first, *late]:
+        thread.join(10)
+    assert 0 not in errors
+    assert set(errors) == {1, 2, 3}  # all of the second transaction, the good ones too
+    assert rows(table) == {0: "sent"}  # none of it half-written
+    # Each caller retries its own, as it would after any failed commit.
+    assert group.run(insert(1)) == 1 and group.run(insert(3)) == 3
+    assert rows(table) == {0: "sent", 1: "sent", 3: "sent"}
