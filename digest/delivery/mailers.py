@@ -17,9 +17,10 @@ what to do next depends on it:
                 before the @ is not ASCII, and no SMTPUTF8): permanent, but says nothing
                 about the address, so it does not count toward suppressing it
 
-MAIL, RCPT and DATA go one by one, each with its own timeout, so the reply to the final
-dot is kept and its timeout can be longer (RFC 5321 §4.5.3.2). Connections are reused up
-to ``smtp.messages_per_connection`` messages.
+MAIL, RCPT and DATA go in one write when the server offers PIPELINING (RFC 2920), one by
+one otherwise; each reply has ``smtp.timeout``, and the reply to the final dot its own,
+longer timeout (RFC 5321 §4.5.3.2). Connections are reused up to
+``smtp.messages_per_connection`` messages.
 """
 
 from __future__ import annotations
