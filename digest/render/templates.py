@@ -94,7 +94,7 @@ class FragmentCache(Extension):
     """
 
     tags: ClassVar[set[str]] = {"cache"}
-    LIMIT = 50_000  # entries; emptied when full (a day's papers need a few thousand)
+    LIMIT = 20_000  # entries; emptied when full (a day's papers need a few thousand)
 
     def __init__(self, environment: jinja2.Environment) -> None:
         super().__init__(environment)
