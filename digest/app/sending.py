@@ -219,7 +219,7 @@ class OutboxQueue:
         with self.store.transaction() as session:
             prepared = self.maker.prepare(session, claimed)
         ready: list[Outgoing] = []
-        broken = []
+        broken: list[tuple[Stored, Exception]] = []
         for one in claimed:
             made = prepared[one.id]
             if isinstance(made, Outgoing):
