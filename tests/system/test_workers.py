@@ -170,20 +170,28 @@ def test_one_worker_command_with_two_processes_sends_each_digest_once(
     assert "started 2 worker processes" in err.decode()
 
 
-def _children_of(pid: int) -> list[int]:
+def _started(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), or None when there is no such process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _children_of(pid: int) -> list[tuple[int, int | None]]:
+    """The children of ``pid``, each with its start time: a pid can be given to a new process
+    once the old one is gone (pid_max is 32,768 here, and a parallel suite starts many)."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         children = (task / "children").read_text().split()
-        found.extend(int(c) for c in children)
+        found.extend((int(c), _started(int(c))) for c in children)
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+def _alive(child: tuple[int, int | None]) -> bool:
+    pid, started = child
+    return started is not None and _started(pid) == started
 
 
 def test_processes_of_a_killed_worker_command_stop_and_nothing_is_lost(
