@@ -160,6 +160,8 @@ def preview_titles(page: Any) -> list[str]:
 def test_a_new_reader_from_sign_up_to_unsubscribe(
     browser: Any, site: tuple[Settings, str], smtp: tuple[str, int, Recorder], shots: Path
 ) -> None:
+    from playwright.sync_api import expect  # present: the browser fixture checked
+
     settings, base = site
     _, _, recorder = smtp
     context = browser.new_context(viewport=DESKTOP, timezone_id="Europe/Berlin", locale="en-GB")
@@ -194,7 +196,8 @@ def test_a_new_reader_from_sign_up_to_unsubscribe(
     page.get_by_label("Send at").select_option("8")
     page.get_by_role("button", name="Subscribe").click()
     page.wait_for_url(base + "/")
-    assert page.get_by_role("heading", name="Check your inbox").is_visible()
+    # The answer comes at the same URL: wait for it to be shown, not just for the URL.
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
     assert ADDRESS in page.content()
     shoot("check-inbox")
 
@@ -269,8 +272,9 @@ def test_a_new_reader_from_sign_up_to_unsubscribe(
     page.goto(unsubscribe)
     assert page.get_by_role("heading", name="Unsubscribe?").is_visible()
     page.get_by_role("button", name="Unsubscribe", exact=True).click()
-    assert page.get_by_role("heading", name="You are unsubscribed").is_visible()
-    assert page.get_by_role("button", name="Resubscribe").is_visible()
+    # The answer to the POST loads at the same URL: wait for it (a busy machine is slow).
+    expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
+    expect(page.get_by_role("button", name="Resubscribe")).to_be_visible()
     shoot("unsubscribed")
     with _store(settings) as store, store.transaction() as session:
         assert subscribers.get(session, ADDRESS).status == "unsubscribed"
