@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 
 import httpx
 import pytest
+from common import fixture_bytes
 from smtp_server import Recorder, smtp_server
 from sqlalchemy import func, select
 
@@ -23,8 +24,6 @@ from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, DeliveryItem, Paper, SentPaper
 from digest.render import Renderer
 from digest.store import Store, subscribers
-
-from conftest import fixture_bytes
 
 DAY1 = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 

@@ -13,6 +13,7 @@ from typing import ClassVar
 import httpx
 import pytest
 from cli_support import run_cli
+from common import fixture_bytes
 from sqlalchemy import select
 
 from digest.app.fetching import fetch
@@ -21,8 +22,6 @@ from digest.models import FetchRun, Paper
 from digest.sources.arxiv_api import ArxivApiSource
 from digest.sources.http import Fetcher
 from digest.store import Store
-
-from conftest import fixture_bytes
 
 HF_0813 = "huggingface/daily_papers_2026-08-13_reserialized.json"
 RSS_MULTI = "arxiv_rss/rss_multi_category_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_4_items.xml"

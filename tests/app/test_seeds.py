@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from common import FIXTURES, fixture_bytes
 from sqlalchemy import select
 
 from digest.app import feedback, fetching
@@ -20,8 +21,6 @@ from digest.domain.schedules import Schedule
 from digest.domain.seeds import MAX_SEED_IDS, SeedError, bibtex_entries, read_seed
 from digest.models import Paper
 from digest.store import Store
-
-from conftest import FIXTURES, fixture_bytes
 
 NOW = datetime(2026, 9, 25, 12, 0, tzinfo=UTC)
 SEEDS = FIXTURES / "seeds"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from common import NO_MODEL
 from delivery_helpers import add_subscribers, fetch_sample, midday_zone, smtp_settings, states
 from smtp_server import Recorder, smtp_server
 from sqlalchemy import select
@@ -25,8 +26,6 @@ from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery
 from digest.render import Renderer
 from digest.store import Store
-
-from conftest import NO_MODEL
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
 

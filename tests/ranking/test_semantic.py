@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from common import IN_CI
 
 from digest.config import RankingSettings
 from digest.domain.items import PaperCard, Reason
@@ -40,8 +41,6 @@ from digest.ranking.semantic import (
     vector_bytes,
     vector_from_bytes,
 )
-
-from conftest import IN_CI
 
 NOW = datetime(2026, 9, 25, 12, 0, tzinfo=UTC)
 NO_PRIOR = RankingSettings(trending_weight=0.0, freshness_weight=0.0)

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from common import NO_MODEL
 from delivery_helpers import add_subscribers, fetch_sample, midday_zone, smtp_settings, states
 from smtp_server import Recorder, smtp_server
 from sqlalchemy import create_engine, select
@@ -23,8 +24,6 @@ from digest.models import Delivery
 from digest.store import Store, papers
 from digest.store import digests as stored_digests
 from digest.store.outbox import stored
-
-from conftest import NO_MODEL
 
 pytestmark = pytest.mark.slow
 

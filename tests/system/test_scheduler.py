@@ -12,12 +12,11 @@ from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from common import NO_MODEL
 
 from digest.config import Settings, load_settings
 from digest.scheduler import Service, build_scheduler
 from digest.store import Store
-
-from conftest import NO_MODEL
 
 
 def test_jobs_follow_the_settings(settings: Settings, store: Store) -> None:

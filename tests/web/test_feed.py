@@ -6,27 +6,15 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from html import unescape
 
 import pytest
-from smtp_server import smtp_server
 from sqlalchemy import select
-from web_support import BASE, Harness, web_settings
+from web_support import BASE, Harness
 
-from digest.config import Settings
 from digest.models import DeliveryItem, Paper
-from digest.store import Store
 
 ATOM = "{http://www.w3.org/2005/Atom}"
-
-
-@pytest.fixture
-def web(settings: Settings, store: Store) -> Iterator[Harness]:
-    with smtp_server() as (host, port, recorder):
-        harness = Harness(web_settings(settings, host, port), store, recorder)
-        yield harness
-        harness.close()
 
 
 def send_digest(web: Harness, address: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from common import FIXTURES, fixture_bytes
 from smtp_server import smtp_server
 from sqlalchemy import func, select
 from web_support import BASE, Harness, csrf_of, visible_text, web_settings
@@ -21,8 +22,6 @@ from digest.app import fetching
 from digest.config import Settings
 from digest.models import Delivery, DeliveryItem, Feedback, Paper
 from digest.store import Store, subscribers
-
-from conftest import FIXTURES, fixture_bytes
 
 # Day one: what the readers get first. Day two: what feedback should change.
 DAY_ONE = [

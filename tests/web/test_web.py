@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from smtp_server import smtp_server
 from sqlalchemy import create_engine, func, select
 from web_support import (
     BASE,
@@ -17,23 +15,13 @@ from web_support import (
     Harness,
     csrf_of,
     visible_text,
-    web_settings,
 )
 
 from digest.app import digests
-from digest.config import Settings
 from digest.domain.profiles import MAX_TERM_CHARS
 from digest.models import Delivery, Paper, SentPaper
 from digest.store import Store, subscribers
 from digest.web import create_app
-
-
-@pytest.fixture
-def web(settings: Settings, store: Store) -> Iterator[Harness]:
-    with smtp_server() as (host, port, recorder):
-        harness = Harness(web_settings(settings, host, port), store, recorder)
-        yield harness
-        harness.close()
 
 
 def test_front_page_has_the_form_a_sample_and_strict_headers(web: Harness) -> None:

@@ -21,14 +21,6 @@ from digest.models import Subscriber
 from digest.store import Store
 
 
-@pytest.fixture
-def web(settings: Settings, store: Store) -> Iterator[Harness]:
-    with smtp_server() as (host, port, recorder):
-        harness = Harness(web_settings(settings, host, port), store, recorder)
-        yield harness
-        harness.close()
-
-
 def tamper(token: str) -> str:
     """The same token with one character in the middle of its signature changed."""
     at = len(token) - 6
