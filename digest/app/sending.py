@@ -25,6 +25,7 @@ from digest.delivery import policy
 from digest.delivery.mailers import Mailer, make_mailer
 from digest.delivery.sender import Failure, Outgoing, Sender, SendSummary
 from digest.domain.items import PaperCard, RankedItem, message_id, outbox_name
+from digest.domain.states import Lease
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, TransactionalMail
 from digest.render import DigestInput, Renderer
@@ -182,18 +183,14 @@ class OutboxQueue:
         # The sending threads' outcomes, committed together when they come together.
         self.outcomes = GroupCommit(store)
 
-    def claim(
-        self, now: datetime, owner: str, limit: int, lease: timedelta, summary: SendSummary
-    ) -> list[Outgoing] | None:
+    def claim(self, lease: Lease, limit: int, summary: SendSummary) -> list[Outgoing] | None:
         policy_name = self.settings.delivery.unknown_policy
         with self.store.transaction() as session:
             if self.mail:
                 mails = mail_outbox.claim(
                     session,
-                    now,
-                    owner,
-                    limit,
                     lease,
+                    limit,
                     ids=self.mail_ids,
                     subscriber_ids=self.only,
                     policy=policy_name,
@@ -204,10 +201,8 @@ class OutboxQueue:
                 return None
             claimed = outbox.claim(
                 session,
-                now,
-                owner,
-                limit,
                 lease,
+                limit,
                 self.only,
                 policy=policy_name,
                 daily_cap=self.settings.delivery.daily_cap,
@@ -230,7 +225,7 @@ class OutboxQueue:
         if broken:
             with self.store.transaction() as session:
                 for one, made in broken:
-                    self._set_aside(session, one, owner, made, now, summary)
+                    self._set_aside(session, one, lease.owner, made, lease.start, summary)
         return ready
 
     def _set_aside(

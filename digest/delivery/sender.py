@@ -38,6 +38,7 @@ from digest.config import Settings, max_send_seconds
 from digest.delivery import policy
 from digest.delivery.limits import RateLimiter
 from digest.delivery.mailers import Envelope, Mailer, SendError
+from digest.domain.states import Lease
 from digest.errors import DeliveryError, StoreError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,8 @@ class Queue(Protocol):
     """Where a sender's work comes from and its outcomes go. Each call is its own
     transaction; a passing database outage raises ``digest.errors.Unavailable``."""
 
-    def claim(
-        self, now: datetime, owner: str, limit: int, lease: timedelta, summary: SendSummary
-    ) -> list[Outgoing] | None:
-        """Up to ``limit`` messages leased to ``owner``; None when nothing is ready. One
+    def claim(self, lease: Lease, limit: int, summary: SendSummary) -> list[Outgoing] | None:
+        """Up to ``limit`` messages given ``lease``; None when nothing is ready. One
         that cannot be prepared is set aside (counted in ``summary``), not returned."""
         ...
 
@@ -232,12 +231,13 @@ class Sender:
         summary = summary if summary is not None else SendSummary()
         while not self.stop.is_set():
             now = self.clock()
-            ready = self.queue.claim(now, self.owner, self.batch, self.lease, summary)
+            lease = Lease(self.owner, now, self.lease)
+            ready = self.queue.claim(lease, self.batch, summary)
             if ready is None:
                 if self.settings.delivery.daily_cap and self.queue.cap_reached(now):
                     summary.capped = True
                 return summary
-            lease_end = now + self.lease
+            lease_end = lease.until
             for index, outgoing in enumerate(ready):
                 self.limiter.acquire()
                 try:

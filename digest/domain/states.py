@@ -5,6 +5,8 @@ They are ``StrEnum``s, so they compare equal to the strings the database stores.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 
@@ -36,3 +38,17 @@ class DeliveryState(StrEnum):
 
 
 RETRYABLE = (DeliveryState.FAILED, DeliveryState.UNKNOWN, DeliveryState.DEFERRED)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What a claim gives a sender: its rows until ``until``; after that another may take
+    them (the first sender is presumed dead)."""
+
+    owner: str
+    start: datetime
+    length: timedelta
+
+    @property
+    def until(self) -> datetime:
+        return self.start + self.length

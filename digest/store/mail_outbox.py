@@ -10,16 +10,16 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from digest.domain.states import DeliveryState
+from digest.domain.states import DeliveryState, Lease
 from digest.models import TransactionalMail
 from digest.store import begin_write
-from digest.store.outbox import UnknownPolicy, take
+from digest.store.outbox import UnknownPolicy, hold_lapsed, take
 
 
 def enqueue(
@@ -77,10 +77,8 @@ def _mail_ready(now: datetime, policy: UnknownPolicy) -> Any:
 
 def claim(
     session: Session,
-    now: datetime,
-    owner: str,
+    lease: Lease,
     limit: int,
-    lease: timedelta,
     *,
     ids: Sequence[int] | None = None,
     subscriber_ids: Sequence[int] | None = None,
@@ -90,16 +88,8 @@ def claim(
     digests (a lapsed lease, a deferral whose time has come, an unknown one to resend)."""
     begin_write(session)
     if policy == "hold":
-        session.execute(
-            update(TransactionalMail)
-            .where(
-                TransactionalMail.status == DeliveryState.SENDING,
-                TransactionalMail.lease_until < now,
-                TransactionalMail.handed_over_at.is_not(None),
-            )
-            .values(status=DeliveryState.UNKNOWN, lease_until=None, next_attempt_at=None)
-        )
-    query = select(TransactionalMail).where(_mail_ready(now, policy))
+        hold_lapsed(session, TransactionalMail, lease.start)
+    query = select(TransactionalMail).where(_mail_ready(lease.start, policy))
     if ids is not None:
         query = query.where(TransactionalMail.id.in_(list(ids)))
     if subscriber_ids is not None:
@@ -110,7 +100,7 @@ def claim(
         )
     )
     for mail in taken:
-        take(mail, owner, now, lease)
+        take(mail, lease)
     session.flush()
     return [
         ClaimedMail(

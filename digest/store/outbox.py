@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digest.domain.schedules import window_start
-from digest.domain.states import DeliveryState, SubscriberStatus
+from digest.domain.states import DeliveryState, Lease, SubscriberStatus
 from digest.models import Delivery, Subscriber, TransactionalMail
 from digest.store import begin_write, chunks
 
@@ -222,16 +222,14 @@ def ready(now: datetime, policy: UnknownPolicy = "resend") -> Any:
 
 def claim(
     session: Session,
-    now: datetime,
-    owner: str,
+    lease: Lease,
     limit: int,
-    lease: timedelta,
     subscriber_ids: Sequence[int] | None = None,
     *,
     policy: UnknownPolicy = "resend",
     daily_cap: int = 0,
 ) -> list[Stored]:
-    """Take up to ``limit`` deliveries ready to send and lease them to ``owner``.
+    """Take up to ``limit`` deliveries ready to send and give them ``lease``.
 
     Ready: see :func:`ready_parts`. Under the hold policy, a lapsed lease whose message had
     been handed over becomes unknown instead.
@@ -239,6 +237,7 @@ def claim(
     claims stop when today's sends plus those in flight reach it.
     """
     begin_write(session)
+    now = lease.start
     dialect = session.get_bind().dialect.name
     if daily_cap:
         if dialect == "postgresql":
@@ -249,11 +248,7 @@ def claim(
         if limit == 0:
             return []
     if policy == "hold":
-        session.execute(
-            update(Delivery)
-            .where(_lapsed(now), Delivery.handed_over_at.is_not(None))
-            .values(status=DeliveryState.UNKNOWN, lease_until=None, next_attempt_at=None)
-        )
+        hold_lapsed(session, Delivery, now)
     # One small query per way of being ready, each walking an index in id order and
     # stopping at ``limit`` (SQLite: (status, next_attempt_at) ends in the row id), then the
     # ``limit`` oldest of what they found. A single query with the OR of them all sorted
@@ -288,17 +283,36 @@ def claim(
             delivery.lease_owner = delivery.lease_until = None
             delivery.last_error = f"not sent: the subscriber is {subscriber_status}"
             continue
-        take(delivery, owner, now, lease)
+        take(delivery, lease)
         taken.append(stored(delivery))
     session.flush()
     return taken
 
 
-def take(row: Delivery | TransactionalMail, owner: str, now: datetime, lease: timedelta) -> None:
-    """Lease a claimed row to ``owner``: one more attempt, nothing handed over yet."""
+# A row of either outbox: a digest, or a transactional mail. Both carry the same lease and
+# state columns, so marking works the same on either.
+Leased = type[Delivery] | type[TransactionalMail]
+
+
+def hold_lapsed(session: Session, model: Leased, now: datetime) -> None:
+    """The hold policy: a lapsed lease whose message had been handed over to the server
+    becomes unknown (it may have been delivered), for an operator to decide."""
+    session.execute(
+        update(model)
+        .where(
+            model.status == DeliveryState.SENDING,
+            model.lease_until < now,
+            model.handed_over_at.is_not(None),
+        )
+        .values(status=DeliveryState.UNKNOWN, lease_until=None, next_attempt_at=None)
+    )
+
+
+def take(row: Delivery | TransactionalMail, lease: Lease) -> None:
+    """Lease a claimed row to its sender: one more attempt, nothing handed over yet."""
     row.status = DeliveryState.SENDING
-    row.lease_owner = owner
-    row.lease_until = now + lease
+    row.lease_owner = lease.owner
+    row.lease_until = lease.until
     row.handed_over_at = None
     row.attempts += 1
 
@@ -316,11 +330,6 @@ def used_today(session: Session, now: datetime) -> int:
         )
     )
     return sent + (flying or 0)
-
-
-# A row of either outbox: a digest, or a transactional mail. Both carry the same lease and
-# state columns, so marking works the same on either.
-Leased = type[Delivery] | type[TransactionalMail]
 
 
 @cache

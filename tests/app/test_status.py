@@ -21,6 +21,7 @@ from digest.app import digests, fetching, sending
 from digest.cli import app
 from digest.config import Settings
 from digest.delivery.sender import SendSummary
+from digest.domain.states import Lease
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import FetchRun
 from digest.store import Store, outbox
@@ -183,7 +184,7 @@ def test_held_unknown_deliveries_need_attention(settings: Settings, store: Store
     now = datetime.now(UTC)
     digests.plan_and_rank(settings, store, now, for_date=now.date())
     with store.transaction() as session:
-        [claimed] = outbox.claim(session, now, "w1", 10, timedelta(minutes=15))
+        [claimed] = outbox.claim(session, Lease("w1", now, timedelta(minutes=15)), 10)
         outbox.mark_unknown(session, claimed.id, "w1", "connection lost after data", retry_at=None)
     code, data = status_json(settings)
     assert code == 1
