@@ -52,8 +52,26 @@ SecondLookOpt = Annotated[
 ]
 
 
-def changes(**given: Any) -> dict[str, Any]:
-    """The profile parts an option gave (None: not given, so kept by ``profiles.merge``)."""
+def profile_changes(
+    include: list[str] | None,
+    exclude: list[str] | None,
+    category: list[str] | None,
+    author: list[str] | None,
+    also_trending: bool | None,
+    second_look: bool | None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """The profile parts the shared options gave, by the profile's names (an option not
+    given is None, and ``profiles.merge`` keeps that part as it was)."""
+    given = {
+        "include": include,
+        "exclude": exclude,
+        "categories": category,
+        "authors": author,
+        "also_trending": also_trending,
+        "second_look": second_look,
+        "description": description,
+    }
     return {name: value for name, value in given.items() if value is not None}
 
 
@@ -99,14 +117,7 @@ def subscribe(
             store,
             Schedule.default(state.settings.subscribers),
             email,
-            changes(
-                include=include,
-                exclude=exclude,
-                categories=category,
-                authors=author,
-                also_trending=also_trending,
-                second_look=second_look,
-            ),
+            profile_changes(include, exclude, category, author, also_trending, second_look),
             {
                 "timezone": tz,
                 "send_hour": hour,
@@ -239,14 +250,8 @@ def profile(
     state: State = ctx.obj
     liked = _seed_ids(seed, like)
     disliked = _seed_ids(None, dislike)
-    asked = changes(
-        include=include,
-        exclude=exclude,
-        categories=category,
-        authors=author,
-        also_trending=also_trending,
-        second_look=second_look,
-        description=description,
+    asked = profile_changes(
+        include, exclude, category, author, also_trending, second_look, description
     )
     if clear:
         asked["clear"] = True
