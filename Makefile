@@ -32,11 +32,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist; a test file stays in one process, so
-# its module fixtures run once); the tests marked `serial` (they restart the shared
-# PostgreSQL) run alone afterwards. Under CI=true the semantic extra is installed too, and
+# its module fixtures run once, except the long system files tests/conftest.py spreads test by
+# test); the tests marked `serial` (they restart the shared PostgreSQL) run alone afterwards. Under CI=true the semantic extra is installed too, and
 # its tests with the real model must run.
 TEST_WORKERS ?= 3
-PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup -m "not serial"
 ifeq ($(CI),true)
 test: lint $(SEMANTIC)
 	TEST_SEMANTIC_MODEL=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL)
@@ -49,7 +49,7 @@ endif
 
 # While working: everything but the slow system tests (processes, crashes, browsers, Docker).
 test-fast: lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 # Optional semantic matching (a small sentence-embedding model that runs offline on the CPU).
 # torch is installed first as the CPU build, so the extra does not pull a multi-GB CUDA one.

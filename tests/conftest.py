@@ -17,17 +17,15 @@ from digest.store import Store
 if TYPE_CHECKING:
     from doctor_support import Keys
 
-FIXTURES = Path(__file__).parent / "fixtures"
 # The helpers every test folder shares (SMTP servers, settings, the CLI runner).
 sys.path.insert(0, str(Path(__file__).parent / "support"))
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from common import IN_CI
 
 # The semantic extra may be installed here (`make semantic`). Tests run as without it: the
 # model takes seconds to load and a minute to embed the sample papers, so a command run in a
 # subprocess gets semantic matching switched off, and in-process code gets an embedder that
 # behaves as if the extra were missing (the `semantic_model` fixture lifts this).
 os.environ.setdefault("DIGEST_RANKING__SEMANTIC", "false")
-NO_MODEL = {"DIGEST_RANKING__SEMANTIC": "false"}  # for the environment of a command under test
 
 
 @pytest.fixture(autouse=True)
@@ -46,10 +44,6 @@ def _no_semantic_model(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 @pytest.fixture
 def semantic_model() -> None:
     """Marks a test that may load the real model (when the extra is installed)."""
-
-
-def fixture_bytes(relative: str) -> bytes:
-    return (FIXTURES / relative).read_bytes()
 
 
 @pytest.fixture
@@ -110,12 +104,21 @@ def postgres_url() -> Iterator[str]:
     engine.dispose()
 
 
+# Test files whose tests each take tens of seconds and share no module fixture: under
+# pytest-xdist they are spread over the processes one test at a time. Every other file stays
+# whole in one process (its module fixtures, a browser or a model, then start once).
+SPREAD = {"test_workers.py", "test_restarts.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Whole processes, crashes, browsers, Docker and benchmarks are ``slow``: `make test`
-    and CI run them all; `make test-fast` leaves them out while working."""
+    and CI run them all; `make test-fast` leaves them out while working. Each test is put in
+    its file's group for `--dist loadgroup`, unless its file is in SPREAD."""
     for item in items:
         if "system" in item.path.parts or item.path.name == "test_browser.py":
             item.add_marker(pytest.mark.slow)
+        if item.path.name not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(str(item.path)))
 
 
 # -- made with openssl, once per module: DKIM keys, and a certificate for 127.0.0.1 ---------
