@@ -14,7 +14,10 @@ import unicodedata
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 # Zero-width and byte-order marks carry nothing a reader should see either.
 _INVISIBLE = "\u200b\u2060\ufeff"
-_STRIP = {ord(ch): None for ch in _BIDI + _INVISIBLE}
+# Control characters (Unicode's Cc: C0, DEL and C1) become spaces, collapsed after.
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]
+_STRIP: dict[int, str | None] = {ord(ch): None for ch in _BIDI + _INVISIBLE}
+_STRIP.update(dict.fromkeys(_CONTROLS, " "))
 _WS = re.compile(r"\s+")
 
 _NEW_ID = re.compile(r"(?P<id>\d{4}\.\d{4,5})(?:v(?P<v>\d+))?")
@@ -40,8 +43,6 @@ def visible(value: str) -> str:
     other controls (those become spaces), whitespace collapsed. For paper text and for
     what people type alike, so neither can reorder or hide what is shown."""
     text = unicodedata.normalize("NFC", value).translate(_STRIP)
-    # Other control characters (C0, C1, DEL) become spaces, then collapse.
-    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
     return _WS.sub(" ", text).strip()
 
 
