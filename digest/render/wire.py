@@ -70,8 +70,36 @@ _PART_HEADERS = (
 )
 
 
-_QP_LINES: dict[bytes, bytes] = {}
-_QP_CACHE_LINES = 30_000
+class _LineCache:
+    """Encoded lines in two generations: a line found in the older one moves to the newer,
+    and when the newer is full the older is dropped. The lines every digest shares (the
+    template's, today's papers') stay; the ones a single reader's mail had (highlights,
+    links) age out, instead of everything going at once when a single dict fills up (which
+    threw away the shared lines every few hundred digests). Shared by the sending threads:
+    a lost race costs one encoding again, never a wrong line."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.new: dict[bytes, bytes] = {}
+        self.old: dict[bytes, bytes] = {}
+
+    def encoded(self, text: bytes) -> list[bytes]:
+        new, old = self.new, self.old
+        out = []
+        for line in text.splitlines():
+            encoded = new.get(line)
+            if encoded is None:
+                encoded = old.get(line)
+                if encoded is None:
+                    encoded = binascii.b2a_qp(line + b"\n", istext=True).replace(b"\n", b"\r\n")
+                new[line] = encoded
+            out.append(encoded)
+        if len(new) > self.size:
+            self.old, self.new = new, {}
+        return out
+
+
+_QP_LINES = _LineCache(40_000)
 
 
 def quoted_printable(text: str) -> bytes:
@@ -83,14 +111,4 @@ def quoted_printable(text: str) -> bytes:
     lines every digest shares (the template's, a paper's authors, links and wrapped
     abstract) are encoded once and looked up after.
     """
-    cache = _QP_LINES
-    if len(cache) > _QP_CACHE_LINES:
-        cache.clear()
-    out = []
-    for line in text.encode("utf-8").splitlines():
-        encoded = cache.get(line)
-        if encoded is None:
-            encoded = binascii.b2a_qp(line + b"\n", istext=True).replace(b"\n", b"\r\n")
-            cache[line] = encoded
-        out.append(encoded)
-    return b"".join(out)
+    return b"".join(_QP_LINES.encoded(text.encode("utf-8")))

@@ -37,7 +37,7 @@ from digest.domain.items import PaperCard, Reason
 from digest.render import HTML_TEMPLATE, DigestInput, Renderer
 from digest.render.templates import FragmentCache
 from digest.render.text import HIGHLIGHT_STYLE, highlight_html, highlight_spans, wrap
-from digest.render.wire import POLICY, quoted_printable
+from digest.render.wire import POLICY, _LineCache, quoted_printable
 from digest.sources.huggingface import parse_daily_papers
 from digest.sources.sample import read_listing
 
@@ -313,6 +313,38 @@ def test_quoted_printable_line_by_line_equals_whole_on_random_text() -> None:
         normal = b"\n".join(lines) + b"\n" if lines else b""
         whole = binascii.b2a_qp(normal, istext=True).replace(b"\n", b"\r\n")
         assert quoted_printable(text) == whole
+
+
+def test_the_line_cache_keeps_shared_lines_and_stays_right_across_generations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[bytes] = []
+
+    class Counting:
+        @staticmethod
+        def b2a_qp(data: bytes, istext: bool) -> bytes:
+            encoded.append(data)
+            return binascii.b2a_qp(data, istext=istext)
+
+    monkeypatch.setattr("digest.render.wire.binascii", Counting)
+    cache = _LineCache(size=40)
+    shared = [b"shared line %d = same in every mail" % n for n in range(10)]
+    rng = random.Random(7)
+    for round_ in range(200):
+        own = [b"reader %d line %d \xc3\xa9" % (round_, n) for n in range(rng.randint(0, 15))]
+        lines = shared + own
+        rng.shuffle(lines)
+        text = b"\n".join(lines)
+        expected = binascii.b2a_qp(text + b"\n", istext=True).replace(b"\n", b"\r\n")
+        encoded.clear()
+        assert b"".join(cache.encoded(text)) == expected
+        if round_:  # after the first, only a reader's own lines are encoded, never a shared one
+            assert sorted(encoded) == sorted(line + b"\n" for line in own)
+        assert len(cache.new) <= cache.size + len(lines)  # bounded: one text over at most
+    # The lines every text had survived the generations the readers' own lines aged out of.
+    kept = {**cache.old, **cache.new}
+    assert all(line in kept for line in shared)
+    assert not any(line.startswith(b"reader 1 ") for line in kept)
 
 
 def test_reason_and_wrap_caches_do_not_change_results(renderer: Renderer) -> None:
