@@ -51,6 +51,7 @@ def stems(text: str) -> list[str]:
     return [stem(m.group()) for m in _WORD.finditer(text)]
 
 
+@lru_cache(maxsize=65_536)  # a profile's terms are asked for in every mail it gets
 def term_key(term: str) -> tuple[str, ...]:
     """A term or phrase as the sequence of stems it must match; () when it has no words."""
     return tuple(stems(term))

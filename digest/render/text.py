@@ -101,10 +101,7 @@ def _words(
 
 @lru_cache(maxsize=4096)
 def _term_keys(terms: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    return tuple(sorted({key for key in map(_term_key, terms) if key}))
-
-
-_term_key = lru_cache(maxsize=16384)(term_key)
+    return tuple(sorted({key for key in map(term_key, terms) if key}))
 
 
 def highlight_spans(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
