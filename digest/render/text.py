@@ -249,11 +249,19 @@ def _papers(n: int) -> str:
 
 
 _LONG_WORD = re.compile(rf"\S{{{TEXT_WIDTH + 1},}}")
+# Text with no white space at either end (textwrap strips any there, Unicode's too) and no
+# ASCII white space inside but plain spaces (those textwrap turns into spaces).
+_ONE_LINE = re.compile(r"\S(?:[^\t\n\x0b\x0c\r]*\S)?")
 
 
 def wrap(text: str, indent: str = "", first: str | None = None) -> str:
     """Plain text wrapped at ~78 columns; URLs are never broken, other giant words are.
     ``first`` replaces ``indent`` on the first line."""
+    lead = indent if first is None else first
+    if len(lead) + len(text) <= TEXT_WIDTH and _ONE_LINE.fullmatch(text):
+        # It fits and has nothing textwrap would fold or drop: what fill would return, in
+        # a fraction of the time (a reader's "Why:" lines and the like, new in every mail).
+        return lead + text
     if first is not None and len(first) == len(indent):
         # The same breaks as with ``indent`` throughout: a card's "12. " before its title
         # reuses the title wrapped once per paper, not once per position.

@@ -36,7 +36,7 @@ from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, Reason
 from digest.render import HTML_TEMPLATE, DigestInput, Renderer
 from digest.render.templates import FragmentCache
-from digest.render.text import HIGHLIGHT_STYLE, highlight_html, highlight_spans, wrap
+from digest.render.text import HIGHLIGHT_STYLE, _wrap, highlight_html, highlight_spans, wrap
 from digest.render.wire import POLICY, _LineCache, quoted_printable
 from digest.sources.huggingface import parse_daily_papers
 from digest.sources.sample import read_listing
@@ -345,6 +345,28 @@ def test_the_line_cache_keeps_shared_lines_and_stays_right_across_generations(
     kept = {**cache.old, **cache.new}
     assert all(line in kept for line in shared)
     assert not any(line.startswith(b"reader 1 ") for line in kept)
+
+
+def test_wrap_of_short_text_is_what_textwrap_makes() -> None:
+    # wrap() returns a text that fits on one line without asking textwrap; _wrap always asks.
+    rng = random.Random(76)
+    alphabet = ["a"] * 12 + [" "] * 4 + ["\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x85"]
+    alphabet += [
+        "\u00a0",
+        "\u2003",
+        "\u2028",
+        "\u200b",
+        "-",
+        "é",
+        "http://x.org/" + "p" * 70,
+        "https://e.org/a",
+        ".",
+    ]
+    texts = ["", " ", "a", " a", "a ", "a  b", "x" * 76, "x" * 77, "x" * 72, "\u2003a\u2003"]
+    texts += ["".join(rng.choices(alphabet, k=rng.randint(0, 90))) for _ in range(20_000)]
+    for text in texts:
+        for indent, first in [("", None), ("    ", None), ("    ", "12. "), ("  ", "Why: ")]:
+            assert wrap(text, indent, first) == _wrap(text, indent, first), (text, indent, first)
 
 
 def test_reason_and_wrap_caches_do_not_change_results(renderer: Renderer) -> None:
