@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import pytest
 from common import IN_CI, NO_MODEL
@@ -193,6 +194,22 @@ def _alive(child: tuple[int, int | None]) -> bool:
     return started is not None and _started(pid) == started
 
 
+def _drained(process: subprocess.Popen) -> list[bytes]:
+    """Read ``process``'s stdout and stderr as they come, kept for the failure message. Its
+    child processes write to the same pipes and outlive it: unread, a full pipe (64 KiB)
+    would block their logging, and so their stopping."""
+    kept: list[bytes] = []
+
+    def read(stream: IO[bytes]) -> None:
+        for line in stream:
+            kept.append(line)
+
+    for stream in (process.stdout, process.stderr):
+        assert stream is not None
+        threading.Thread(target=read, args=(stream,), daemon=True).start()
+    return kept
+
+
 def test_processes_of_a_killed_worker_command_stop_and_nothing_is_lost(
     sink, tmp_path: Path
 ) -> None:
@@ -204,6 +221,7 @@ def test_processes_of_a_killed_worker_command_stop_and_nothing_is_lost(
     count = 400
     seed(url, count, port)
     [worker] = start_workers(url, port, 1, tmp_path, processes=2, SMTP__MESSAGES_PER_SECOND="40")
+    output = _drained(worker)
     deadline = time.monotonic() + 60
     while len(recorder.messages) < 20 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -215,7 +233,10 @@ def test_processes_of_a_killed_worker_command_stop_and_nothing_is_lost(
     deadline = time.monotonic() + 30
     while any(_alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(c) for c in children), "a worker process outlived its parent"
+    assert not any(_alive(c) for c in children), (
+        "a worker process outlived its parent; its output:\n"
+        + b"".join(output).decode(errors="replace")[-3000:]
+    )
     assert len(recorder.messages) < count  # stopped early: the rest is still to send
 
     [again] = start_workers(url, port, 1, tmp_path, processes=1)
