@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 from digest.domain.text import clean_text, parse_arxiv_id, title_key, valid_doi, valid_github
 from digest.models import Paper
@@ -85,56 +86,63 @@ def clean(record: PaperIn) -> CleanPaper | None:
 
 
 def merge_batch(records: Iterable[PaperIn]) -> tuple[list[CleanPaper], int]:
-    """Clean and merge a batch so each paper appears once; returns (papers, skipped)."""
+    """Clean and merge a batch so each paper appears once; returns (papers, skipped).
+
+    Records join in the order they came, by the rule ``upsert`` applies to stored rows, so
+    one fetch of two sightings stores what two fetches of them would."""
     merged: dict[str, CleanPaper] = {}
-    by_title: dict[str, str] = {}
+    by_title: dict[str, str] = {}  # title key -> key in merged: an id-less paper first
     skipped = 0
-    pending_idless: list[CleanPaper] = []
     for record in records:
         paper = clean(record)
         if paper is None:
             skipped += 1
-        elif paper.arxiv_id is None:
-            pending_idless.append(paper)
-        elif paper.key in merged:
-            merged[paper.key] = _merge(merged[paper.key], paper)
-        else:
-            merged[paper.key] = paper
-            by_title.setdefault(paper.title_key, paper.key)
-    # An id-less record joins the arXiv record of the same title, if the batch has one.
-    for paper in pending_idless:
-        key = by_title.get(paper.title_key, paper.key)
-        merged[key] = _merge(merged[key], paper) if key in merged else paper
+            continue
+        known = merged.get(paper.key) or merged.get(by_title.get(paper.title_key, ""))
+        if known is not None and known.key != paper.key and known.arxiv_id and paper.arxiv_id:
+            known = None  # two arXiv papers that share a title stay two
+        if known is not None:
+            del merged[known.key]
+            paper = _merge(known, paper)
+        merged[paper.key] = paper
+        held = merged.get(by_title.get(paper.title_key, ""))
+        if held is None or (held.arxiv_id is not None and paper.arxiv_id is None):
+            by_title[paper.title_key] = paper.key
     return list(merged.values()), skipped
 
 
-def _merge(into: CleanPaper, other: CleanPaper) -> CleanPaper:
-    a, b = into.record, other.record
-    # The record with the better text leads; the other fills what it lacks.
-    lead, rest = (b, a) if TEXT_RANK.get(b.source, 0) > TEXT_RANK.get(a.source, 0) else (a, b)
+def _merge(old: CleanPaper, new: CleanPaper) -> CleanPaper:
+    """The one merge rule: two records of one paper in a batch (``new`` came later), or a
+    stored row (``old``) and today's record of it."""
+    a, b = old.record, new.record
+    # The record with the better text leads (the newer on a tie); the other fills what it
+    # lacks. Facts that change with versions come from the newer record when it has them;
+    # facts that do not (the DOI, the first submission) stay as first known.
+    lead, rest = (b, a) if TEXT_RANK.get(b.source, 0) >= TEXT_RANK.get(a.source, 0) else (a, b)
     combined = replace(
         lead,
         abstract=lead.abstract or rest.abstract,
         authors=lead.authors or rest.authors,
         categories=_union(_arxiv_first(lead, rest)),
-        published_at=lead.published_at or rest.published_at,
-        updated_at=_latest(lead.updated_at, rest.updated_at),
-        announced_on=_earliest(lead.announced_on, rest.announced_on),
-        doi=lead.doi or rest.doi,
-        journal_ref=lead.journal_ref or rest.journal_ref,
-        comment=lead.comment or rest.comment,
-        upvotes=_latest_upvotes(a, b),
-        ai_summary=lead.ai_summary or rest.ai_summary,
-        github_repo=lead.github_repo or rest.github_repo,
+        published_at=a.published_at or b.published_at,
+        updated_at=_latest(a.updated_at, b.updated_at),
+        announced_on=_earliest(a.announced_on, b.announced_on),
+        doi=a.doi or b.doi,
+        journal_ref=b.journal_ref or a.journal_ref,
+        comment=b.comment or a.comment,
+        upvotes=_most_upvotes(a, b),
+        ai_summary=b.ai_summary or a.ai_summary,
+        github_repo=b.github_repo or a.github_repo,
     )
-    version = max(v for v in (into.version, other.version, 0) if v is not None) or None
+    version = max(v for v in (old.version, new.version, 0) if v is not None) or None
+    keyed = old if old.arxiv_id or not new.arxiv_id else new  # an arXiv id, once known, stays
     return CleanPaper(
-        into.key if into.arxiv_id else other.key,
-        into.arxiv_id or other.arxiv_id,
+        keyed.key,
+        keyed.arxiv_id,
         version,
-        into.title_key if into.arxiv_id else other.title_key,
+        new.title_key if lead is b else old.title_key,  # the key follows the title kept
         combined,
-        list(dict.fromkeys(into.sources + other.sources)),
+        list(dict.fromkeys(old.sources + new.sources)),
     )
 
 
@@ -157,8 +165,9 @@ def _earliest(a: date | None, b: date | None) -> date | None:
     return min((d for d in (a, b) if d is not None), default=None)
 
 
-def _latest_upvotes(a: PaperIn, b: PaperIn) -> int | None:
-    # The later record's count is the fresher one; counts only grow, so max is safe.
+def _most_upvotes(a: PaperIn, b: PaperIn) -> int | None:
+    # Counts only grow, so the larger is the fresher, whatever order the records came in
+    # (a backfilled older listing does not set a count back).
     values = [v for v in (a.upvotes, b.upvotes) if v is not None]
     return max(values) if values else None
 
@@ -175,10 +184,13 @@ def upsert(
     stats = IngestStats(fetched=len(papers))
     for paper in papers:
         row = existing_by_id.get(paper.key)
-        if row is None and paper.arxiv_id is not None:
-            row = existing_by_title.get(paper.title_key)  # an id-less row of this paper
-        if row is None and paper.arxiv_id is None:
+        if row is None:
+            # By title, as merge_batch joins records: an id-less record joins the paper of
+            # its title, and an arXiv record takes over an id-less row; two arXiv papers
+            # that share a title ("Erratum") stay two.
             row = existing_by_title.get(paper.title_key)
+            if row is not None and row.arxiv_id is not None and paper.arxiv_id is not None:
+                row = None
         if row is None:
             session.add(_new_row(paper, now))
             stats.new += 1
@@ -190,72 +202,42 @@ def upsert(
     return stats
 
 
-def _new_row(paper: CleanPaper, now: datetime) -> Paper:
-    r = paper.record
-    return Paper(
+# PaperIn's fields as the paper table names them; announce_type is not kept.
+_COLUMN = {"source": "text_source", "upvotes": "hf_upvotes"}
+_KEPT = tuple(f.name for f in fields(PaperIn) if f.name != "announce_type")
+
+
+def _columns(paper: CleanPaper) -> dict[str, Any]:
+    """The row's values for a merged paper (all but the sighting times)."""
+    values = {_COLUMN.get(name, name): getattr(paper.record, name) for name in _KEPT}
+    values.update(
         canonical_id=paper.key,
         arxiv_id=paper.arxiv_id,
         title_key=paper.title_key,
         version=paper.version,
-        title=r.title,
-        abstract=r.abstract,
-        authors=r.authors,
-        categories=r.categories,
-        published_at=r.published_at,
-        updated_at=r.updated_at,
-        announced_on=r.announced_on,
-        first_seen_at=now,
-        last_seen_at=now,
-        doi=r.doi,
-        journal_ref=r.journal_ref,
-        comment=r.comment,
-        hf_upvotes=r.upvotes,
-        ai_summary=r.ai_summary,
-        github_repo=r.github_repo,
         sources=list(paper.sources),
-        text_source=r.source,
+    )
+    return values
+
+
+def _as_clean(row: Paper) -> CleanPaper:
+    """A stored row as a record, so that it merges by the same rule as a batch does."""
+    record = PaperIn(**{name: getattr(row, _COLUMN.get(name, name)) for name in _KEPT})
+    return CleanPaper(
+        row.canonical_id, row.arxiv_id, row.version, row.title_key, record, list(row.sources)
     )
 
 
-_TRACKED = (
-    "canonical_id", "arxiv_id", "title_key", "version", "title", "abstract", "authors",
-    "categories", "published_at", "updated_at", "announced_on", "doi", "journal_ref",
-    "comment", "hf_upvotes", "ai_summary", "github_repo", "sources", "text_source",
-)  # fmt: skip
+def _new_row(paper: CleanPaper, now: datetime) -> Paper:
+    return Paper(**_columns(paper), first_seen_at=now, last_seen_at=now)
 
 
 def _update_row(row: Paper, paper: CleanPaper, now: datetime) -> bool:
     """Merge ``paper`` into ``row``; True when anything a reader could see changed."""
-    before = {name: getattr(row, name) for name in _TRACKED}
-    r = paper.record
-    if row.arxiv_id is None and paper.arxiv_id is not None:
-        # The id-less paper has turned up with its arXiv id: the row takes it on.
-        row.arxiv_id, row.canonical_id = paper.arxiv_id, paper.key
-    if TEXT_RANK.get(r.source, 0) >= TEXT_RANK.get(row.text_source, 0):
-        row.title = r.title
-        row.abstract = r.abstract or row.abstract
-        row.authors = r.authors or row.authors
-        row.text_source = r.source
-        row.title_key = paper.title_key
-    else:
-        row.abstract = row.abstract or r.abstract
-        row.authors = row.authors or r.authors
-    if r.source.startswith("arxiv"):
-        row.categories = _union([r.categories, row.categories])
-    else:
-        row.categories = _union([row.categories, r.categories])
-    if paper.version and (row.version or 0) < paper.version:
-        row.version = paper.version
-    row.published_at = row.published_at or r.published_at
-    row.updated_at = _latest(row.updated_at, r.updated_at)
-    row.announced_on = _earliest(row.announced_on, r.announced_on)
-    row.doi = row.doi or r.doi
-    row.journal_ref = r.journal_ref or row.journal_ref
-    row.comment = r.comment or row.comment
-    if r.upvotes is not None:
-        row.hf_upvotes = r.upvotes
-    row.ai_summary = r.ai_summary or row.ai_summary
-    row.github_repo = r.github_repo or row.github_repo
-    row.sources = list(dict.fromkeys([*row.sources, *paper.sources]))
+    changed = False
+    for name, value in _columns(_merge(_as_clean(row), paper)).items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
     row.last_seen_at = now
-    return any(getattr(row, name) != before[name] for name in _TRACKED)
+    return changed

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from itertools import permutations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from digest.domain.text import parse_arxiv_id, title_key
 from digest.ingest import clean, merge_batch, upsert
@@ -162,3 +164,58 @@ def test_two_arxiv_papers_with_one_title_stay_two(store: Store) -> None:
     ingest(store, [b])
     with store.transaction() as session:
         assert session.scalar(select(func.count(Paper.id))) == 2
+
+
+def _rss(comment: str) -> PaperIn:
+    return PaperIn(
+        source="arxiv_rss",
+        title="Scaling sparse transformers",
+        arxiv_id="2608.01234v3",
+        categories=["cs.CL", "stat.ML"],
+        comment=comment,
+        announced_on=date(2026, 8, 12),
+        updated_at=datetime(2026, 8, 12, tzinfo=UTC),
+    )
+
+
+def _row_values(store: Store) -> dict[str, object]:
+    [row] = all_papers(store)
+    skip = {"id", "first_seen_at", "last_seen_at"}
+    return {c.key: getattr(row, c.key) for c in Paper.__table__.columns if c.key not in skip}
+
+
+def test_one_merge_rule_in_a_batch_and_across_days(store: Store) -> None:
+    """Sightings of a paper give the same row whether they came in one fetch or on
+    several days (in that order): one rule merges records, and records into stored rows."""
+    variants = {
+        "hf5": _hf(5),
+        "hf42": _hf(42, github_repo="https://github.com/ada/sparse"),
+        "api1": _arxiv(1),
+        "api2": replace(_arxiv(2), doi="10.1000/xyz", journal_ref="NeurIPS 2026"),
+        "rss": _rss("12 pages"),
+        "idless": PaperIn(source="sample", title="Scaling Sparse Transformers", comment="old"),
+    }
+    for order in permutations(variants, 3):
+        ingest(store, [variants[name] for name in order])
+        batch = _row_values(store)
+        with store.transaction() as session:
+            session.execute(delete(Paper))
+        for name in order:
+            ingest(store, [variants[name]])
+        assert _row_values(store) == batch, order
+        with store.transaction() as session:
+            session.execute(delete(Paper))
+
+
+def test_what_each_kind_of_fact_keeps_when_sightings_disagree(store: Store) -> None:
+    ingest(store, [replace(_arxiv(2), doi="10.1000/first", comment="v2: 10 pages")])
+    ingest(store, [_hf(42), replace(_rss("v3: 12 pages"), doi="10.1000/second")])
+    ingest(store, [_hf(5)])  # an older listing, fetched late
+    [row] = all_papers(store)
+    assert row.abstract == "The arXiv abstract."  # the best source's text
+    assert row.title == "Scaling Sparse Transformers" and row.text_source == "arxiv_api"
+    assert row.comment == "v3: 12 pages"  # changes with versions: the newest
+    assert row.doi == "10.1000/first"  # does not change: the first known
+    assert row.hf_upvotes == 42  # counts only grow
+    assert row.version == 3 and row.categories == ["cs.LG", "cs.CL", "stat.ML"]
+    assert row.announced_on == date(2026, 8, 12)  # the earliest listing day

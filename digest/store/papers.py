@@ -39,17 +39,19 @@ def card_of(paper: Paper) -> PaperCard:
 def by_keys(
     session: Session, canonical_ids: Iterable[str], title_keys: Iterable[str]
 ) -> tuple[dict[str, Paper], dict[str, Paper]]:
-    """Existing rows for a batch: by canonical id, and id-less rows by title key."""
+    """Existing rows for a batch: by canonical id, and by title key (an id-less row first,
+    else the oldest; ``ingest.upsert`` lets only an id-less record claim an arXiv row)."""
     by_id: dict[str, Paper] = {}
     by_title: dict[str, Paper] = {}
     for chunk in chunks(list(set(canonical_ids))):
         for paper in session.scalars(select(Paper).where(Paper.canonical_id.in_(chunk))):
             by_id[paper.canonical_id] = paper
     for chunk in chunks(list(set(title_keys))):
-        for paper in session.scalars(select(Paper).where(Paper.title_key.in_(chunk))):
-            # Only an id-less row may be claimed by title; two arXiv papers can share one.
-            if paper.arxiv_id is None:
-                by_title.setdefault(paper.title_key, paper)
+        query = select(Paper).where(Paper.title_key.in_(chunk)).order_by(Paper.id)
+        for paper in session.scalars(query):
+            known = by_title.get(paper.title_key)
+            if known is None or (known.arxiv_id is not None and paper.arxiv_id is None):
+                by_title[paper.title_key] = paper
     return by_id, by_title
 
 
