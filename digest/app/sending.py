@@ -286,20 +286,15 @@ class OutboxQueue:
 
         return self.outcomes.run(work)
 
-    def mark_unknown(
-        self, outgoing: Outgoing, owner: str, reason: str, retry_at: datetime | None
-    ) -> bool:
+    def mark_unknown(self, outgoing: Outgoing, owner: str, failure: Failure) -> bool:
         return self.outcomes.run(
-            lambda session: _mark(outbox.mark_unknown, session, outgoing, owner, reason, retry_at)
+            lambda session: _mark(
+                outbox.mark_unknown, session, outgoing, owner, failure.reason, failure.retry_at
+            )
         )
 
-    def release(
-        self,
-        outgoings: Sequence[Outgoing],
-        owner: str,
-        retry_at: datetime | None = None,
-        reason: str | None = None,
-    ) -> int:
+    def release(self, outgoings: Sequence[Outgoing], owner: str, why: Failure | None) -> int:
+        retry_at, reason = (why.retry_at, why.reason) if why else (None, None)
         released = 0
         with self.store.transaction() as session:
             for kind, model in _TABLES.items():

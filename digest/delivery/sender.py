@@ -93,9 +93,9 @@ class SendSummary:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """A message not delivered: deferred until ``retry_at``, or failed for good (None);
-    ``bounce``: a permanent refusal of the address (``code`` the server's), which counts
-    toward suppressing it."""
+    """A message not delivered (failed, of unknown fate, or given back untried): it waits
+    until ``retry_at``, or is done with (None); ``bounce``: a permanent refusal of the
+    address (``code`` the server's), which counts toward suppressing it."""
 
     reason: str
     at: datetime
@@ -121,18 +121,12 @@ class Queue(Protocol):
 
     def mark_failed(self, outgoing: Outgoing, owner: str, failure: Failure) -> bool: ...
 
-    def mark_unknown(
-        self, outgoing: Outgoing, owner: str, reason: str, retry_at: datetime | None
-    ) -> bool: ...
+    def mark_unknown(self, outgoing: Outgoing, owner: str, failure: Failure) -> bool:
+        """The connection died after the final dot: resend at ``failure.retry_at``, or hold."""
+        ...
 
-    def release(
-        self,
-        outgoings: Sequence[Outgoing],
-        owner: str,
-        retry_at: datetime | None = None,
-        reason: str | None = None,
-    ) -> int:
-        """Give back claimed messages never tried."""
+    def release(self, outgoings: Sequence[Outgoing], owner: str, why: Failure | None) -> int:
+        """Give back claimed messages never tried (to wait until ``why.retry_at``, if given)."""
         ...
 
     def cap_reached(self, now: datetime) -> bool:
@@ -243,21 +237,18 @@ class Sender:
                 try:
                     self._send_one(mailer, outgoing, summary, lease_end)
                 except _Released as stopped:
-                    summary.released += self._release(ready[index + stopped.recorded :])
+                    summary.released += self._release(ready[index + stopped.recorded :], None)
                     break
                 except _ServerRefused as refused:
-                    summary.released += self._release(
-                        ready[index + 1 :], refused.retry_at, f"not tried: {refused.reason}"
-                    )
+                    why = Failure(f"not tried: {refused.reason}", self.clock(), refused.retry_at)
+                    summary.released += self._release(ready[index + 1 :], why)
                     return summary
         return summary
 
-    def _release(
-        self, rest: Sequence[Outgoing], retry_at: datetime | None = None, reason: str | None = None
-    ) -> int:
+    def _release(self, rest: Sequence[Outgoing], why: Failure | None) -> int:
         if not rest:
             return 0
-        return self._record(partial(self.queue.release, rest, self.owner, retry_at, reason), None)
+        return self._record(partial(self.queue.release, rest, self.owner, why), None)
 
     # -- one message ----------------------------------------------------------------
 
@@ -356,9 +347,8 @@ class Sender:
         )
         if stage == "unknown":
             keep = retry_at if settings.unknown_policy == "resend" else None
-            self._record(
-                partial(self.queue.mark_unknown, outgoing, self.owner, reason, keep), lease_end
-            )
+            unknown = Failure(reason, now, keep)
+            self._record(partial(self.queue.mark_unknown, outgoing, self.owner, unknown), lease_end)
             summary.unknown += 1
             return
         if not exc.temporary:
