@@ -29,10 +29,7 @@ STATUS_ATTENTION = 1
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending migrations (safe to run again: a no-op when up to date)."""
-    state: State = ctx.obj
-    with state.opened(migrate=False) as store:
-        applied = store.upgrade()
-        current = store.current_revision()
+    applied, current = _migrations(ctx.obj, apply=True)
     if applied:
         console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
@@ -42,15 +39,19 @@ def db_upgrade(ctx: typer.Context) -> None:
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Show the schema revision and any pending migrations."""
-    state: State = ctx.obj
-    with state.opened(migrate=False) as store:
-        pending = store.pending_migrations()
-        current = store.current_revision()
+    pending, current = _migrations(ctx.obj, apply=False)
     console.print(f"revision: {current or 'none (empty database)'}")
     if pending:
         console.print(f"pending: {', '.join(pending)} (run `digest db upgrade`)")
         raise typer.Exit(1)
     console.print("pending: none")
+
+
+def _migrations(state: State, apply: bool) -> tuple[list[str], str | None]:
+    """The migrations applied now (``apply``) or still pending, and the revision after."""
+    with state.opened(migrate=False) as store:
+        migrations = store.upgrade() if apply else store.pending_migrations()
+        return migrations, store.current_revision()
 
 
 # -- the outbox -------------------------------------------------------------------------
