@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
@@ -22,6 +23,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def public_id() -> str:
+    """An opaque random id for links, tokens and Message-IDs (never a row id or an address);
+    a row gets one when inserted without it."""
+    return secrets.token_hex(16)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -121,7 +128,7 @@ class Subscriber(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Opaque id for links and tokens; never the row id or the address.
-    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=public_id)
     email: Mapped[str] = mapped_column(String(320))
     # The address folded for uniqueness: one subscription per address, whatever its case.
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
@@ -183,7 +190,8 @@ class Delivery(Leased, Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True)  # Message-ID, archive link
+    # Message-ID, archive link
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=public_id)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     local_date: Mapped[date]
     since: Mapped[datetime]  # candidates were papers first seen from here on
@@ -201,7 +209,7 @@ class TransactionalMail(Leased, Base):
     __table_args__ = (Index("ix_transactional_mails_status_next", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=public_id)
     # The subscriber it concerns; a deleted subscriber's waiting mail goes with them.
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True

@@ -6,14 +6,11 @@ import logging
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from digest.cli.common import State, app
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

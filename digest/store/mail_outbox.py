@@ -7,7 +7,6 @@ Marking (sent, failed, released) is shared with the digests: see
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +33,6 @@ def enqueue(
     """Put a transactional mail in its outbox, in the caller's transaction (so the action that
     asked for it and the mail are stored together or not at all); returns its id."""
     mail = TransactionalMail(
-        public_id=secrets.token_hex(16),
         subscriber_id=subscriber_id,
         kind=kind,
         recipient=recipient,

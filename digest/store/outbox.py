@@ -19,7 +19,6 @@ one writer at a time (run one sending process on SQLite).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -109,7 +108,6 @@ def plan(
         since = window_start(last.get(d.subscriber_id), now, first_window)
         rows.append(
             {
-                "public_id": secrets.token_hex(16),
                 "subscriber_id": d.subscriber_id,
                 "local_date": d.local_date,
                 "status": DeliveryState.PLANNED,

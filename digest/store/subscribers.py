@@ -7,7 +7,6 @@ domain's; these functions store what they decided.
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,7 +72,6 @@ def upsert(
     created = subscriber is None
     if subscriber is None:
         subscriber = Subscriber(
-            public_id=secrets.token_hex(16),
             email=address,
             email_key=key,
             status=SubscriberStatus.PENDING,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from digest.config import DatabaseSettings
 from digest.errors import StoreError
@@ -84,3 +84,39 @@ def test_the_migrations_build_the_tables_the_models_describe(tmp_path: Path) -> 
         differences = compare_metadata(context, Base.metadata)
     store.close()
     assert differences == []
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_every_row_inserted_at_once_gets_its_own_public_id(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Public ids come from the tables' default, drawn per row, also when the outbox plans
+    many deliveries in one statement (an executemany)."""
+    from datetime import UTC, datetime, timedelta
+
+    from digest.domain.profiles import Profile
+    from digest.domain.schedules import Schedule
+    from digest.models import Delivery
+    from digest.store import outbox, subscribers
+
+    url = (
+        request.getfixturevalue("postgres_url")
+        if database == "postgresql"
+        else f"sqlite:///{tmp_path / 'ids.db'}"
+    )
+    store = Store.open(DatabaseSettings(url=url))
+    now = datetime(2026, 8, 13, 9, tzinfo=UTC)
+    with store.transaction() as session:
+        people = [
+            subscribers.upsert(
+                session, f"r{n}@example.org", Profile(categories=("cs.LG",)),
+                Schedule.checked("UTC", 7), confirmed=True, now=now,
+            )[0].public_id
+            for n in range(5)
+        ]  # fmt: skip
+        planned = outbox.plan(session, outbox.due(session, now), now, timedelta(days=1))
+        digests = list(session.scalars(select(Delivery.public_id).where(Delivery.id.in_(planned))))
+    store.close()
+    for ids in (people, digests):
+        assert len(ids) == 5 and len(set(ids)) == 5
+        assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
