@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from digest.domain.states import DeliveryState, SubscriberStatus
+
 
 def public_id() -> str:
     """An opaque random id for links, tokens and Message-IDs (never a row id or an address);
@@ -132,9 +134,7 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(320))
     # The address folded for uniqueness: one subscription per address, whatever its case.
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
-    status: Mapped[str] = mapped_column(
-        String(16), index=True
-    )  # pending active unsubscribed bounced
+    status: Mapped[str] = mapped_column(String(16), index=True, default=SubscriberStatus.PENDING)
     timezone: Mapped[str] = mapped_column(String(64))
     send_hour: Mapped[int]
     frequency: Mapped[str] = mapped_column(String(8), default="daily")  # daily, weekly
@@ -163,7 +163,7 @@ class Leased:
     # planned, sending (leased), sent, deferred, failed, unknown (the connection died after
     # the data, before the reply); digests also skipped (nothing to send and the subscriber
     # asked for no empty mails) and cancelled (the subscriber left before it went out)
-    status: Mapped[str] = mapped_column(String(16), default="planned")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryState.PLANNED)
     planned_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]

@@ -37,9 +37,7 @@ def enqueue(
         kind=kind,
         recipient=recipient,
         payload=payload,
-        status=DeliveryState.PLANNED,
         planned_at=now,
-        attempts=0,
     )
     session.add(mail)
     session.flush()

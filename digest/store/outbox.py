@@ -110,11 +110,8 @@ def plan(
             {
                 "subscriber_id": d.subscriber_id,
                 "local_date": d.local_date,
-                "status": DeliveryState.PLANNED,
                 "planned_at": now,
                 "since": since,
-                "paper_count": 0,
-                "attempts": 0,
             }
         )
     dialect = session.get_bind().dialect.name

@@ -71,13 +71,7 @@ def upsert(
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
     created = subscriber is None
     if subscriber is None:
-        subscriber = Subscriber(
-            email=address,
-            email_key=key,
-            status=SubscriberStatus.PENDING,
-            created_at=now,
-            token_version=1,
-        )
+        subscriber = Subscriber(email=address, email_key=key, created_at=now)
         session.add(subscriber)
     subscriber.profile = profile.to_json()
     set_schedule(subscriber, schedule)
