@@ -7,6 +7,7 @@ import re
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
@@ -182,6 +183,15 @@ def _label(text: str) -> str:
     return one_line(text, 120)
 
 
+@dataclass(frozen=True, slots=True)
+class Why:
+    """One part of the "why" line; ``kind`` (term, author, category, trending, second_look)
+    is what the web preview styles its chip by."""
+
+    kind: str
+    label: str
+
+
 def format_reasons(reasons: Sequence[Reason]) -> str:
     """'Matched "graph neural network", diffusion · author Yann LeCun · cs.LG'."""
     return _format_reasons(tuple(reasons))
@@ -189,7 +199,17 @@ def format_reasons(reasons: Sequence[Reason]) -> str:
 
 @lru_cache(maxsize=16384)
 def _format_reasons(reasons: tuple[Reason, ...]) -> str:
-    """'Matched "graph neural network", diffusion · author Yann LeCun · cs.LG'."""
+    return " · ".join(part.label for part in _why(reasons))
+
+
+def why_parts(reasons: Sequence[Reason]) -> tuple[Why, ...]:
+    """The parts of the "why" line, in order: the mail's line and the web preview's chips
+    say the same thing in the same words."""
+    return _why(tuple(reasons))
+
+
+@lru_cache(maxsize=16384)
+def _why(reasons: tuple[Reason, ...]) -> tuple[Why, ...]:
     # Labels by the kind of reason, in order, each once; "second_look" says what is new
     # since the paper was sent; a multi-word term reads as a quoted phrase.
     found: dict[str, dict[str, None]] = defaultdict(dict)
@@ -203,23 +223,24 @@ def _format_reasons(reasons: tuple[Reason, ...]) -> str:
         elif kind == "semantic":
             label = f'"{label}"'
         found[kind][label] = None
-    parts: list[str] = [*found["second_look"]]
+    parts = [Why("second_look", label) for label in found["second_look"]]
     if found["term"]:
-        parts.append("Matched " + ", ".join(found["term"]))
-    parts.extend(f"author {name}" for name in found["author"])
+        parts.append(Why("term", "Matched " + ", ".join(found["term"])))
+    parts.extend(Why("author", f"author {name}") for name in found["author"])
     if found["category"]:
-        parts.append(", ".join(found["category"]))
+        parts.append(Why("category", ", ".join(found["category"])))
     for kind, lead in (
         ("semantic", "close to "),
         ("learned", "from your feedback: "),
         ("related", "related: "),
     ):
         if found[kind]:
-            parts.append(lead + ", ".join(found[kind]))
+            parts.append(Why("term", lead + ", ".join(found[kind])))
     for count in found["trending"]:
         unit = "upvote" if count == "1" else "upvotes"
-        parts.append(f"Trending: {count} {unit}" if count.isdigit() else f"Trending: {count}")
-    return " · ".join(parts)
+        text = f"Trending: {count} {unit}" if count.isdigit() else f"Trending: {count}"
+        parts.append(Why("trending", text))
+    return tuple(parts)
 
 
 def short_date(day: date) -> str:

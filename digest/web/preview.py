@@ -1,5 +1,5 @@
 """The live preview's cards: what ``digest.app.candidates.LivePreviews`` chose, shaped for
-the page (titles and snippets escaped, matched words marked, reasons as chips)."""
+the page (titles and snippets escaped, matched words marked, the mail's reasons as chips)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from markupsafe import Markup, escape
 from digest.app.candidates import Picks
 from digest.config import Settings
 from digest.domain.analysis import match_spans
-from digest.domain.items import PaperCard, RankedItem, Reason
+from digest.domain.items import PaperCard, RankedItem
 from digest.domain.profiles import Profile
 from digest.render import paper_view
-from digest.render.text import one_line
+from digest.render.text import Why, why_parts
 
 ABSTRACT_CHARS = 320
 
@@ -32,12 +32,6 @@ def highlight(text: str, terms: tuple[str, ...]) -> Markup:
 
 
 @dataclass(frozen=True, slots=True)
-class Chip:
-    kind: str
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
 class Card:
     title: Markup
     url: str | None
@@ -45,7 +39,7 @@ class Card:
     meta: tuple[str, ...]
     upvotes: int | None
     snippet: Markup
-    chips: tuple[Chip, ...]
+    chips: tuple[Why, ...]  # the mail's "why" line, a chip a part
     section: str
 
 
@@ -56,32 +50,6 @@ class Preview:
     period: str  # the window in words: "of the last 3 days", "since your last digest"
     has_topics: bool
     returning: bool = False  # the window starts at the reader's last digest
-
-
-def chips(reasons: tuple[Reason, ...]) -> tuple[Chip, ...]:
-    found: list[Chip] = []
-    for reason in reasons:
-        label = one_line(reason.label, 80)
-        if not label:
-            continue
-        if reason.kind in ("term", "phrase"):
-            found.append(Chip("term", f"“{label}”" if " " in label else label))
-        elif reason.kind == "author":
-            found.append(Chip("author", f"author: {label}"))
-        elif reason.kind == "category":
-            found.append(Chip("category", label))
-        elif reason.kind == "semantic":
-            found.append(Chip("term", f"close to “{label}”"))
-        elif reason.kind == "learned":
-            found.append(Chip("term", f"from your feedback: {label}"))
-        elif reason.kind == "related":
-            found.append(Chip("term", f"related: {label}"))
-        elif reason.kind == "trending":
-            if label.isdigit():
-                found.append(Chip("trending", f"{label} upvote{'' if label == '1' else 's'}"))
-            else:
-                found.append(Chip("trending", "new today"))
-    return tuple(dict.fromkeys(found))
 
 
 def card(item: RankedItem, paper: PaperCard, authors_shown: int) -> Card:
@@ -96,7 +64,7 @@ def card(item: RankedItem, paper: PaperCard, authors_shown: int) -> Card:
         meta=meta,
         upvotes=paper.upvotes if isinstance(paper.upvotes, int) and paper.upvotes > 0 else None,
         snippet=highlight(snippet, terms),
-        chips=chips(item.reasons),
+        chips=why_parts(item.reasons),
         section=item.section,
     )
 

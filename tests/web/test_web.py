@@ -173,7 +173,9 @@ def test_the_preview_follows_the_topics(web: Harness) -> None:
 
     diffusion = titles(include="diffusion")
     assert diffusion and all("diffusion" in t.lower() for t in diffusion[:3])
-    assert "<mark>Diffusion</mark>" in client.get("/preview", params={"include": "diffusion"}).text
+    shown = client.get("/preview", params={"include": "diffusion"}).text
+    assert "<mark>Diffusion</mark>" in shown
+    assert '<span class="chip chip-term">Matched diffusion</span>' in shown  # the mail's words
     agents = titles(include="agents", max_papers="5")
     assert 0 < len(agents) <= 5 and agents != diffusion
     fewer = titles(include="diffusion", exclude="video")
@@ -535,3 +537,31 @@ def test_schedule_line_and_subscriber_rules_survive_a_returning_address(web: Har
     person = web.subscriber("back@example.org")
     assert person.status == "active"
     assert subscribers.profile_of(person).include[0].text == "language model"
+
+
+def test_the_preview_gives_the_reasons_in_the_mails_words() -> None:
+    """A preview card's chips are the parts of the Why line its mail would carry."""
+    from digest.domain.items import PaperCard, RankedItem, Reason
+    from digest.render.text import format_reasons
+    from digest.web.preview import card
+
+    reasons = (
+        Reason("term", "diffusion"),
+        Reason("phrase", "graph neural network"),
+        Reason("author", "Yann LeCun"),
+        Reason("category", "cs.LG"),
+        Reason("semantic", "model compression"),
+        Reason("learned", "pruning"),
+        Reason("trending", "1"),
+    )
+    paper = PaperCard(1, "2608.01234", "2608.01234", "A title", "An abstract.")
+    chips = card(RankedItem(1, 1.0, 1.0, reasons), paper, authors_shown=3).chips
+    assert " · ".join(chip.label for chip in chips) == format_reasons(reasons)
+    assert [(chip.kind, chip.label) for chip in chips] == [
+        ("term", 'Matched diffusion, "graph neural network"'),
+        ("author", "author Yann LeCun"),
+        ("category", "cs.LG"),
+        ("term", 'close to "model compression"'),
+        ("term", "from your feedback: pruning"),
+        ("trending", "Trending: 1 upvote"),
+    ]
