@@ -20,7 +20,7 @@ one writer at a time (run one sending process on SQLite).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import Any, Literal
@@ -174,16 +174,13 @@ class Stored:
     attempts: int  # so far; a claim counts the one it leases
 
 
+# Stored's fields are delivery columns of the same names, but for ``ranked``.
+_STORED = tuple(f.name for f in fields(Stored) if f.name != "ranked")
+
+
 def stored(delivery: Delivery) -> Stored:
-    return Stored(
-        delivery.id,
-        delivery.public_id,
-        delivery.subscriber_id,
-        delivery.local_date,
-        delivery.planned_at,
-        delivery.ranked_at is not None,
-        delivery.attempts,
-    )
+    columns = {name: getattr(delivery, name) for name in _STORED}
+    return Stored(**columns, ranked=delivery.ranked_at is not None)
 
 
 def _lapsed(now: datetime) -> Any:

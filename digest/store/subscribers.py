@@ -7,6 +7,7 @@ domain's; these functions store what they decided.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -82,24 +83,18 @@ def upsert(
     return subscriber, created
 
 
+# A schedule's fields are subscriber columns of the same names: a new one is declared in
+# ``Schedule`` and ``models.Subscriber``, and read and written here without more.
+_SCHEDULE = tuple(f.name for f in fields(Schedule))
+
+
 def schedule_of(subscriber: Subscriber) -> Schedule:
-    return Schedule(
-        subscriber.timezone,
-        subscriber.send_hour,
-        subscriber.frequency,
-        subscriber.weekday,
-        subscriber.max_papers,
-        subscriber.send_when_empty,
-    )
+    return Schedule(**{name: getattr(subscriber, name) for name in _SCHEDULE})
 
 
 def set_schedule(subscriber: Subscriber, schedule: Schedule) -> None:
-    subscriber.timezone = schedule.timezone
-    subscriber.send_hour = schedule.send_hour
-    subscriber.frequency = schedule.frequency
-    subscriber.weekday = schedule.weekday
-    subscriber.max_papers = schedule.max_papers
-    subscriber.send_when_empty = schedule.send_when_empty
+    for name in _SCHEDULE:
+        setattr(subscriber, name, getattr(schedule, name))
 
 
 def activate(subscriber: Subscriber, now: datetime) -> bool:
