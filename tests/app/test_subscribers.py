@@ -255,3 +255,20 @@ def test_the_command_line_help_states_the_profile_limits() -> None:
     assert f"more than {words} words" in include_help
     assert f"up to {MAX_TERM_CHARS} characters" in include_help
     assert f"at most {words} words" in exclude_help
+
+
+def test_a_schedule_is_stored_and_read_back_whole(store: Store) -> None:
+    weekly = Schedule.checked(
+        "America/Chicago", 6, frequency="weekly", weekday="fri", max_papers=25,
+        send_when_empty=True,
+    )  # fmt: skip
+    with store.transaction() as session:
+        person, _ = subscribers.upsert(
+            session, "ada@example.org", Profile(), Schedule.checked("UTC", 7), confirmed=True
+        )
+        assert subscribers.schedule_of(person) == Schedule.checked("UTC", 7)
+        subscribers.set_schedule(person, weekly)
+        person_id = person.id
+    with store.transaction() as session:
+        [row] = [p for p in subscribers.listing(session) if p.id == person_id]
+        assert subscribers.schedule_of(row) == weekly
