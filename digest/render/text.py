@@ -130,7 +130,7 @@ def highlight_spans(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
     return merged
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=4096)
 def highlight_html(text: str, terms: tuple[str, ...]) -> Markup:
     """``text`` escaped, with the spans where ``terms`` match wrapped in an inline <mark>.
 

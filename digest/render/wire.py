@@ -99,7 +99,7 @@ class _LineCache:
         return out
 
 
-_QP_LINES = _LineCache(40_000)
+_QP_LINES = _LineCache(15_000)
 
 
 def quoted_printable(text: str) -> bytes:
