@@ -120,3 +120,41 @@ def test_every_row_inserted_at_once_gets_its_own_public_id(
     for ids in (people, digests):
         assert len(ids) == 5 and len(set(ids)) == 5
         assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_a_pooled_connection_closed_while_idle_is_replaced_unseen(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that waited in the pool past IDLE_PING_SECONDS is pinged before use and
+    replaced if the server closed it (the web app after a database restart); one in
+    constant use is not pinged: its next transaction fails as Unavailable, the one after
+    works."""
+    import digest.store as stores
+    from digest.errors import Unavailable
+
+    store = Store.open(DatabaseSettings(url=postgres_url))
+    killer = make_engine(postgres_url)
+
+    def backend() -> int:
+        with store.transaction() as session:
+            return int(session.execute(text("select pg_backend_pid()")).scalar_one())
+
+    def close_on_the_server(pid: int) -> None:
+        with killer.begin() as connection:
+            connection.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
+
+    try:
+        monkeypatch.setattr(stores, "IDLE_PING_SECONDS", 0.0)  # every checkout is "idle"
+        first = backend()
+        close_on_the_server(first)
+        assert backend() != first  # pinged, dropped, replaced: no error reached the caller
+
+        monkeypatch.setattr(stores, "IDLE_PING_SECONDS", 3600.0)  # in constant use
+        busy = backend()
+        close_on_the_server(busy)
+        with pytest.raises(Unavailable):
+            backend()
+        assert backend() != busy
+    finally:
+        killer.dispose()
+        store.close()
