@@ -181,7 +181,8 @@ _BOUNDARY = re.compile(rb'boundary="([^"]+)"')
 def html_size(dumped: Dumped) -> int:
     """The decoded size of the message's HTML part (0 without one): what Gmail measures
     against its 102 KB clip. Found by its part header and the boundary after it, decoded
-    from quoted-printable, without parsing the whole message (every message is checked)."""
+    from quoted-printable when it is so encoded (7bit goes as it is), without parsing the
+    whole message (every message is checked)."""
     data = dumped.path.read_bytes()
     head = _HTML_HEAD.search(data, dumped.offset)
     boundary = _BOUNDARY.search(data, dumped.offset)
@@ -191,7 +192,10 @@ def html_size(dumped: Dumped) -> int:
     # "--" too (a wrapped "<!-- ... -->" comment).
     end = data.find(b"\n--" + boundary.group(1), head.end())
     body = data[head.end() : end if end >= 0 else len(data)]
-    return len(binascii.a2b_qp(body.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n"))
+    body = body.replace(b"\r\n", b"\n")
+    if b"quoted-printable" in head.group().lower():
+        body = binascii.a2b_qp(body)
+    return len(body.replace(b"\n", b"\r\n"))
 
 
 def dump_root(need_bytes: int) -> Path | None:

@@ -76,7 +76,7 @@ class Measure:
         return self.rendered[picks]
 
     def size(self, picks: int) -> int:
-        return len(self.get(picks).html.encode())
+        return self.get(picks).html_size
 
     def shown(self, picks: int) -> str:
         found = self.get(picks)

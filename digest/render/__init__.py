@@ -21,7 +21,9 @@ for highlighting); the templates mark the blocks that are the same in every mail
 paper with ``{% cache key… %}`` (:class:`~digest.render.templates.FragmentCache`: rendered
 once per key, byte-identical), and the message's bytes are assembled directly
 (:meth:`Renderer._wire`): headers folded by the same ``email`` policy as before (the fixed
-ones once per renderer), parts quoted-printable encoded by ``binascii``.
+ones once per renderer), each part sent as it is (7bit) when it can be: the HTML with its
+non-ASCII characters as character references and its tags broken between attributes, so no
+line nears 998 octets; quoted-printable (``binascii``) otherwise.
 ``Rendered.message`` parses those bytes back for callers that want an ``EmailMessage``;
 tests/render/test_render_fast.py checks the bytes against a straightforward rendering
 (premailer over the whole page, ``EmailMessage`` assembly).
@@ -73,14 +75,16 @@ from digest.render.text import (
 from digest.render.wire import (
     _BOUNDARY_SLOT,
     _CONTENT_TYPE,
-    _PART_HEADERS,
     POLICY,
+    Octets,
     _date_line,
     _fold,
     _fold_cached,
     _raw_line,
     _to_line,
-    quoted_printable,
+    html_octets,
+    measured,
+    part,
 )
 
 __all__ = [
@@ -127,6 +131,12 @@ class Rendered:
     # ones) did not fit and are only behind the "view in the browser" link.
     abstract_chars: int = 0
     moved: int = 0
+
+    @cached_property
+    def html_size(self) -> int:
+        """The HTML part's size as sent (its non-ASCII as character references): what
+        Gmail's clip is measured against."""
+        return html_octets(self.html).sent_size
 
     @cached_property
     def message(self) -> EmailMessage:
@@ -345,13 +355,15 @@ class Renderer:
         full = self.settings.abstract_chars
         for abstract_chars in _abstract_budgets(full) if fit else [full]:
             html, context = self._page(data, abstract_chars, urls, len(data.items))
-            if not fit or len(html.encode()) <= HTML_BUDGET:
+            octets = html_octets(html)
+            if not fit or octets.sent_size <= HTML_BUDGET:
                 break
-            log.warning("%s: HTML is %d bytes; shortening abstracts", message_id, len(html))
+            log.warning("%s: HTML is %d bytes; shortening abstracts", message_id, octets.sent_size)
         kept = len(data.items)
-        if fit and len(html.encode()) > HTML_BUDGET:
+        if fit and octets.sent_size > HTML_BUDGET:
             kept = self._most_that_fit(data, abstract_chars, urls)
             html, context = self._page(data, abstract_chars, urls, kept)
+            octets = html_octets(html)
             log.warning(
                 "%s: %d of %d papers fit under the clip; the rest are behind the browser link",
                 message_id,
@@ -360,7 +372,7 @@ class Renderer:
             )
         text = self._text.render(context)
         subject = context["subject"]
-        raw = self._wire(data, subject, text, html, message_id, unsubscribe_url)
+        raw = self._wire(data, subject, text, octets, message_id, unsubscribe_url)
         moved = len(data.items) - kept
         return Rendered(subject, text, html, raw, abstract_chars, moved)
 
@@ -381,7 +393,8 @@ class Renderer:
         while high - low > 1:
             middle = (low + high) // 2
             html, _ = self._page(data, abstract_chars, urls, middle)
-            low, high = (middle, high) if len(html.encode()) <= HTML_BUDGET else (low, middle)
+            fits = html_octets(html).sent_size <= HTML_BUDGET
+            low, high = (middle, high) if fits else (low, middle)
         return low
 
     def _context(
@@ -490,7 +503,7 @@ class Renderer:
         data: DigestInput,
         subject: str,
         text: str,
-        html: str,
+        html: Octets,
         message_id: str,
         unsubscribe_url: str,
     ) -> bytes:
@@ -498,9 +511,11 @@ class Renderer:
         :data:`POLICY` writes them (From, To, Reply-To, Subject, Date, Message-ID, List-Id,
         List-Unsubscribe, List-Unsubscribe-Post, Auto-Submitted, Precedence,
         X-Auto-Response-Suppress, MIME-Version, Content-Type), then a multipart/alternative
-        body: the text part, then the HTML part, each UTF-8 and quoted-printable."""
+        body: the text part, then the HTML part (:func:`html_octets`), each UTF-8, 7bit when
+        it can go as it is and quoted-printable when not (:func:`~digest.render.wire.part`)."""
         digest_of_id = hashlib.sha256(message_id.encode()).hexdigest()[:32]
-        # "=_" never occurs in quoted-printable output, so the boundary cannot collide.
+        # "=_" never occurs in quoted-printable output, and a 7bit part that holds the
+        # boundary goes quoted-printable, so the boundary cannot collide.
         boundary = f"=_digest_{digest_of_id}".encode("ascii")
         head = b"".join(
             (
@@ -524,13 +539,11 @@ class Renderer:
                 b"\r\n",
                 delimiter,
                 b"\r\n",
-                _PART_HEADERS % b"plain",
-                quoted_printable(text),
+                part(b"plain", measured(text.encode("utf-8")), boundary),
                 b"\r\n",
                 delimiter,
                 b"\r\n",
-                _PART_HEADERS % b"html",
-                quoted_printable(html),
+                part(b"html", html, boundary),
                 b"\r\n",
                 delimiter,
                 b"--\r\n",

@@ -21,6 +21,8 @@ class TemplateError(ConfigError):
 
 _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _PLACEHOLDER = re.compile(r"<!--JJB(\d{5})Q-->|JJV(\d{5})Q")
+_ATTRIBUTE_GAP = re.compile(r'(?<=") (?=[A-Za-z_:][-A-Za-z0-9_:.]*=")')
+_STYLE_BLOCK = re.compile(r"<style\b[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
 
 
 def inline_template_css(source: str, name: str = "template") -> str:
@@ -51,6 +53,19 @@ def inline_template_css(source: str, name: str = "template") -> str:
         cssutils_logging_level=logging.CRITICAL,
     )
     inlined = premailer.transform(pretty_print=False)
+    # A line break between a tag's attributes (where HTML reads it as the space it replaces):
+    # with their inlined styles some lines were over 2,000 characters, and a mail whose lines
+    # stay under 998 octets goes as 7bit, with no encoding to pay for (digest/render/wire.py).
+    # A raw '"' in the output only delimits an attribute (Jinja escapes every other), and tags
+    # are still placeholders here, so nothing else can match.
+    inlined = _ATTRIBUTE_GAP.sub("\n", inlined)
+    for style in _STYLE_BLOCK.findall(inlined):
+        if not style.isascii():
+            raise TemplateError(
+                f"{name}: a non-ASCII character in <style>; write it as a CSS escape "
+                "(\\2014 for an em dash): the mail's HTML goes as ASCII, and a character "
+                "reference is not read inside <style>"
+            )
     if "{{" in inlined or "{%" in inlined:
         raise TemplateError(f"{name}: a Jinja tag survived outside a placeholder")
     restored = [0] * len(saved)

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from common import as_read
 from sqlalchemy import insert, select
 
 from digest.app import archive, candidates, digests, fetching, sending
@@ -191,7 +192,7 @@ def test_the_section_renders_in_html_text_and_the_archive(
     cycle(settings, store, tmp_path, DAY2)
     second = latest(store)
     message = mail_of(tmp_path, second.public_id)
-    html = message.get_body(("html",)).get_content()
+    html = as_read(message.get_body(("html",)).get_content())
     plain = message.get_body(("plain",)).get_content()
     assert "Worth another look" in html and "WORTH ANOTHER LOOK" in plain
     for reason in ("Code released", "New version v2", "Upvotes 8 → 31"):

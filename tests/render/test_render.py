@@ -269,10 +269,49 @@ def test_text_part_comes_before_html_both_utf8_and_encoded(rendered: Rendered) -
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
     for part in parts:
         assert part.get_content_charset() == "utf-8"
-        assert part["Content-Transfer-Encoding"] in ("quoted-printable", "base64")
         assert "MIME-Version" not in part
+    # The fixture's text has non-ASCII (an ellipsis, names): quoted-printable. The HTML
+    # writes such characters as references, so it goes as it is.
+    assert not rendered.text.isascii()
+    assert parts[0]["Content-Transfer-Encoding"] == "quoted-printable"
+    assert parts[1]["Content-Transfer-Encoding"] == "7bit"
     assert parts[0].get_content().replace("\r\n", "\n") == rendered.text
-    assert parts[1].get_content().replace("\r\n", "\n") == rendered.html
+    html = parts[1].get_content().replace("\r\n", "\n")
+    assert html.isascii() and not rendered.html.isascii()
+    # Read as HTML, it is the page: the same tags, attributes and text, character for character.
+    sent, page = tags_of(html), tags_of(rendered.html)
+    assert sent.tags == page.tags and sent.text == page.text
+    assert "…" in "".join(sent.text)
+
+
+def test_each_part_goes_as_it_is_when_it_can_and_quoted_printable_when_not(
+    renderer: Renderer, ten
+) -> None:
+    """7bit is only for ASCII with no NUL and no line over 998 octets (RFC 2045, 5322);
+    whatever breaks one of those goes quoted-printable, and reads back the same."""
+    ascii_card = replace(
+        ten[0][1], title="Plain title", authors=("Ada Lovelace",), abstract="Short. " * 30
+    )
+    cases = {
+        "ascii": (ascii_card, "7bit", "7bit"),
+        # A 480-character title with no space: the text part wraps it; escaped for HTML
+        # ("&amp;") it is 1,120 characters, a line over 998 octets.
+        "long word": (replace(ascii_card, title="R&D" * 160), "7bit", "quoted-printable"),
+        "accent": (replace(ascii_card, title="Café models"), "quoted-printable", "7bit"),
+    }
+    for name, (card, text_cte, html_cte) in cases.items():
+        item = pick(card, Reason("term", "agents"))  # one reason: no "·" in the Why line
+        out = renderer.render(make_input([(item, card)], profile_summary="plain"))
+        text, html = list(parse(out.raw).iter_parts())
+        assert (text["Content-Transfer-Encoding"], html["Content-Transfer-Encoding"]) == (
+            text_cte,
+            html_cte,
+        ), name
+        assert text.get_content().replace("\r\n", "\n") == out.text, name
+        sent = html.get_content().replace("\r\n", "\n")
+        assert tags_of(sent).text == tags_of(out.html).text, name
+        body = out.raw.split(b"\r\n\r\n", 1)[1]
+        assert max(len(line) for line in body.split(b"\r\n")) <= 998, name
 
 
 def test_message_id_and_date_are_as_given(rendered: Rendered) -> None:
@@ -368,7 +407,7 @@ def test_highlights_are_stemmed_and_inline_styled(renderer: Renderer, listing_ca
     card = listing_cards[0]
     assert "Pre-trained Transformer" in card.title
     out = renderer.render(make_input([(pick(card, terms=("transformers",)), card)]))
-    marks = re.findall(r'<mark class="hl" style="([^"]+)">([^<]+)</mark>', out.html)
+    marks = re.findall(r'<mark class="hl"\sstyle="([^"]+)">([^<]+)</mark>', out.html)
     assert [word for _, word in marks] == ["Transformer"]
     assert all("background-color:#fff3b0" in style for style, _ in marks)
     assert "<mark" not in out.text
@@ -383,11 +422,11 @@ def test_highlight_spans_phrases_and_cover_the_abstract(rendered: Rendered) -> N
 def test_highlighting_never_marks_up_escaped_entities() -> None:
     html = str(highlight_html('Agents & <agents> "lt" amp', ("agents", "amp", "lt", "quot")))
     assert html == (
-        '<mark class="hl" style="background-color:#fff3b0;color:inherit;padding:0 2px;'
-        'border-radius:3px">Agents</mark> &amp; &lt;<mark class="hl" style="background-color:'
+        '<mark class="hl"\nstyle="background-color:#fff3b0;color:inherit;padding:0 2px;'
+        'border-radius:3px">Agents</mark> &amp; &lt;<mark class="hl"\nstyle="background-color:'
         '#fff3b0;color:inherit;padding:0 2px;border-radius:3px">agents</mark>&gt; &#34;<mark '
-        'class="hl" style="background-color:#fff3b0;color:inherit;padding:0 2px;border-radius:'
-        '3px">lt</mark>&#34; <mark class="hl" style="background-color:#fff3b0;color:inherit;'
+        'class="hl"\nstyle="background-color:#fff3b0;color:inherit;padding:0 2px;border-radius:'
+        '3px">lt</mark>&#34; <mark class="hl"\nstyle="background-color:#fff3b0;color:inherit;'
         'padding:0 2px;border-radius:3px">amp</mark>'
     )
     assert str(highlight_html("a < b & c", ("lt", "amp"))) == "a &lt; b &amp; c"
@@ -513,11 +552,13 @@ def test_css_is_inlined_and_media_queries_kept(rendered: Rendered) -> None:
     assert "@media (max-width: 600px)" in styles[0]
     assert "@media (prefers-color-scheme: dark)" in styles[0]
     assert "!important" in styles[0]
-    assert '<meta name="color-scheme" content="light dark">' in html
+    # Tags are broken between their attributes, so that no line of the mail nears 998 octets.
+    assert '<meta name="color-scheme"\ncontent="light dark">' in html
+    assert max(len(line) for line in html.splitlines()) < 998
     cards = [a for tag, a in tags_of(html).tags if "card" in (a.get("class") or "").split()]
     assert len(cards) == 10
     assert all("border-radius:12px" in (a.get("style") or "") for a in cards)
-    assert 'class="preheader" style="display:none' in html
+    assert 'class="preheader"\nstyle="display:none' in html
     assert "max-width:640px" in html
 
 
@@ -525,7 +566,7 @@ def test_html_and_message_sizes_for_ten_long_papers(renderer: Renderer, hf_cards
     long = [replace(c, abstract=(c.abstract + " ") * 3) for c in hf_cards[:10]]
     items = [(pick(c), c) for c in long]
     out = renderer.render(make_input(items))
-    assert len(out.html.encode()) < 102 * 1024
+    assert out.html_size < 102 * 1024
     assert len(out.message.as_bytes()) < 150 * 1024
 
 
@@ -533,8 +574,23 @@ def test_oversized_digest_shortens_abstracts_to_fit(hf_cards) -> None:
     wordy = Renderer(MailSettings(abstract_chars=5000, authors_shown=50))
     long = [replace(c, abstract=("Words here agents. " * 400)[:6000]) for c in hf_cards[:12]]
     out = wordy.render(make_input([(pick(c), c) for c in long]))
-    assert len(out.html.encode()) <= 100 * 1024
+    assert out.html_size <= 100 * 1024
     assert out.html.count('class="card') == 12
+
+
+def test_the_clip_is_measured_on_the_html_as_sent(hf_cards) -> None:
+    """Non-ASCII goes as character references: a CJK character is 3 bytes of UTF-8 and 8 as
+    "&#27880;". The fit is measured on what is sent, so such a digest is shortened further."""
+    wordy = Renderer(MailSettings(abstract_chars=5000))
+    text = "注意力 机制的 研究。 " * 500
+    cjk = [replace(c, abstract=text[:5000]) for c in hf_cards[:10]]
+    out = wordy.render(make_input([(pick(c), c) for c in cjk]))
+    sent = parse(out.raw).get_body(("html",))
+    # (Quoted-printable here: an abstract is one line of the HTML, over 998 octets.)
+    assert sent is not None and sent["Content-Transfer-Encoding"] == "quoted-printable"
+    assert len(sent.get_payload(decode=True)) == out.html_size <= 100 * 1024
+    assert len(out.html.encode()) < out.html_size  # UTF-8 alone would have let more through
+    assert out.abstract_chars < 5000 and "&#27880;" in sent.get_content()
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,6 +695,21 @@ def test_missing_templates_are_a_clear_error(tmp_path: Path) -> None:
         Renderer(MailSettings(), templates_dir=tmp_path)
 
 
+def test_a_non_ascii_character_in_the_style_block_is_a_clear_error(tmp_path: Path) -> None:
+    """The HTML part goes as ASCII with character references, which <style> would show
+    literally: a template that puts non-ASCII there is refused when it is loaded."""
+    source = Renderer(MailSettings()).templates_dir
+    for name in ("email/digest.html", "email/digest.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((source / name).read_text())
+    page = tmp_path / "email/digest.html"
+    page.write_text(
+        page.read_text().replace("</style>", '.x::before { content: "→"; }\n</style>', 1)
+    )
+    with pytest.raises(TemplateError, match=r"digest\.html: a non-ASCII character in <style>"):
+        Renderer(MailSettings(), templates_dir=tmp_path)
+
+
 def test_rendered_outbox_passes_receiver_checks(
     renderer: Renderer, ten, hf_cards, listing_cards, tmp_path: Path
 ) -> None:
@@ -690,7 +761,7 @@ def test_the_largest_digest_the_settings_allow_stays_under_the_clip(hf_cards) ->
 
     out = wordy.render(data)
     html = out.html
-    assert len(html.encode()) <= HTML_BUDGET
+    assert out.html_size <= HTML_BUDGET
     kept = len(items) - out.moved
     assert 0 < out.moved < len(items) and kept > 10
     assert out.abstract_chars >= MIN_ABSTRACT

@@ -34,7 +34,7 @@ from premailer import Premailer
 from digest.config import MailSettings
 from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, Reason
-from digest.render import HTML_TEMPLATE, DigestInput, Renderer
+from digest.render import HTML_TEMPLATE, DigestInput, Renderer, wire
 from digest.render.templates import FragmentCache
 from digest.render.text import HIGHLIGHT_STYLE, _wrap, highlight_html, highlight_spans, wrap
 from digest.render.wire import POLICY, _LineCache, quoted_printable
@@ -78,6 +78,12 @@ def straightforward_html(renderer: Renderer, data: DigestInput) -> str:
     ).transform(pretty_print=False)
 
 
+def transfer_encoding(text: str) -> str:
+    lines = text.encode().splitlines()
+    as_is = text.isascii() and "\0" not in text and all(len(line) <= 998 for line in lines)
+    return "7bit" if as_is else "quoted-printable"
+
+
 def straightforward_message(
     renderer: Renderer, data: DigestInput, subject: str, text: str, html: str
 ) -> EmailMessage:
@@ -96,8 +102,11 @@ def straightforward_message(
     message["Auto-Submitted"] = "auto-generated"
     message["Precedence"] = "bulk"
     message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
-    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # The HTML's non-ASCII as character references; each part 7bit when RFC 2045 and 5322
+    # allow it as it is (ASCII, no NUL, no line over 998 octets), else quoted-printable.
+    html = html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    message.set_content(text, subtype="plain", charset="utf-8", cte=transfer_encoding(text))
+    message.add_alternative(html, subtype="html", charset="utf-8", cte=transfer_encoding(html))
     for part in message.iter_parts():
         del part["MIME-Version"]
     digest_of_id = hashlib.sha256(data.message_id.encode()).hexdigest()[:32]
@@ -248,10 +257,16 @@ def test_fast_message_is_the_straightforward_message(renderer: Renderer, name: s
     for x, y in zip(fast_parts, plain_parts, strict=True):
         assert list(x.items()) == list(y.items())  # the part headers
         assert x.get_content() == y.get_content()  # the decoded text
-    # Every line CRLF and within RFC 2045's 76 characters in the bodies.
+    # Every line CRLF; within RFC 2045's 76 characters in a quoted-printable part, RFC 5322's
+    # 998 in a 7bit one.
     assert b"\n" not in fast.replace(b"\r\n", b"")
-    body = fast.split(b"\r\n\r\n", 1)[1]
-    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    for encoded in fast.split(b"\r\n--=_digest_")[1:-1]:
+        headers, body = encoded.split(b"\r\n\r\n", 1)
+        longest = max(len(line) for line in body.split(b"\r\n"))
+        assert longest <= (76 if b"quoted-printable" in headers else 998)
+    # The HTML goes as it is: its tags are broken between attributes, so no line is too long
+    # (tests/render/test_render.py has the case that is).
+    assert fast_parts[1]["Content-Transfer-Encoding"] == "7bit"
     # ``Rendered.message`` is those bytes, parsed.
     assert [(k, str(v)) for k, v in out.message.items()] == [(k, str(v)) for k, v in a.items()]
 
@@ -271,7 +286,7 @@ def test_highlight_spans_are_the_rankings_match_spans() -> None:
 
 def test_highlighting_escapes_as_before() -> None:
     text = "A <b>\"quoted\"</b> & 'single' transformer, <transformers>"
-    mark = f'<mark class="hl" style="{HIGHLIGHT_STYLE}">'
+    mark = f'<mark class="hl"\nstyle="{HIGHLIGHT_STYLE}">'
     assert str(highlight_html(text, ("transformer",))) == (
         "A &lt;b&gt;&#34;quoted&#34;&lt;/b&gt; &amp; &#39;single&#39; "
         f"{mark}transformer</mark>, &lt;{mark}transformers</mark>&gt;"
@@ -302,6 +317,39 @@ def test_quoted_printable_decodes_to_the_text(text: str) -> None:
     # Line by line (cached) is the same as all at once.
     whole = binascii.b2a_qp(normal, istext=True).replace(b"\n", b"\r\n")
     assert encoded == whole
+
+
+BOUNDARY = b"=_digest_" + b"5" * 32
+
+
+@pytest.mark.parametrize(
+    ("body", "cte"),
+    [
+        (b"plain\nlines\n", b"7bit"),
+        (b"x" * 998 + b"\n", b"7bit"),  # RFC 5322's limit, exactly
+        (b"x" * 999 + b"\n", b"quoted-printable"),
+        (b"a\n" + b"x" * 999 + b"\nb\n", b"quoted-printable"),
+        (b"a\n" + b"x" * 999, b"quoted-printable"),
+        (b"a\n" + b"x" * 998, b"7bit"),
+        (b"short\r" + b"x" * 999, b"quoted-printable"),  # a lone CR ends a line too
+        (b"crlf\r\nlines\rmixed\n", b"7bit"),
+        (b"\n\n", b"7bit"),
+        (b"nul \x00 inside\n", b"quoted-printable"),  # RFC 2045: no NUL in 7bit
+        ("caf\u00e9\n".encode(), b"quoted-printable"),
+        (b"--" + BOUNDARY + b"--\n", b"quoted-printable"),  # would end the part early
+        (b"", b"7bit"),
+    ],
+)
+def test_a_part_goes_7bit_only_when_it_can(body: bytes, cte: bytes) -> None:
+    made = wire.part(b"plain", wire.measured(body), BOUNDARY)
+    headers, encoded = made.split(b"\r\n\r\n", 1)
+    assert headers.endswith(b"Content-Transfer-Encoding: " + cte)
+    assert b"\n" not in encoded.replace(b"\r\n", b"")  # CRLF line ends only
+    assert BOUNDARY not in encoded
+    lines = body.splitlines()
+    normal = b"\n".join(lines) + b"\n"
+    decoded = encoded.replace(b"\r\n", b"\n")
+    assert (quopri.decodestring(decoded) if cte == b"quoted-printable" else decoded) == normal
 
 
 def test_quoted_printable_line_by_line_equals_whole_on_random_text() -> None:
