@@ -65,7 +65,7 @@ class _PreKeyed:
         self._mac = hmac.new(key, digestmod=hashlib.sha1)
 
     def dumps(self, payload: Any) -> str:
-        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        data = _COMPACT_JSON(payload).encode()
         body = _b64(data)
         # zlib (12 us, most of a token's cost) only where it can pay: a short payload of
         # random ids never shrinks. Either form reads back the same (a leading "." marks it).
@@ -76,6 +76,10 @@ class _PreKeyed:
         mac = self._mac.copy()
         mac.update(body)
         return (body + b"." + _b64(mac.digest())).decode("ascii")
+
+
+# itsdangerous's compact JSON, the encoder made once (json.dumps with options makes one a call).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _b64(data: bytes) -> bytes:
