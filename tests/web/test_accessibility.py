@@ -251,7 +251,12 @@ def test_the_preview_is_in_sight_while_typing_topics(
     wait_until(lambda: any("diffusion" in t.lower() for t in preview_titles(page)), "preview")
     # The field being typed in and the preview's summary fit on one screen together.
     field = box("#include")
-    summary = box("[data-preview-panel] .preview-summary")
+    # Each keystroke may bring an answer that redraws the panel: the summary can be
+    # between two drawings right after the titles show, so wait for it to be drawn.
+    summary = wait_until(
+        lambda: page.locator("[data-preview-panel] .preview-summary").first.bounding_box(),
+        "the preview's summary shown",
+    )
     assert summary["y"] + summary["height"] - field["y"] <= size["height"], (field, summary)
     context.close()
 
