@@ -21,10 +21,17 @@ MAIL, RCPT and DATA go in one write when the server offers PIPELINING (RFC 2920)
 one otherwise; each reply has ``smtp.timeout``, and the reply to the final dot its own,
 longer timeout (RFC 5321 §4.5.3.2). Connections are reused up to
 ``smtp.messages_per_connection`` messages.
+
+A part may come 8bit (a digest's plain text, whose "·" and "…" made it quoted-printable
+nearly always): it goes as it is, announced with ``BODY=8BITMIME``, to a server that offers
+8BITMIME (RFC 6152). For a server that does not, and before DKIM signing (RFC 6376 §5.3: a
+relay converting the body later would break the signature), such parts are re-encoded
+quoted-printable first (:func:`seven_bit`).
 """
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import email
 import os
@@ -39,6 +46,8 @@ from email.message import EmailMessage
 from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
+
+import numpy as np
 
 from digest.config import Settings, SmtpSettings
 from digest.domain.addresses import wire_form
@@ -89,13 +98,66 @@ def make_mailer(settings: Settings) -> Mailer:
     return FileMailer(Path(settings.paths.outbox_dir), signer=signer)
 
 
-def payload_of(message: Message, signer: Signer | None = None) -> bytes:
-    """The bytes that go on the wire: CRLF lines, headers as the renderer set them, signed."""
+def payload_of(message: Message, signer: Signer | None = None, *, eight_bit: bool = True) -> bytes:
+    """The bytes that go on the wire: CRLF lines, headers as the renderer set them, signed.
+
+    ``eight_bit``: whether the receiver takes 8bit parts (8BITMIME); when it does not, or the
+    message is signed, they are re-encoded quoted-printable first."""
     if isinstance(message, bytes):
         data = message
     else:
         data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    if signer is not None or not eight_bit:
+        data = seven_bit(data)
     return signer(data) if signer else data
+
+
+# A part's 8bit label, and a multipart's boundary (quoted, as the renderer and the email
+# package write it, or bare). Header names are case-insensitive.
+_EIGHT_BIT_LINE = re.compile(rb"^Content-Transfer-Encoding:[ \t]*8bit[ \t]*(?=\r?$)", re.I | re.M)
+_MULTIPART = re.compile(rb"^Content-Type:[ \t]*multipart/", re.I | re.M)
+_BOUNDARY = re.compile(rb'boundary="([^"\r\n]+)"|boundary=([^\s;"]+)', re.I)
+
+
+def seven_bit(data: bytes) -> bytes:
+    """``data`` (a whole message, CRLF lines) with every 8bit part's body quoted-printable
+    instead, encoded as the renderer encodes its own; every other byte as it was (a parser
+    and generator would re-fold headers: the bytes DKIM signs must be ours)."""
+    if not _EIGHT_BIT_LINE.search(data):
+        return data
+    delimiters = {b"\r\n--" + (quoted or bare) for quoted, bare in _BOUNDARY.findall(data)}
+    found = sorted(i for d in delimiters for i in _occurrences(data, d))
+    # Each part's headers start at the message's start or on the line after a delimiter.
+    starts = [0] + [end + 2 for i in found if (end := data.find(b"\r\n", i + 2)) >= 0]
+    pieces: list[bytes] = []
+    done = 0
+    for start in starts:
+        if start < done or data.startswith(b"\r\n", start):
+            continue  # inside a part already re-encoded; a part with no headers
+        head_end = data.find(b"\r\n\r\n", start)
+        if head_end < 0:
+            continue
+        head = data[start:head_end]
+        if not _EIGHT_BIT_LINE.search(head) or _MULTIPART.search(head):
+            continue
+        body_start = head_end + 4
+        body_end = next((i for i in found if i >= body_start), len(data))
+        lines = data[body_start:body_end].split(b"\r\n")
+        encoded = [binascii.b2a_qp(line + b"\n", istext=True) for line in lines[:-1]]
+        encoded.append(binascii.b2a_qp(lines[-1], istext=True))
+        head = _EIGHT_BIT_LINE.sub(b"Content-Transfer-Encoding: quoted-printable", head)
+        pieces += (data[done:start], head, b"\r\n\r\n", b"".join(encoded).replace(b"\n", b"\r\n"))
+        done = body_end
+    pieces.append(data[done:])
+    return b"".join(pieces)
+
+
+def _occurrences(data: bytes, needle: bytes) -> list[int]:
+    found, at = [], data.find(needle)
+    while at >= 0:
+        found.append(at)
+        at = data.find(needle, at + len(needle))
+    return found
 
 
 class FileMailer:
@@ -223,7 +285,13 @@ class SmtpMailer:
         return connection
 
     def send(self, message: Message, to: Envelope, on_data: OnData | None = None) -> str:
-        payload = payload_of(message, self.signer)
+        payloads: dict[bool, bytes] = {}  # by whether the server takes 8bit: made once each
+
+        def payload(eight_bit: bool) -> bytes:
+            if eight_bit not in payloads:
+                payloads[eight_bit] = payload_of(message, self.signer, eight_bit=eight_bit)
+            return payloads[eight_bit]
+
         if self._sent_on_connection >= self.settings.messages_per_connection:
             self.close()
         for attempt in (1, 2):
@@ -246,7 +314,11 @@ class SmtpMailer:
         raise AssertionError("unreachable")
 
     def _transaction(
-        self, connection: smtplib.SMTP, payload: bytes, to: Envelope, on_data: OnData | None
+        self,
+        connection: smtplib.SMTP,
+        payload_for: Callable[[bool], bytes],
+        to: Envelope,
+        on_data: OnData | None,
     ) -> str:
         self._sent_on_connection += 1
         sender, recipient = to.sender, to.recipient
@@ -263,11 +335,15 @@ class SmtpMailer:
                     stage="message",
                 )
             options = ["SMTPUTF8", "BODY=8BITMIME"]
+        eight_bit = connection.has_extn("8bitmime")
+        payload = payload_for(eight_bit)
+        if eight_bit and not options and not payload.isascii():
+            options = ["BODY=8BITMIME"]  # an 8bit part (RFC 6152)
         # With PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one write and their replies
         # are read after: two round trips a message instead of four. Without it, one by one.
         pending = 0
         if connection.has_extn("pipelining"):
-            if options:
+            if utf8:
                 connection.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
             extra = " " + " ".join(options) if options else ""
             commands = (
@@ -408,15 +484,20 @@ _LINE_DOT = re.compile(rb"\n\.")
 
 
 def _dot_stuffed(payload: bytes) -> bytes:
-    # RFC 5321 §4.5.2: a line starting with "." gets another; then CRLF "." CRLF ends it.
-    # (A multiline "^\." is slow to search for, and so is bytes.replace here: a digest has
-    # a thousand line breaks, and this pattern takes half the time replace does.)
-    data = _LINE_DOT.sub(b"\n..", payload)
-    if data.startswith(b"."):
-        data = b"." + data
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
+    """The payload as it goes after DATA, with the end of data after it.
+
+    RFC 5321 §4.5.2: a line starting with "." gets another; then CRLF "." CRLF ends it.
+    Most digests have no such line, and numpy finds that out in C (8 µs on a 60 KB mail,
+    where the substitution took 30 µs and so did ``bytes.find``). The end goes in the same
+    write: a second, five-byte write waits for the first one's acknowledgement (Nagle's
+    algorithm), which cost a fifth of the throughput when tried.
+    """
+    octets = np.frombuffer(payload, dtype=np.uint8)
+    if payload[:1] == b"." or bool(((octets[:-1] == 10) & (octets[1:] == 46)).any()):
+        payload = _LINE_DOT.sub(b"\n..", payload)
+        if payload.startswith(b"."):
+            payload = b"." + payload
+    return payload + (b".\r\n" if payload.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
 def _text(text: bytes | str) -> str:

@@ -23,7 +23,8 @@ once per key, byte-identical), and the message's bytes are assembled directly
 (:meth:`Renderer._wire`): headers folded by the same ``email`` policy as before (the fixed
 ones once per renderer), each part sent as it is (7bit) when it can be: the HTML with its
 non-ASCII characters as character references and its tags broken between attributes, so no
-line nears 998 octets; quoted-printable (``binascii``) otherwise.
+line nears 998 octets, the plain text as 8bit when it is not ASCII (:mod:`digest.delivery.mailers`
+re-encodes it where 8bit cannot go); quoted-printable (``binascii``) otherwise.
 ``Rendered.message`` parses those bytes back for callers that want an ``EmailMessage``;
 tests/render/test_render_fast.py checks the bytes against a straightforward rendering
 (premailer over the whole page, ``EmailMessage`` assembly).
@@ -512,7 +513,9 @@ class Renderer:
         List-Unsubscribe, List-Unsubscribe-Post, Auto-Submitted, Precedence,
         X-Auto-Response-Suppress, MIME-Version, Content-Type), then a multipart/alternative
         body: the text part, then the HTML part (:func:`html_octets`), each UTF-8, 7bit when
-        it can go as it is and quoted-printable when not (:func:`~digest.render.wire.part`)."""
+        it can go as it is and quoted-printable when not (:func:`~digest.render.wire.part`);
+        the text part 8bit when only its non-ASCII keeps it from 7bit (the mailer re-encodes
+        it for a server without 8BITMIME, and before DKIM signing)."""
         digest_of_id = hashlib.sha256(message_id.encode()).hexdigest()[:32]
         # "=_" never occurs in quoted-printable output, and a 7bit part that holds the
         # boundary goes quoted-printable, so the boundary cannot collide.
@@ -539,7 +542,7 @@ class Renderer:
                 b"\r\n",
                 delimiter,
                 b"\r\n",
-                part(b"plain", measured(text.encode("utf-8")), boundary),
+                part(b"plain", measured(text.encode("utf-8")), boundary, eight_bit=True),
                 b"\r\n",
                 delimiter,
                 b"\r\n",

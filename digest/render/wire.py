@@ -151,27 +151,31 @@ def html_octets(html: str) -> Octets:
     return measured(html.encode("ascii", "xmlcharrefreplace"))
 
 
-def part(subtype: bytes, octets: Octets, boundary: bytes) -> bytes:
+def part(subtype: bytes, octets: Octets, boundary: bytes, *, eight_bit: bool = False) -> bytes:
     """A text part (``subtype`` plain or html, ``octets`` UTF-8): its two headers and body.
 
     7bit, the text as it is with CRLF line ends, when it can go so: ASCII, no NUL, no line
-    over 998 octets, and no run that could read as the ``boundary``. Otherwise
-    quoted-printable, which costs far more (it was a fifth of a sending worker's time,
-    docs/benchmarks.md) and writes every ``=`` of the HTML's attributes as ``=3D`` and
-    breaks every line at 76. Either way the body ends with a line break, as
-    ``EmailMessage.set_content`` ends it.
+    over 998 octets, and no run that could read as the ``boundary``. With ``eight_bit``, the
+    same but not ASCII goes as it is too, labelled 8bit (RFC 2045, 6152): the mailer sends it
+    so to a server that offers 8BITMIME and re-encodes it for one that does not
+    (:func:`digest.delivery.mailers.seven_bit`). Otherwise quoted-printable, which costs far
+    more (it was a fifth of a sending worker's time, docs/benchmarks.md) and writes every
+    ``=`` of the HTML's attributes as ``=3D`` and breaks every line at 76. Either way the
+    body ends with a line break, as ``EmailMessage.set_content`` ends it.
     """
     data = octets.data
-    if data.isascii() and b"\x00" not in data and boundary not in data:
+    ascii_ = data.isascii()
+    if (ascii_ or eight_bit) and b"\x00" not in data and boundary not in data:
+        label = b"7bit" if ascii_ else b"8bit"
         if b"\r" not in data:  # the templates' output: LF line ends only
             if octets.longest <= MAX_7BIT_LINE:
                 body = data.replace(b"\n", b"\r\n")
-                return b"".join((_PART_HEADERS % (subtype, b"7bit"), body, _final_break(body)))
+                return b"".join((_PART_HEADERS % (subtype, label), body, _final_break(body)))
         else:
             lines = data.splitlines()  # at CRLF, LF or a lone CR, as set_content splits
             if max(map(len, lines), default=0) <= MAX_7BIT_LINE:
                 body = b"\r\n".join(lines)
-                return b"".join((_PART_HEADERS % (subtype, b"7bit"), body, b"\r\n"))
+                return b"".join((_PART_HEADERS % (subtype, label), body, b"\r\n"))
     return _PART_HEADERS % (subtype, b"quoted-printable") + b"".join(_QP_LINES.encoded(data))
 
 

@@ -72,6 +72,11 @@ def test_signed_digest_verifies_and_covers_the_list_headers(
 
     assert dkim.verify(data, dnsfunc=dns)
     assert asked == [b"digest2026._domainkey.digest.example.org."]
+    # Signed as 7bit (RFC 6376 5.3): a relay that re-encoded an 8bit part would break it.
+    plain = received.message.get_body(("plain",))
+    assert not plain.get_content().isascii()  # "…", "·": it would have gone 8bit unsigned
+    assert data.isascii() and received.options == []
+    assert plain["Content-Transfer-Encoding"] == "quoted-printable"
     signature = received.message["DKIM-Signature"]
     signed = re.search(r"h=([^;]+);", " ".join(signature.split())).group(1)
     names = [h.strip() for h in signed.split(":")]

@@ -32,6 +32,7 @@ from markupsafe import escape
 from premailer import Premailer
 
 from digest.config import MailSettings
+from digest.delivery.mailers import seven_bit
 from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, Reason
 from digest.render import HTML_TEMPLATE, DigestInput, Renderer, wire
@@ -78,10 +79,12 @@ def straightforward_html(renderer: Renderer, data: DigestInput) -> str:
     ).transform(pretty_print=False)
 
 
-def transfer_encoding(text: str) -> str:
+def transfer_encoding(text: str, eight_bit: bool = False) -> str:
     lines = text.encode().splitlines()
-    as_is = text.isascii() and "\0" not in text and all(len(line) <= 998 for line in lines)
-    return "7bit" if as_is else "quoted-printable"
+    as_is = (eight_bit or text.isascii()) and "\0" not in text
+    if not (as_is and all(len(line) <= 998 for line in lines)):
+        return "quoted-printable"
+    return "7bit" if text.isascii() else "8bit"
 
 
 def straightforward_message(
@@ -103,9 +106,11 @@ def straightforward_message(
     message["Precedence"] = "bulk"
     message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
     # The HTML's non-ASCII as character references; each part 7bit when RFC 2045 and 5322
-    # allow it as it is (ASCII, no NUL, no line over 998 octets), else quoted-printable.
+    # allow it as it is (ASCII, no NUL, no line over 998 octets), the plain text 8bit when
+    # only its non-ASCII stands in the way, else quoted-printable.
     html = html.encode("ascii", "xmlcharrefreplace").decode("ascii")
-    message.set_content(text, subtype="plain", charset="utf-8", cte=transfer_encoding(text))
+    text_cte = transfer_encoding(text, eight_bit=True)
+    message.set_content(text, subtype="plain", charset="utf-8", cte=text_cte)
     message.add_alternative(html, subtype="html", charset="utf-8", cte=transfer_encoding(html))
     for part in message.iter_parts():
         del part["MIME-Version"]
@@ -271,6 +276,24 @@ def test_fast_message_is_the_straightforward_message(renderer: Renderer, name: s
     assert [(k, str(v)) for k, v in out.message.items()] == [(k, str(v)) for k, v in a.items()]
 
 
+def test_re_encoding_an_8bit_part_gives_the_renderers_quoted_printable(
+    renderer: Renderer,
+) -> None:
+    """For a server without 8BITMIME (and before DKIM signing) the mailer re-encodes the
+    8bit text part: byte for byte what the renderer writes when 8bit is not allowed."""
+    re_encoded = 0
+    for _name, data in digests():
+        out = renderer.render(data)
+        boundary = out.message.get_boundary().encode()
+        text = wire.measured(out.text.encode())
+        eight = wire.part(b"plain", text, boundary, eight_bit=True)
+        quoted = wire.part(b"plain", text, boundary)
+        assert out.raw.count(eight) == 1
+        assert seven_bit(out.raw) == out.raw.replace(eight, quoted)
+        re_encoded += eight != quoted
+    assert re_encoded  # some digests had an 8bit part
+
+
 def test_highlight_spans_are_the_rankings_match_spans() -> None:
     rng = random.Random(3)
     hf = hf_cards() + listing_cards()
@@ -341,7 +364,28 @@ BOUNDARY = b"=_digest_" + b"5" * 32
     ],
 )
 def test_a_part_goes_7bit_only_when_it_can(body: bytes, cte: bytes) -> None:
-    made = wire.part(b"plain", wire.measured(body), BOUNDARY)
+    check_part(wire.part(b"plain", wire.measured(body), BOUNDARY), body, cte)
+
+
+@pytest.mark.parametrize(
+    ("body", "cte"),
+    [
+        ("caf\u00e9 \u00b7 r\u00e9sum\u00e9\u2026\n".encode(), b"8bit"),
+        (b"plain\nlines\n", b"7bit"),  # ASCII stays 7bit
+        ("\u00e9".encode() * 499 + b"\n", b"8bit"),  # 998 octets, exactly
+        ("\u00e9".encode() * 499 + b"x\n", b"quoted-printable"),  # 999: too long for 8bit too
+        ("caf\u00e9\r\nmixed\rends\n".encode(), b"8bit"),
+        ("caf\u00e9 \x00\n".encode(), b"quoted-printable"),  # no NUL in 8bit either
+        ("caf\u00e9\n--".encode() + BOUNDARY + b"--\n", b"quoted-printable"),
+    ],
+)
+def test_a_text_part_goes_8bit_when_only_its_characters_keep_it_from_7bit(
+    body: bytes, cte: bytes
+) -> None:
+    check_part(wire.part(b"plain", wire.measured(body), BOUNDARY, eight_bit=True), body, cte)
+
+
+def check_part(made: bytes, body: bytes, cte: bytes) -> None:
     headers, encoded = made.split(b"\r\n\r\n", 1)
     assert headers.endswith(b"Content-Transfer-Encoding: " + cte)
     assert b"\n" not in encoded.replace(b"\r\n", b"")  # CRLF line ends only

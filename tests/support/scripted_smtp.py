@@ -99,7 +99,8 @@ class _Handler(socketserver.StreamRequestHandler):
             elif verb == "MAIL":
                 if script.drop_after and count >= script.drop_after:
                     raise _Closed
-                sender = argument.partition(":")[2].strip("<> ")
+                # "FROM:<a@b> BODY=8BITMIME": the address, without its parameters
+                sender = argument.partition(":")[2].strip().split(" ")[0].strip("<>")
                 reply = _reply(script.mail, sender, count)
                 in_mail = reply.startswith("250")
                 self._say(reply, stopping)

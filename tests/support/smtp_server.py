@@ -33,6 +33,15 @@ class Received:
 class Recorder:
     messages: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    offer_8bitmime: bool = True  # aiosmtpd offers it; a few old relays do not
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.offer_8bitmime:
+            return responses
+        return [line for line in responses if "8BITMIME" not in line.upper()]
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
@@ -59,9 +68,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def smtp_server(*, smtputf8: bool = False) -> Iterator[tuple[str, int, Recorder]]:
-    """``smtputf8``: offer SMTPUTF8 (RFC 6531), as many real servers do."""
-    recorder = Recorder()
+def smtp_server(
+    *, smtputf8: bool = False, eight_bit_mime: bool = True
+) -> Iterator[tuple[str, int, Recorder]]:
+    """``smtputf8``: offer SMTPUTF8 (RFC 6531), as many real servers do; ``eight_bit_mime``:
+    offer 8BITMIME (RFC 6152), as nearly all do."""
+    recorder = Recorder(offer_8bitmime=eight_bit_mime)
     port = free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
     controller.start()
