@@ -346,10 +346,7 @@ class SmtpMailer:
             if utf8:
                 connection.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
             extra = " " + " ".join(options) if options else ""
-            commands = (
-                f"mail FROM:{smtplib.quoteaddr(sender)}{extra}\r\n"
-                f"rcpt TO:{smtplib.quoteaddr(address)}\r\nDATA\r\n"
-            )
+            commands = f"mail FROM:{_path(sender)}{extra}\r\nrcpt TO:{_path(address)}\r\nDATA\r\n"
             try:
                 connection.send(commands)
             except (OSError, smtplib.SMTPException) as exc:
@@ -481,6 +478,14 @@ def _close_quietly(connection: smtplib.SMTP) -> None:
 
 
 _LINE_DOT = re.compile(rb"\n\.")
+# An address of these characters only is what smtplib.quoteaddr makes of it, in angle
+# brackets; quoteaddr parses every address with email.utils (1% of a sending worker's time).
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+")
+
+
+def _path(address: str) -> str:
+    """An address as MAIL FROM and RCPT TO take it (RFC 5321 "Path")."""
+    return f"<{address}>" if _PLAIN_PATH.fullmatch(address) else smtplib.quoteaddr(address)
 
 
 def _dot_stuffed(payload: bytes) -> bytes:

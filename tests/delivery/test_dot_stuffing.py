@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import random
 import re
+import smtplib
 
 from smtp_server import smtp_server
 
 from digest.config import SmtpSettings
-from digest.delivery.mailers import Envelope, SmtpMailer, _dot_stuffed
+from digest.delivery.mailers import Envelope, SmtpMailer, _dot_stuffed, _path
 
 
 def _by_the_rule(payload: bytes) -> bytes:
@@ -44,3 +45,18 @@ def test_lines_starting_with_a_dot_arrive_intact() -> None:
             mailer.close()
     [received] = recorder.messages
     assert received.data == message
+
+
+def test_plain_addresses_are_put_in_angle_brackets_as_smtplib_does() -> None:
+    # The fast path for MAIL FROM and RCPT TO gives what smtplib.quoteaddr gives, on random
+    # addresses of the characters it takes; anything else (brackets, quotes, spaces, a
+    # display name, non-ASCII) goes through quoteaddr itself.
+    rng = random.Random(2920)
+    alphabet = "ab.+-_!#$%&'*/=?^`{|}~1.A"
+    addresses = ["reader@example.org", "bounces+1f2e@example.org", ".a..b.@c", "a@", "@b"]
+    for _ in range(20_000):
+        left = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+        addresses.append(left + "@" + "".join(rng.choice(alphabet) for _ in range(5)))
+    addresses += ["a[b]@c", '"q r"@example.org', "A <a@b.org>", "jörg@b.de", "a@b@c", "<>"]
+    for address in addresses:
+        assert _path(address) == smtplib.quoteaddr(address), address

@@ -19,6 +19,7 @@ import logging
 import quopri
 import random
 import re
+import textwrap
 from dataclasses import replace
 from email import policy
 from email.message import EmailMessage
@@ -37,7 +38,14 @@ from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, Reason
 from digest.render import HTML_TEMPLATE, DigestInput, Renderer, wire
 from digest.render.templates import FragmentCache
-from digest.render.text import HIGHLIGHT_STYLE, _wrap, highlight_html, highlight_spans, wrap
+from digest.render.text import (
+    HIGHLIGHT_STYLE,
+    TEXT_WIDTH,
+    _wrap,
+    highlight_html,
+    highlight_spans,
+    wrap,
+)
 from digest.render.wire import POLICY, _LineCache, quoted_printable
 from digest.sources.huggingface import parse_daily_papers
 from digest.sources.sample import read_listing
@@ -499,3 +507,26 @@ def test_fragments_cached_from_other_digests_change_no_byte(renderer: Renderer) 
     warm = [renderer.render(data).raw for data in reversed(inputs)][::-1]
     assert len(cache.fragments) == stored  # all from the cache this time
     assert warm == cold
+
+
+def test_plain_words_wrap_as_textwrap_wraps_them() -> None:
+    """The fast fill for words between single spaces gives textwrap's lines, whatever the
+    words (hyphens, punctuation, Unicode white space inside a word, words as long as a line
+    or longer) and indents; other text (tabs, double spaces, a word of white space alone)
+    goes to textwrap itself, so every text wraps as textwrap wraps it."""
+    rng = random.Random(76)
+    pieces = ["a", "state-of-the-art", "(LLMs),", "x" * 30, "y" * 72, "z" * 76, "é", "\u00a0"]
+    pieces += ["\t", "  ", "\u2003", "https://arxiv.org/abs/2401.00001", ""]
+    for _ in range(8_000):
+        text = " ".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
+        indent = rng.choice(["", "    "])
+        first = rng.choice([None, "12. ", "Why: "])
+        expected = textwrap.fill(
+            text,
+            width=TEXT_WIDTH,
+            initial_indent=indent if first is None else first,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        assert _wrap.__wrapped__(text, indent, first) == expected, (text, indent, first)
