@@ -124,25 +124,23 @@ class FragmentCache(Extension):
         environment.filters[self._GET] = self.fragments.get
         environment.filters[self._KEEP] = self._keep
 
-    def parse(self, parser: Parser) -> nodes.Node:
+    def parse(self, parser: Parser) -> list[nodes.Node]:
         lineno = next(parser.stream).lineno
         key = [parser.parse_expression()]
         while parser.stream.skip_if("comma"):
             key.append(parser.parse_expression())
         body = parser.parse_statements(("name:endcache",), drop_needle=True)
         self._blocks += 1
-        name = f"_fragment_{self._blocks}"  # a name of its own per block: nested ones work
+        name = f"_fragment_{self._blocks}"  # a name of its own per block
         found = nodes.Name(name, "load")
         made = [
             nodes.AssignBlock(nodes.Name(name, "store"), None, body),
             nodes.Output([self._filter(found, self._KEEP, key)]),
         ]
-        return [
-            nodes.Assign(nodes.Name(name, "store"), self._filter(None, self._GET, key)),
-            nodes.If(
-                nodes.Test(found, "none", [], [], None, None), made, [], [nodes.Output([found])]
-            ),
-        ]
+        fetch = nodes.Assign(nodes.Name(name, "store"), self._filter(None, self._GET, key))
+        missing = nodes.Test(found, "none", [], [], None, None)
+        kept = nodes.If(missing, made, [], [nodes.Output([found])])
+        return [fetch.set_lineno(lineno), kept.set_lineno(lineno)]
 
     @staticmethod
     def _filter(value: nodes.Expr | None, name: str, key: list[nodes.Expr]) -> nodes.Filter:
