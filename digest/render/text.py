@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -307,15 +308,16 @@ def _wrap(text: str, indent: str, first: str | None) -> str:
     if _PLAIN_WORDS.fullmatch(text) and text.isprintable() and not _LONG_WORD.search(text):
         return _greedy_fill(text, indent if first is None else first, indent)
     text = _LONG_WORD.sub(split_word, text)
-    return textwrap.fill(
-        text,
-        width=TEXT_WIDTH,
-        initial_indent=indent if first is None else first,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
+    lead = indent if first is None else first
+    return textwrap.fill(text, initial_indent=lead, subsequent_indent=indent, **TEXTWRAP)
 
+
+# How the plain text is folded: URLs and words are never broken, not even at hyphens.
+TEXTWRAP: dict[str, Any] = {
+    "width": TEXT_WIDTH,
+    "break_long_words": False,
+    "break_on_hyphens": False,
+}
 
 # Words between single spaces; with ``str.isprintable`` (false for every white space but the
 # ASCII space) nothing textwrap would treat as white space is left inside a word.

@@ -40,7 +40,7 @@ from digest.render import HTML_TEMPLATE, DigestInput, Renderer, wire
 from digest.render.templates import FragmentCache
 from digest.render.text import (
     HIGHLIGHT_STYLE,
-    TEXT_WIDTH,
+    TEXTWRAP,
     _wrap,
     highlight_html,
     highlight_spans,
@@ -521,12 +521,6 @@ def test_plain_words_wrap_as_textwrap_wraps_them() -> None:
         text = " ".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
         indent = rng.choice(["", "    "])
         first = rng.choice([None, "12. ", "Why: "])
-        expected = textwrap.fill(
-            text,
-            width=TEXT_WIDTH,
-            initial_indent=indent if first is None else first,
-            subsequent_indent=indent,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
+        lead = indent if first is None else first
+        expected = textwrap.fill(text, initial_indent=lead, subsequent_indent=indent, **TEXTWRAP)
         assert _wrap.__wrapped__(text, indent, first) == expected, (text, indent, first)
