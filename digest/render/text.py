@@ -327,7 +327,7 @@ _PLAIN_WORDS = re.compile(r"[^ ]+(?: [^ ]+)*")
 def _greedy_fill(text: str, first: str, indent: str) -> str:
     """What ``textwrap.fill`` returns with the options of :func:`_wrap`, for text of words
     between single spaces (no other white space, no word over ``TEXT_WIDTH``): lines filled
-    word by word, a word too long for a line alone on its own. Four times faster, and the
+    word by word, a word too long for a line alone on its own. Five times faster, and the
     lines a reader's mail alone has ("Why: …", the footer with the address) miss the cache.
     """
     lines: list[str] = []
