@@ -11,6 +11,7 @@ these tests skip with the reason, except under CI=true, where they fail.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -40,43 +41,56 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 ZOOMED = {"width": 640, "height": 450}  # a 1280×900 window at 200% zoom, in CSS pixels
 
 
-def _axe_path() -> Path | None:
+def _axe_path() -> tuple[Path | None, str]:
+    """axe.min.js, installed with npm if need be; else None and what npm said."""
     named = os.environ.get("TEST_AXE_PATH")
     if named:
-        return Path(named) if Path(named).is_file() else None
+        return (Path(named), "") if Path(named).is_file() else (None, f"no file {named}")
     found = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
     if found.is_file():
-        return found
+        return found, ""
     npm = shutil.which("npm")
     if npm is None:
-        return None
+        return None, "no npm"
     AXE_DIR.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            npm,
-            "install",
-            "--prefix",
-            str(AXE_DIR),
-            "--no-save",
-            "--no-audit",
-            "--no-fund",
-            f"axe-core@{AXE_VERSION}",
-        ],
-        cwd=AXE_DIR,
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
-    return found if found.is_file() else None
+    said = ""
+    # The suite's processes (pytest-xdist) may all get here at once: one installs while the
+    # others wait (two npm installs into one folder can leave neither complete); a failed
+    # install (the registry's hiccup) is tried once more. A CI run once failed here, npm's
+    # words unseen: they are in the message now.
+    with open(AXE_DIR / ".install-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for _attempt in range(2):
+            if found.is_file():
+                break
+            done = subprocess.run(
+                [
+                    npm,
+                    "install",
+                    "--prefix",
+                    str(AXE_DIR),
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    f"axe-core@{AXE_VERSION}",
+                ],
+                cwd=AXE_DIR,
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+            said = " ".join((done.stderr or done.stdout).split())[-400:]
+    return (found, "") if found.is_file() else (None, f"npm install failed: {said}")
 
 
 @pytest.fixture(scope="module")
 def axe() -> Path:
-    path = _axe_path()
+    path, why = _axe_path()
     if path is None:
         reason = (
             "axe-core is not installed (npm install --prefix var/axe axe-core, or set "
-            "TEST_AXE_PATH to axe.min.js)"
+            f"TEST_AXE_PATH to axe.min.js): {why}"
         )
         if IN_CI:
             pytest.fail(f"CI=true but {reason}")
