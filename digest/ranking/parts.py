@@ -220,17 +220,19 @@ def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.nda
 
 
 def _largest_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k columns of largest value (ties: lower column first), and the values.
+    """Per row, the k columns of largest value (ties: lower column first), and the values;
+    values of 0 and below, which callers drop, may come in any order.
 
-    argpartition finds them in linear time but breaks ties at the boundary arbitrarily: it
-    also places the largest of the rest just below them, and a row where that equals the
-    smallest chosen value (and is above 0) is redone with a full, exact sort.
+    argpartition finds them in linear time but breaks ties at the boundary arbitrarily. Asked
+    for the (k+1)-th largest alone, it puts that one in place with the k largest after it
+    (one selection; asking for two places costs two): a row where it equals the smallest
+    chosen value (and is above 0) is redone exactly over the values that tie or beat it.
     """
     m, n = values.shape
     if k <= 0:
         return np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0), dtype=values.dtype)
     if k < n:
-        full = np.argpartition(values, (n - k - 1, n - k), axis=1)
+        full = np.argpartition(values, n - k - 1, axis=1)
         part = full[:, n - k :]
         below = np.take_along_axis(values, full[:, n - k - 1 : n - k], axis=1)[:, 0]
     else:
@@ -243,22 +245,24 @@ def _largest_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if below is not None:
         worst = top_values[:, -1]
         for i in np.flatnonzero((worst > 0) & (below == worst)):
-            exact = np.lexsort((np.arange(n), -values[i]))[:k]
+            tied = np.flatnonzero(values[i] >= worst[i])  # ascending columns
+            exact = tied[np.lexsort((tied, -values[i, tied]))[:k]]
             top[i], top_values[i] = exact, values[i, exact]
     return top, top_values
 
 
 def _smallest_k(cost: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k columns of least cost (ties: lower column first), and their costs.
+    """Per row, the k columns of least cost (ties: lower column first), and their costs;
+    infinite costs, which callers drop, may come in any order.
 
-    As ``_largest_k``: a row where the cheapest of the rest ties with the dearest chosen
-    (and is finite) is redone with a full, exact sort.
+    As ``_largest_k``: one selection of the (k+1)-th cheapest; a row where it ties with the
+    dearest chosen (and is finite) is redone exactly over the costs that tie or beat it.
     """
     m, n = cost.shape
     if k <= 0:
         return np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0), dtype=cost.dtype)
     if k < n:
-        full = np.argpartition(cost, (k - 1, k), axis=1)
+        full = np.argpartition(cost, k, axis=1)
         part = full[:, :k]
         above = np.take_along_axis(cost, full[:, k : k + 1], axis=1)[:, 0]
     else:
@@ -271,6 +275,7 @@ def _smallest_k(cost: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if above is not None:
         worst = top_cost[:, -1]
         for i in np.flatnonzero(np.isfinite(worst) & (above == worst)):
-            exact = np.lexsort((np.arange(n), cost[i]))[:k]
+            tied = np.flatnonzero(cost[i] <= worst[i])  # ascending columns
+            exact = tied[np.lexsort((tied, cost[i, tied]))[:k]]
             top[i], top_cost[i] = exact, cost[i, exact]
     return top, top_cost

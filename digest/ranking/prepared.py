@@ -15,6 +15,7 @@ from digest.domain.items import PaperCard, Reason
 from digest.ranking.parts import (
     _NEW,
     RankRequest,
+    _largest_k,
     _log,
     _on_grid,
     _on_value_grid,
@@ -31,6 +32,7 @@ EXPANSION_WORDS = 20
 # stays at papers x NEIGHBOURS whatever the size of the day.
 NEIGHBOURS = 128
 _MIN_WORD_CHARS = 3
+_TOP_BLOCK_CELLS = 2_000_000  # rows made dense at once by _top_per_row
 
 
 class Prepared:
@@ -499,11 +501,14 @@ def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """The ``k`` largest positive entries of each row (ties: lower column), others dropped."""
     matrix = matrix.tocsr()
     matrix.sort_indices()
+    m, n = matrix.shape
+    if matrix.nnz * 4 > m * n:
+        return _top_per_dense_row(matrix, min(k, n))
     indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
     keep_rows: list[np.ndarray] = []
     keep_cols: list[np.ndarray] = []
     keep_vals: list[np.ndarray] = []
-    for row in range(matrix.shape[0]):
+    for row in range(m):
         start, end = indptr[row], indptr[row + 1]
         values, columns = data[start:end], indices[start:end]
         positive = values > 0
@@ -514,11 +519,34 @@ def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
         keep_rows.append(np.full(len(values), row, dtype=np.int64))
         keep_cols.append(columns.astype(np.int64))
         keep_vals.append(values)
-    if not keep_rows:
-        return sp.csr_matrix(matrix.shape)
+    return _csr(matrix.shape, keep_rows, keep_cols, keep_vals)
+
+
+def _top_per_dense_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """``_top_per_row`` for a mostly full matrix (the expansion's paper x paper scores): a
+    block of rows at a time made dense (about 16 MB), where one selection per block beats a
+    sort per row (0.5 -> 0.1 s for 2,000 papers)."""
+    m, n = matrix.shape
+    step = max(1, _TOP_BLOCK_CELLS // max(n, 1))
+    keep_rows: list[np.ndarray] = []
+    keep_cols: list[np.ndarray] = []
+    keep_vals: list[np.ndarray] = []
+    for start in range(0, m, step):
+        top, values = _largest_k(matrix[start : start + step].toarray(), k)
+        positive = values > 0
+        keep_rows.append(np.nonzero(positive)[0] + start)
+        keep_cols.append(top[positive])
+        keep_vals.append(values[positive])
+    return _csr(matrix.shape, keep_rows, keep_cols, keep_vals)
+
+
+def _csr(
+    shape: tuple[int, int], rows: list[np.ndarray], cols: list[np.ndarray], vals: list[np.ndarray]
+) -> sp.csr_matrix:
+    if not rows:
+        return sp.csr_matrix(shape)
     result = sp.csr_matrix(
-        (np.concatenate(keep_vals), (np.concatenate(keep_rows), np.concatenate(keep_cols))),
-        shape=matrix.shape,
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
     )
     result.sort_indices()
     return result

@@ -1,0 +1,77 @@
+"""The ranking's selections against plain sorting: the k best per row, ties to the lower
+column, on random matrices full of ties (values on a few levels, zeros, infinities)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from digest.ranking import prepared
+from digest.ranking.parts import _largest_k, _smallest_k
+from digest.ranking.prepared import _top_per_row
+
+
+def _matrices(seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(150):
+        m, n = int(rng.integers(1, 30)), int(rng.integers(1, 80))
+        levels = rng.integers(-2, int(rng.integers(1, 6)), size=(m, n)).astype(float)
+        levels[rng.random((m, n)) < rng.random()] = 0.0  # sparse rows and full ones
+        found.append(levels)
+    return found
+
+
+def _best_first(row: np.ndarray) -> list[int]:
+    return sorted(range(len(row)), key=lambda col: (-row[col], col))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_largest_k_matches_a_sort_wherever_the_value_counts(seed: int) -> None:
+    for values in _matrices(seed):
+        for k in (1, 2, 5, values.shape[1], values.shape[1] + 3):
+            top, top_values = _largest_k(values, k)
+            assert top.shape == (values.shape[0], min(k, values.shape[1]))
+            for i, row in enumerate(values):
+                expected = _best_first(row)[: top.shape[1]]
+                assert np.array_equal(top_values[i], row[expected])
+                # Entries at 0 or below are "none": callers drop them, so their order is free.
+                positive = top_values[i] > 0
+                assert top[i][positive].tolist() == [c for c in expected if row[c] > 0]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_smallest_k_matches_a_sort_wherever_the_cost_is_finite(seed: int) -> None:
+    for levels in _matrices(seed):
+        cost = np.where(levels > 0, np.inf, -levels)  # many ties, a share failed (inf)
+        for k in (1, 3, 10, cost.shape[1]):
+            top, top_cost = _smallest_k(cost, k)
+            for i, row in enumerate(cost):
+                expected = sorted(range(len(row)), key=lambda col: (row[col], col))[: top.shape[1]]
+                assert np.array_equal(top_cost[i], row[expected])
+                finite = np.isfinite(top_cost[i])
+                assert top[i][finite].tolist() == [c for c in expected if np.isfinite(row[c])]
+
+
+@pytest.mark.parametrize(("seed", "block_cells"), [(6, 2_000_000), (7, 50)])
+def test_top_per_row_keeps_the_k_largest_positive_entries_sparse_or_dense(
+    seed: int, block_cells: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small blocks: a dense matrix is taken a few rows at a time, as a large day's is.
+    monkeypatch.setattr(prepared, "_TOP_BLOCK_CELLS", block_cells)
+    dense_seen = sparse_seen = 0
+    for values in _matrices(seed):
+        matrix = sp.csr_matrix(values)
+        m, n = values.shape
+        dense_seen += matrix.nnz * 4 > m * n
+        sparse_seen += matrix.nnz * 4 <= m * n
+        for k in (1, 4, 20):
+            kept = _top_per_row(matrix, k)
+            expected = np.zeros_like(values)
+            for i, row in enumerate(values):
+                for col in [c for c in _best_first(row) if row[c] > 0][:k]:
+                    expected[i, col] = row[col]
+            assert kept.has_sorted_indices
+            assert np.array_equal(kept.toarray(), expected)
+    assert dense_seen and sparse_seen  # both ways were taken
