@@ -75,17 +75,21 @@ class Explained(Prepared):
         entry = np.arange(int(counts.sum())) + np.repeat(
             starts - (np.cumsum(counts) - counts), counts
         )
-        # Most of a row's units are not in a given paper: a dense presence table (units x
-        # papers, one byte each) rules those out by plain indexing; the rest are looked up.
+        # Most of a row's units are not in a given paper: a dense table (units x papers) of
+        # where each unit's value for a paper is stored (plus 1; 0 where it does not occur)
+        # rules those out and finds the others' values by plain indexing.
         units_at = wanted.indices[entry]
-        present = np.zeros(units_by_paper.shape, dtype=bool)
-        present[
+        stored = np.zeros(
+            units_by_paper.shape, dtype=np.int32 if units_by_paper.nnz < 2**31 - 1 else np.int64
+        )
+        stored[
             np.repeat(np.arange(units_by_paper.shape[0]), np.diff(units_by_paper.indptr)),
             units_by_paper.indices,
-        ] = True
-        found = present[units_at, pick_cols[pair]]
-        pair, entry, units_at = pair[found], entry[found], units_at[found]
-        contribution = wanted.data[entry] * _lookup(units_by_paper, units_at, pick_cols[pair])
+        ] = np.arange(1, units_by_paper.nnz + 1)
+        at = stored[units_at, pick_cols[pair]]
+        found = at > 0
+        pair, entry = pair[found], entry[found]
+        contribution = wanted.data[entry] * units_by_paper.data[at[found] - 1]
         keep = contribution > 0
         pair, entry, contribution = pair[keep], entry[keep], contribution[keep]
         every = [entry for row in rows for entry in row.units]
@@ -95,7 +99,14 @@ class Explained(Prepared):
         # they added up to, largest first.
         groups = np.array([entry[6] for entry in every], dtype=np.int64)[entry]
         phrase = np.array([entry[2].kind == "phrase" for entry in every], dtype=bool)[entry]
-        order = np.lexsort((entry, -contribution, ~phrase, groups, pair))
+        # Sorted by pair, group, phrase first, contribution (largest first), then unit order:
+        # two sorts rather than lexsort's five. The stable sort by contribution keeps equal
+        # ones in the order they were built (pair, then unit), and the stable sort by
+        # (pair, group, phrase) keeps that order within each.
+        by_value = np.argsort(-contribution, kind="stable")
+        grouping = (pair.astype(np.int64) * (int(groups.max(initial=0)) + 1) + groups) * 2
+        grouping += ~phrase
+        order = by_value[np.argsort(grouping[by_value], kind="stable")]
         g_pair, g_group = pair[order], groups[order]
         starts = np.flatnonzero(
             np.concatenate(([True], (g_pair[1:] != g_pair[:-1]) | (g_group[1:] != g_group[:-1])))
