@@ -40,6 +40,10 @@ _UNGRID = 1.0 / (_GRID * _GRID)
 # terms. The rounding moves a value by less than 4e-6 and a weight by less than 7e-5.
 _VALUE_GRID = 2.0**18
 _WEIGHT_GRID = 2.0**14
+# A sparse right-hand side of a product is made dense up to this many cells (64 MB): scipy's
+# sparse x dense product is about twice as fast as sparse x sparse, whose result is mostly
+# full here anyway.
+_DENSE_CELLS = 8_000_000
 _TEXT_BLOCK = 256  # profile texts whose cosines are computed at once (rows x papers floats)
 
 
@@ -205,6 +209,19 @@ def _weighted_selection(chosen: Sequence[Sequence[tuple[int, float]]], width: in
     indices = [index for c in chosen for index, _weight in c]
     weights = [weight for c in chosen for _index, weight in c]
     return sp.csr_matrix((weights, indices, indptr), shape=(len(chosen), width))
+
+
+def _product_into(left: sp.csr_matrix, right: sp.csr_matrix | np.ndarray, out: np.ndarray) -> None:
+    """``left @ right`` written into the dense ``out``; ``right`` made dense first where it is
+    small enough (``_DENSE_CELLS``). The same sums either way, bit for bit: both add each
+    row's products in the order of ``left``'s entries, and a dense zero adds nothing."""
+    if isinstance(right, sp.spmatrix | sp.sparray) and right.shape[0] * right.shape[1] > (
+        _DENSE_CELLS
+    ):
+        (left @ right).toarray(out=out)
+        return
+    dense = right if isinstance(right, np.ndarray) else right.toarray()
+    np.copyto(out, left @ dense)
 
 
 def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from digest.config import RankingSettings
 from digest.domain.analysis import author_key, term_key, words
 from digest.domain.items import PaperCard, Reason
 from digest.ranking.parts import (
+    _DENSE_CELLS,
     _NEW,
     RankRequest,
     _largest_k,
@@ -82,6 +83,7 @@ class Prepared:
         self._author_keys: dict[str, tuple[str, str]] = {}
         self._neighbours_lock = threading.Lock()
         self._lexical: sp.csr_matrix | None = None  # computed on first use
+        self._lexical_dense: np.ndarray | None = None
         self._distinctive: sp.csr_matrix | None = None
         self._prepare_semantic(semantic)
 
@@ -410,6 +412,17 @@ class Prepared:
             if self._lexical is None:
                 self._lexical = _top_per_row(self._distinctive_locked() @ self._words, NEIGHBOURS)
             return self._lexical
+
+    def _lexical_for_products(self) -> sp.csr_matrix | np.ndarray:
+        """``_lexical_neighbours`` made dense once where it is small enough (``_DENSE_CELLS``:
+        2,000 papers take 32 MB), for the per-chunk product (see ``_product_into``)."""
+        lexical = self._lexical_neighbours()
+        if self._n * self._n > _DENSE_CELLS:
+            return lexical
+        with self._neighbours_lock:
+            if self._lexical_dense is None:
+                self._lexical_dense = lexical.toarray()
+            return self._lexical_dense
 
     def _distinctive_matrix(self) -> sp.csr_matrix:
         """paper x stem: each paper's distinctive words and their weights (summing to 1)."""

@@ -27,6 +27,7 @@ from digest.ranking.parts import (
     _cpu_count,
     _largest_k,
     _on_weight_grid,
+    _product_into,
     _relative,
     _Row,
     _row_max,
@@ -263,7 +264,7 @@ class Ranker(Explained):
         units_by_paper = self._unit_matrix(unit_ids)
         keywords = work.relevance[:m]
         if wanted.nnz:
-            (wanted @ units_by_paper).toarray(out=keywords)
+            _product_into(wanted, units_by_paper, keywords)
         else:
             keywords.fill(0.0)
         met = None  # where a followed author or category met a paper
@@ -317,7 +318,7 @@ class Ranker(Explained):
         lexical = None
         if feedback is not None and share > 0 and expanding.any():
             lexical = work.expansion[:m]
-            (feedback @ self._lexical_neighbours()).toarray(out=lexical)
+            _product_into(feedback, self._lexical_for_products(), lexical)
             top = _row_max(lexical, where=~blocked)
             lexical *= (np.where(top > 0, share / np.where(top > 0, top, 1.0), 0.0) * expanding)[
                 :, None

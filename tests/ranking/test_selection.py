@@ -1,5 +1,6 @@
-"""The ranking's selections against plain sorting: the k best per row, ties to the lower
-column, on random matrices full of ties (values on a few levels, zeros, infinities)."""
+"""The ranking's numeric helpers against plain computation: the selections (the k best per
+row, ties to the lower column) on random matrices full of ties (values on a few levels,
+zeros, infinities), and the products, dense or sparse, bit for bit."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from digest.ranking import prepared
-from digest.ranking.parts import _largest_k, _smallest_k
+from digest.ranking import parts, prepared
+from digest.ranking.parts import _largest_k, _product_into, _smallest_k
 from digest.ranking.prepared import _top_per_row
 
 
@@ -75,3 +76,27 @@ def test_top_per_row_keeps_the_k_largest_positive_entries_sparse_or_dense(
             assert kept.has_sorted_indices
             assert np.array_equal(kept.toarray(), expected)
     assert dense_seen and sparse_seen  # both ways were taken
+
+
+@pytest.mark.parametrize("dense_cells", [0, 8_000_000])
+def test_products_give_the_same_bits_sparse_or_dense(
+    dense_cells: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Weights that are not on any grid (the expansion's shares are not): any other order of
+    # the additions would change the last bits somewhere in these.
+    monkeypatch.setattr(parts, "_DENSE_CELLS", dense_cells)
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        m, inner, n = (int(x) for x in rng.integers(1, 60, size=3))
+        left = sp.random(m, inner, density=rng.random(), random_state=rng, format="csr")
+        right = sp.random(inner, n, density=rng.random(), random_state=rng, format="csr")
+        expected = np.zeros((m, n))
+        for i in range(m):  # each row's products added in the order of its entries
+            for at in range(left.indptr[i], left.indptr[i + 1]):
+                k, weight = left.indices[at], left.data[at]
+                for bt in range(right.indptr[k], right.indptr[k + 1]):
+                    expected[i, right.indices[bt]] += weight * right.data[bt]
+        for given in (right, right.toarray()):
+            out = np.full((m, n), np.nan)
+            _product_into(left, given, out)
+            assert np.array_equal(out, expected)
