@@ -230,7 +230,7 @@ class Learned:
     def from_json(cls, data: Mapping[str, Any] | None) -> Learned:
         """Tolerant: a hand-edited or older entry loses what it cannot read, not the profile."""
         if not isinstance(data, Mapping):
-            return cls()
+            return _NOTHING_LEARNED  # most readers: one shared, immutable instance
 
         def items(name: str) -> list[Mapping[str, Any]]:
             found = data.get(name)
@@ -271,6 +271,9 @@ class Learned:
             removed_authors=tuple(str(x) for x in data.get("removed_authors") or ()),
             model_off=bool(data.get("model_off", False)),
         )
+
+
+_NOTHING_LEARNED = Learned()
 
 
 def _finite(value: object) -> bool:

@@ -40,8 +40,11 @@ from digest.ranking.parts import (
 )
 from digest.ranking.query import units
 
-# stems, and per unit (unit id, weight, reason, highlight, reason number, highlight number)
-_TermEntry = tuple[tuple[str, ...], list[tuple[int, float, Reason, str, int, int, int]]]
+# What a pick shows for a unit: (reason, highlight, reason number, highlight number, group
+# number); see Ranker._term_units.
+_Shown = tuple[Reason, str, int, int, int]
+# stems, and per unit (unit id, weight, what it shows)
+_TermEntry = tuple[tuple[str, ...], list[tuple[int, float, _Shown]]]
 _TINY = 1e-12
 # A learned weight faded below this no longer counts: relevance is relative to the reader's
 # best paper, so a faint weight alone would otherwise still choose papers.
@@ -95,8 +98,8 @@ class Ranker(Explained):
 
     def _term_units(self, text: str, kind: str = "") -> _TermEntry:
         """An include term as written (``kind`` ""), a description (``"description"``) or a
-        learned word (``"learned"``): its stems and, per unit, (unit id, weight, reason,
-        highlight, reason number, highlight number, group number). Cached for the day.
+        learned word (``"learned"``): its stems and, per unit, (unit id, weight, (reason,
+        highlight, reason number, highlight number, group number)). Cached for the day.
 
         A pick names one reason per group, that of its largest unit: a phrase's units are one
         group, so a paper with the phrase says "model compression" and one with only its
@@ -126,18 +129,14 @@ class Ranker(Explained):
                         (
                             uid,
                             unit.weight,
-                            reason,
-                            unit.surface,
-                            rid,
-                            self._surface_id(unit.surface),
-                            shown,
+                            (reason, unit.surface, rid, self._surface_id(unit.surface), shown),
                         )
                     )
             found = self._includes[(text, kind)] = (term_key(text), entries)
         return found
 
     def _units_of(self, profile: Profile, learned: Learned, fade: float) -> dict[int, list]:
-        """unit id -> [weight, reason, highlight, reason number, highlight number]: the
+        """unit id -> [weight, what it shows (see ``_term_units``)]: the
         reader's terms and description, then what feedback taught. One unit named by several
         terms adds up their weights; a learned word whose stems the reader chose keeps the
         reader's weight."""
@@ -151,17 +150,17 @@ class Ranker(Explained):
             if not key or key in own_keys or not 0 < weight < math.inf:
                 continue
             own_keys.add(key)
-            for uid, share, *shown in entries:
+            for uid, share, shown in entries:
                 entry = chosen.get(uid)
                 if entry is None:
-                    chosen[uid] = [weight * share, *shown]
+                    chosen[uid] = [weight * share, shown]
                 else:
                     entry[0] += weight * share
         if profile.description:
-            for uid, share, *shown in self._term_units(profile.description, "description")[1]:
+            for uid, share, shown in self._term_units(profile.description, "description")[1]:
                 entry = chosen.get(uid)
                 if entry is None:
-                    chosen[uid] = [share, *shown]
+                    chosen[uid] = [share, shown]
                 else:
                     entry[0] += share
         if learned.terms or learned.model:
@@ -174,12 +173,12 @@ class Ranker(Explained):
                     continue
                 if len(key) == 1 and key[0] in own_words:
                     continue
-                for uid, share, *shown in entries:
+                for uid, share, shown in entries:
                     if uid in chosen:
                         continue
                     entry = taught.get(uid)
                     if entry is None:
-                        taught[uid] = [weight * share, *shown]
+                        taught[uid] = [weight * share, shown]
                     else:
                         entry[0] += weight * share
             chosen.update((uid, entry) for uid, entry in taught.items() if entry[0])
@@ -222,7 +221,7 @@ class Ranker(Explained):
         for uid, entry in chosen.items():
             weight = _on_weight_grid(entry[0])
             if weight:
-                unit_list.append((uid, weight, *entry[1:]))
+                unit_list.append((uid, weight, *entry[1]))
         return _Row(
             units=unit_list,
             expands=any(entry[1] > 0 for entry in unit_list),
