@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -97,7 +98,7 @@ class Prepared:
         abstract_lengths = np.zeros(self._n)
         # Each field's stems, for phrases (wrapped in spaces, " a  b ", so str.count finds a
         # phrase only as whole, contiguous stems) and for words near each other.
-        self._positions: dict[int, tuple[dict[str, list[int]], dict[str, list[int]]]] = {}
+        self._occurrences: tuple[_Occurrences, _Occurrences] | None = None
         self._title_stems: list[list[str]] = []
         self._abstract_stems: list[list[str]] = []
         self._title_text: list[str] = []
@@ -331,47 +332,50 @@ class Prepared:
             return _UnitVector(
                 words.indices[start:end].astype(np.int64), words.data[start:end].copy()
             )
-        # Only papers holding every stem can hold the phrase (or the words near each other).
+        if kind != "phrase":
+            title, abstract = self._near_counts(rows)  # type: ignore[arg-type]
+            columns = np.flatnonzero(title | abstract)
+            return self._unit_vector(columns, title[columns], abstract[columns])
+        # Only papers holding every stem can hold the phrase.
         present = self._words
         candidates = present.indices[present.indptr[rows[0]] : present.indptr[rows[0] + 1]]  # type: ignore[index]
         for row in rows[1:]:
             posting = present.indices[present.indptr[row] : present.indptr[row + 1]]  # type: ignore[index]
             candidates = np.intersect1d(candidates, posting, assume_unique=True)
-        counts = []
-        if kind == "phrase":
-            needle = " " + "  ".join(key) + " "
-            for col in candidates.tolist():
-                counts.append(
-                    (
-                        col,
-                        self._title_text[col].count(needle),
-                        self._abstract_text[col].count(needle),
-                    )
-                )
-        else:
-            for col in candidates.tolist():
-                title, abstract = self._positions_of(col)
-                counts.append((col, _near(title, key), _near(abstract, key)))
+        needle = " " + "  ".join(key) + " "
+        counts = [
+            (col, self._title_text[col].count(needle), self._abstract_text[col].count(needle))
+            for col in candidates.tolist()
+        ]
         counts = [c for c in counts if c[1] or c[2]]
-        columns = np.array([c[0] for c in counts], dtype=np.int64)
-        tf_title = np.array([c[1] for c in counts], dtype=float)
-        tf_abstract = np.array([c[2] for c in counts], dtype=float)
-        effective = (
-            self.settings.title_weight * tf_title + self._abstract_scale[columns] * tf_abstract
+        return self._unit_vector(
+            np.array([c[0] for c in counts], dtype=np.int64),
+            np.array([c[1] for c in counts], dtype=np.int64),
+            np.array([c[2] for c in counts], dtype=np.int64),
         )
-        idf = float(self._idf_of(len(columns)))
-        return _UnitVector(columns, _on_value_grid(idf * self._saturate(effective)))
 
-    def _positions_of(self, col: int) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-        """Where each stem occurs in a paper's title and abstract (for words near each
-        other), worked out the first time a unit needs the paper. Called under the lock."""
-        found = self._positions.get(col)
-        if found is None:
-            found = self._positions[col] = (
-                _positions(self._title_stems[col]),
-                _positions(self._abstract_stems[col]),
+    def _unit_vector(
+        self, columns: np.ndarray, tf_title: np.ndarray, tf_abstract: np.ndarray
+    ) -> _UnitVector:
+        """A unit's BM25F values from its counts in the papers ``columns`` (ascending)."""
+        effective = self.settings.title_weight * tf_title.astype(float) + self._abstract_scale[
+            columns
+        ] * tf_abstract.astype(float)
+        idf = float(self._idf_of(len(columns)))
+        return _UnitVector(
+            columns.astype(np.int64), _on_value_grid(idf * self._saturate(effective))
+        )
+
+    def _near_counts(self, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per paper, in its title and in its abstract: occurrences of the first stem with
+        every other stem within ``NEAR_WINDOW`` words. The occurrence index is built the
+        first time a unit needs it (called under the lock)."""
+        if self._occurrences is None:
+            self._occurrences = (
+                _Occurrences.of(self._title_stems, self._vocabulary),
+                _Occurrences.of(self._abstract_stems, self._vocabulary),
             )
-        return found
+        return tuple(found.near(rows, self._n) for found in self._occurrences)  # type: ignore[return-value]
 
     def _unit_matrix(self, unit_ids: Sequence[int], presence: bool = False) -> sp.csr_matrix:
         """Stacked unit vectors (values, or 1 where present); sorted columns."""
@@ -489,25 +493,44 @@ def _distinctive_stem(stem: str) -> bool:
     )
 
 
-def _positions(tokens: list[str]) -> dict[str, list[int]]:
-    """stem -> where it occurs in a field."""
-    found: dict[str, list[int]] = {}
-    for index, token in enumerate(tokens):
-        found.setdefault(token, []).append(index)
-    return found
+@dataclass(frozen=True, slots=True)
+class _Occurrences:
+    """Where each stem occurs in one field of every paper: a stem's occurrences are keys
+    ``paper * stride + position``, ascending, so the positions near one are a range of keys
+    (``stride`` leaves a window's room between papers)."""
 
+    keys: np.ndarray  # grouped by stem (vocabulary row), ascending within each
+    starts: np.ndarray  # stem row r's keys are keys[starts[r] : starts[r + 1]]
+    stride: int
 
-def _near(positions: dict[str, list[int]], key: tuple[str, ...]) -> int:
-    """Occurrences of ``key[0]`` with every other stem of ``key`` within ``NEAR_WINDOW``."""
-    first = positions.get(key[0])
-    others = [positions.get(stem) for stem in key[1:]]
-    if not first or not all(others):
-        return 0
-    return sum(
-        1
-        for at in first
-        if all(any(abs(p - at) <= NEAR_WINDOW for p in found) for found in others)  # type: ignore[union-attr]
-    )
+    @classmethod
+    def of(cls, stems: list[list[str]], vocabulary: dict[str, int]) -> _Occurrences:
+        lengths = np.array([len(tokens) for tokens in stems], dtype=np.int64)
+        total = int(lengths.sum())
+        rows = np.fromiter(
+            (vocabulary[stem] for tokens in stems for stem in tokens), dtype=np.int64, count=total
+        )
+        stride = int(lengths.max(initial=0)) + NEAR_WINDOW + 1
+        before = np.cumsum(lengths) - lengths
+        positions = np.arange(total) - np.repeat(before, lengths)
+        keys = np.repeat(np.arange(len(stems), dtype=np.int64), lengths) * stride + positions
+        order = np.lexsort((keys, rows))
+        starts = np.searchsorted(rows[order], np.arange(len(vocabulary) + 1))
+        return cls(keys[order], starts, stride)
+
+    def near(self, rows: list[int], papers: int) -> np.ndarray:
+        """Per paper, occurrences of stem ``rows[0]`` with each other stem of ``rows``
+        within ``NEAR_WINDOW`` positions (on either side)."""
+        first = self.keys[self.starts[rows[0]] : self.starts[rows[0] + 1]]
+        close = np.ones(len(first), dtype=bool)
+        for row in rows[1:]:
+            other = self.keys[self.starts[row] : self.starts[row + 1]]
+            if not len(other):
+                return np.zeros(papers, dtype=np.int64)
+            # The first occurrence at or after first - window is the nearest candidate.
+            at = np.minimum(np.searchsorted(other, first - NEAR_WINDOW), len(other) - 1)
+            close &= np.abs(other[at] - first) <= NEAR_WINDOW
+        return np.bincount(first[close] // self.stride, minlength=papers)
 
 
 def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:

@@ -1,6 +1,7 @@
 """The ranking's numeric helpers against plain computation: the selections (the k best per
 row, ties to the lower column) on random matrices full of ties (values on a few levels,
-zeros, infinities), and the products, dense or sparse, bit for bit."""
+zeros, infinities), the products, dense or sparse, bit for bit, and the count of words near
+each other."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import scipy.sparse as sp
 
 from digest.ranking import parts, prepared
 from digest.ranking.parts import _largest_k, _product_into, _smallest_k
-from digest.ranking.prepared import _top_per_row
+from digest.ranking.prepared import _Occurrences, _top_per_row
+from digest.ranking.query import NEAR_WINDOW
 
 
 def _matrices(seed: int) -> list[np.ndarray]:
@@ -100,3 +102,32 @@ def test_products_give_the_same_bits_sparse_or_dense(
             out = np.full((m, n), np.nan)
             _product_into(left, given, out)
             assert np.array_equal(out, expected)
+
+
+def test_words_near_each_other_are_counted_as_a_plain_scan_counts_them() -> None:
+    rng = np.random.default_rng(10)
+    window = NEAR_WINDOW
+    for _ in range(30):
+        alphabet = [f"w{i}" for i in range(int(rng.integers(2, 9)))]
+        fields = [
+            [str(rng.choice(alphabet)) for _ in range(int(rng.integers(0, 40)))]
+            for _ in range(int(rng.integers(1, 12)))
+        ]
+        vocabulary = {stem: row for row, stem in enumerate(alphabet)}
+        found = _Occurrences.of(fields, vocabulary)
+        for _ in range(20):
+            key = [str(rng.choice(alphabet)) for _ in range(int(rng.integers(2, 5)))]
+            expected = [
+                sum(
+                    1
+                    for at, stem in enumerate(tokens)
+                    if stem == key[0]
+                    and all(
+                        any(o == other and abs(p - at) <= window for p, o in enumerate(tokens))
+                        for other in key[1:]
+                    )
+                )
+                for tokens in fields
+            ]
+            counts = found.near([vocabulary[stem] for stem in key], len(fields))
+            assert counts.tolist() == expected
