@@ -336,7 +336,12 @@ class Prepared:
             title, abstract = self._near_counts(rows)  # type: ignore[arg-type]
             columns = np.flatnonzero(title | abstract)
             return self._unit_vector(columns, title[columns], abstract[columns])
-        # Only papers holding every stem can hold the phrase.
+        if not _overlaps_itself(key) and len(key) <= NEAR_WINDOW + 1:
+            title, abstract = self._phrase_counts(rows)  # type: ignore[arg-type]
+            columns = np.flatnonzero(title | abstract)
+            return self._unit_vector(columns, title[columns], abstract[columns])
+        # A phrase that can overlap itself ("a b a") counts as str.count does, without
+        # overlaps; only papers holding every stem can hold it.
         present = self._words
         candidates = present.indices[present.indptr[rows[0]] : present.indptr[rows[0] + 1]]  # type: ignore[index]
         for row in rows[1:]:
@@ -368,14 +373,24 @@ class Prepared:
 
     def _near_counts(self, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Per paper, in its title and in its abstract: occurrences of the first stem with
-        every other stem within ``NEAR_WINDOW`` words. The occurrence index is built the
-        first time a unit needs it (called under the lock)."""
+        every other stem within ``NEAR_WINDOW`` words."""
+        title, abstract = self._occurrences_index()
+        return title.near(rows, self._n), abstract.near(rows, self._n)
+
+    def _phrase_counts(self, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per paper, in its title and in its abstract: occurrences of the stems one after
+        the other."""
+        title, abstract = self._occurrences_index()
+        return title.consecutive(rows, self._n), abstract.consecutive(rows, self._n)
+
+    def _occurrences_index(self) -> tuple[_Occurrences, _Occurrences]:
+        """Built the first time a unit needs it (called under the lock)."""
         if self._occurrences is None:
             self._occurrences = (
                 _Occurrences.of(self._title_stems, self._vocabulary),
                 _Occurrences.of(self._abstract_stems, self._vocabulary),
             )
-        return tuple(found.near(rows, self._n) for found in self._occurrences)  # type: ignore[return-value]
+        return self._occurrences
 
     def _unit_matrix(self, unit_ids: Sequence[int], presence: bool = False) -> sp.csr_matrix:
         """Stacked unit vectors (values, or 1 where present); sorted columns."""
@@ -531,6 +546,26 @@ class _Occurrences:
             at = np.minimum(np.searchsorted(other, first - NEAR_WINDOW), len(other) - 1)
             close &= np.abs(other[at] - first) <= NEAR_WINDOW
         return np.bincount(first[close] // self.stride, minlength=papers)
+
+    def consecutive(self, rows: list[int], papers: int) -> np.ndarray:
+        """Per paper, occurrences of the stems ``rows`` one right after the other (at most
+        ``NEAR_WINDOW + 1`` of them: ``stride`` keeps that within one paper)."""
+        first = self.keys[self.starts[rows[0]] : self.starts[rows[0] + 1]]
+        whole = np.ones(len(first), dtype=bool)
+        for offset, row in enumerate(rows[1:], start=1):
+            other = self.keys[self.starts[row] : self.starts[row + 1]]
+            if not len(other):
+                return np.zeros(papers, dtype=np.int64)
+            wanted = first + offset
+            at = np.minimum(np.searchsorted(other, wanted), len(other) - 1)
+            whole &= other[at] == wanted
+        return np.bincount(first[whole] // self.stride, minlength=papers)
+
+
+def _overlaps_itself(key: tuple[str, ...]) -> bool:
+    """Whether a phrase's end can begin it again ("a b a"): two such occurrences can
+    share words."""
+    return any(key[size:] == key[: len(key) - size] for size in range(1, len(key)))
 
 
 def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:

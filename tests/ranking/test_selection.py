@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from digest.ranking import parts, prepared
 from digest.ranking.parts import _largest_k, _product_into, _smallest_k
-from digest.ranking.prepared import _Occurrences, _top_per_row
+from digest.ranking.prepared import _Occurrences, _overlaps_itself, _top_per_row
 from digest.ranking.query import NEAR_WINDOW
 
 
@@ -131,3 +131,34 @@ def test_words_near_each_other_are_counted_as_a_plain_scan_counts_them() -> None
             ]
             counts = found.near([vocabulary[stem] for stem in key], len(fields))
             assert counts.tolist() == expected
+
+
+def test_a_phrase_is_counted_as_str_count_counts_it_unless_it_overlaps_itself() -> None:
+    rng = np.random.default_rng(11)
+    compared = 0
+    for _ in range(30):
+        alphabet = [f"w{i}" for i in range(int(rng.integers(2, 6)))]
+        fields = [
+            [str(rng.choice(alphabet)) for _ in range(int(rng.integers(0, 40)))]
+            for _ in range(int(rng.integers(1, 12)))
+        ]
+        vocabulary = {stem: row for row, stem in enumerate(alphabet)}
+        found = _Occurrences.of(fields, vocabulary)
+        for _ in range(30):
+            key = tuple(str(rng.choice(alphabet)) for _ in range(int(rng.integers(2, 5))))
+            if _overlaps_itself(key):
+                continue
+            needle = " " + "  ".join(key) + " "
+            expected = [
+                (" " + "  ".join(tokens) + " ").count(needle) if tokens else 0 for tokens in fields
+            ]
+            counts = found.consecutive([vocabulary[stem] for stem in key], len(fields))
+            assert counts.tolist() == expected
+            compared += 1
+    assert compared > 500
+    # Why those are left to str.count: "a b a" twice in "a b a b a" shares a word.
+    assert _overlaps_itself(("a", "b", "a")) and _overlaps_itself(("a", "a"))
+    assert not _overlaps_itself(("a", "b", "b")) and not _overlaps_itself(("a", "b"))
+    found = _Occurrences.of([["a", "b", "a", "b", "a"]], {"a": 0, "b": 1})
+    assert found.consecutive([0, 1, 0], 1).tolist() == [2]
+    assert " a  b  a  b  a ".count(" a  b  a ") == 1
