@@ -104,17 +104,25 @@ def test_products_give_the_same_bits_sparse_or_dense(
             assert np.array_equal(out, expected)
 
 
+def _random_fields(
+    rng: np.random.Generator, stems: int
+) -> tuple[list[str], list[list[str]], dict[str, int], _Occurrences]:
+    """A few papers' fields of 0-39 stems drawn from a small alphabet (so stems repeat and
+    meet), and their occurrence index."""
+    alphabet = [f"w{i}" for i in range(int(rng.integers(2, stems)))]
+    fields = [
+        [str(rng.choice(alphabet)) for _ in range(int(rng.integers(0, 40)))]
+        for _ in range(int(rng.integers(1, 12)))
+    ]
+    vocabulary = {stem: row for row, stem in enumerate(alphabet)}
+    return alphabet, fields, vocabulary, _Occurrences.of(fields, vocabulary)
+
+
 def test_words_near_each_other_are_counted_as_a_plain_scan_counts_them() -> None:
     rng = np.random.default_rng(10)
     window = NEAR_WINDOW
     for _ in range(30):
-        alphabet = [f"w{i}" for i in range(int(rng.integers(2, 9)))]
-        fields = [
-            [str(rng.choice(alphabet)) for _ in range(int(rng.integers(0, 40)))]
-            for _ in range(int(rng.integers(1, 12)))
-        ]
-        vocabulary = {stem: row for row, stem in enumerate(alphabet)}
-        found = _Occurrences.of(fields, vocabulary)
+        alphabet, fields, vocabulary, found = _random_fields(rng, 9)
         for _ in range(20):
             key = [str(rng.choice(alphabet)) for _ in range(int(rng.integers(2, 5)))]
             expected = [
@@ -137,13 +145,7 @@ def test_a_phrase_is_counted_as_str_count_counts_it_unless_it_overlaps_itself() 
     rng = np.random.default_rng(11)
     compared = 0
     for _ in range(30):
-        alphabet = [f"w{i}" for i in range(int(rng.integers(2, 6)))]
-        fields = [
-            [str(rng.choice(alphabet)) for _ in range(int(rng.integers(0, 40)))]
-            for _ in range(int(rng.integers(1, 12)))
-        ]
-        vocabulary = {stem: row for row, stem in enumerate(alphabet)}
-        found = _Occurrences.of(fields, vocabulary)
+        alphabet, fields, vocabulary, found = _random_fields(rng, 6)
         for _ in range(30):
             key = tuple(str(rng.choice(alphabet)) for _ in range(int(rng.integers(2, 5))))
             if _overlaps_itself(key):
