@@ -18,8 +18,11 @@ from digest.ranking.query import NEAR_WINDOW
 def _matrices(seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     found = []
-    for _ in range(150):
-        m, n = int(rng.integers(1, 30)), int(rng.integers(1, 80))
+    for number in range(150):
+        # A third wide enough for the threshold path (n >= 16 k), the rest for the partition.
+        wide = number % 3 == 0
+        m = int(rng.integers(1, 30))
+        n = int(rng.integers(160, 700) if wide else rng.integers(1, 80))
         levels = rng.integers(-2, int(rng.integers(1, 6)), size=(m, n)).astype(float)
         levels[rng.random((m, n)) < rng.random()] = 0.0  # sparse rows and full ones
         found.append(levels)
@@ -33,7 +36,7 @@ def _best_first(row: np.ndarray) -> list[int]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_largest_k_matches_a_sort_wherever_the_value_counts(seed: int) -> None:
     for values in _matrices(seed):
-        for k in (1, 2, 5, values.shape[1], values.shape[1] + 3):
+        for k in (1, 2, 5, 10, values.shape[1], values.shape[1] + 3):
             top, top_values = _largest_k(values, k)
             assert top.shape == (values.shape[0], min(k, values.shape[1]))
             for i, row in enumerate(values):
