@@ -677,6 +677,10 @@ def quick(args: argparse.Namespace, tools: dict[str, str], how: str) -> int:
             "children_seconds": round(
                 sum(r["children_cpu_seconds"] for r in result["workers_report"]), 1
             ),
+            # The cyclic garbage collector's share of the workers' CPU (digest/collector.py).
+            "gc_seconds": round(
+                sum(sum(r.get("gc_seconds", ())) for r in result["workers_report"]), 2
+            ),
         },
         "load_average_before": [round(x, 2) for x in load_before],
         "machine": machine(),

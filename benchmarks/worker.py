@@ -7,6 +7,7 @@ line on stdout with what it did, how long each stage took and its peak memory.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import resource
@@ -34,8 +35,27 @@ class _Stages(logging.Handler):
             self.totals[name] = self.totals.get(name, 0) + value
 
 
+class _Collections:
+    """Time the cyclic garbage collector spends, per generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.seconds[generation] += time.perf_counter() - self._started
+        self.counts[generation] += 1
+
+
 def main() -> None:
     name = sys.argv[1]
+    collections = _Collections()
     started = time.monotonic()
     stages = _Stages()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -66,6 +86,9 @@ def main() -> None:
                 "user_seconds": own.ru_utime,
                 "system_seconds": own.ru_stime,
                 "children_cpu_seconds": children.ru_utime + children.ru_stime,
+                # Up to here: the collection Python makes at exit is not in it.
+                "gc_seconds": [round(x, 3) for x in collections.seconds],
+                "gc_collections": collections.counts,
                 "max_rss_kb": own.ru_maxrss,
                 "children_max_rss_kb": children.ru_maxrss,
                 **stages.totals,
