@@ -150,8 +150,8 @@ def serve(settings: Settings, store: Store) -> None:
         settings.schedule.fetch_cron,
         settings.schedule.tick_seconds,
     )
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        scheduler.start()
+    with contextlib.suppress(KeyboardInterrupt, SystemExit), fewer_collections():
+        scheduler.start()  # the ticks send as a worker does: the same collector setting
 
 
 SWITCH_INTERVAL = 0.0005  # seconds; see run_worker
