@@ -4,11 +4,12 @@ A sending worker's heap holds what lives for the whole day: the papers, the rank
 caches of words, highlights and rendered fragments. CPython collects its young objects every
 700 allocations, and every hundredth of those collections is a full one, which re-scans all
 of that heap: in `make bench-quick` the collector took 2.1-2.8 s of a worker's 19-20 s of CPU
-(about 200 ms per full collection). A worker collects its young objects every 20,000
-allocations instead: the collector's time fell to 0.4-0.7 s a worker. Garbage with cycles is
-still collected, a little later; garbage without (nearly all) is freed at once by reference
-counting, as before. Freezing the heap as sending starts (``gc.freeze``) saved little more
-and was left out.
+(about 200 ms per full collection). A worker collects its young objects every 5,000
+allocations instead: 0.6-0.7 s a worker. Garbage with cycles is still collected, a little
+later; garbage without (nearly all) is freed at once by reference counting, as before.
+20,000 saved little more (0.5-0.7 s) and held more garbage at once (the 100,000-digest run's
+peak +13 MB, over the 600 MB asked on that machine); freezing the heap as sending starts
+(``gc.freeze``) saved less than either and was left out.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-YOUNG_THRESHOLD = 20_000  # allocations between two collections of the young generation
+YOUNG_THRESHOLD = 5_000  # allocations between two collections of the young generation
 
 _lock = threading.Lock()
 _depth = 0
