@@ -634,6 +634,61 @@ def rank_only(profiles: int, papers: int, seed: int = 7) -> dict[str, Any]:
     }
 
 
+def claims_only(
+    subscribers: int, papers: int, database: str | None, seed: int = 7
+) -> dict[str, Any]:
+    """A sender's claims alone (``mail_outbox.claim`` then ``outbox.claim`` in one
+    transaction, as every batch of every lane starts, holding SQLite's one write lock): a
+    seeded day planned and ranked by the product's own ``plan_and_rank``, then claims of
+    ``delivery.batch_size`` one after another until nothing is ready, each in its own
+    transaction as a lane makes it; the CPU each took."""
+    from digest.app import digests
+    from digest.domain.states import Lease
+    from digest.store import mail_outbox, outbox
+
+    folder = Path(tempfile.mkdtemp(prefix="digest-bench-claims-"))
+    db = fresh_database(database, folder)
+    try:
+        now = datetime.now(UTC)
+        settings = load_settings(
+            environ={"DIGEST_DATABASE__URL": db.url, "DIGEST_RANKING__SEMANTIC": "false"}
+        )
+        store = Store.open(settings.database)
+        generated = workload.make_papers(papers, seed)
+        workload.store_papers(store, generated, now - timedelta(hours=1))
+        workload.add_subscribers(store, subscribers, generated, now, seed + 1)
+        digests.plan_and_rank(settings, store, now)
+        batch = settings.delivery.batch_size
+        lease = Lease("bench", now, timedelta(hours=1))
+        seconds: list[float] = []
+        claimed = 0
+        while True:
+            cpu = time.process_time()
+            with store.transaction() as session:
+                # As a lane's claim (``OutboxQueue.claim``): transactional mail first.
+                assert not mail_outbox.claim(session, lease, batch)
+                taken = outbox.claim(session, lease, batch)
+            if not taken:
+                break
+            seconds.append(time.process_time() - cpu)
+            claimed += len(taken)
+        store.close()
+    finally:
+        db.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "machine": machine(),
+        "database": "sqlite" if database is None else "postgresql",
+        "subscribers": subscribers,
+        "claimed": claimed,
+        "batch": batch,
+        "claims": len(seconds),
+        "cpu_ms_per_claim_median": round(1000 * statistics.median(seconds), 2),
+        "cpu_ms_per_claim_mean": round(1000 * statistics.fmean(seconds), 2),
+        "cpu_ms_per_digest": round(1000 * sum(seconds) / max(claimed, 1), 3),
+    }
+
+
 def quick(args: argparse.Namespace, tools: dict[str, str], how: str) -> int:
     """`make bench-quick`: one 10,000 x 1,000 run as a user would configure it (the
     product's defaults), its rate against a 16-session SMTP ceiling, into
@@ -828,6 +883,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", action="store_true", help="every run of docs/benchmarks.md")
     parser.add_argument("--rank-only", action="store_true", help="ranking 100k x 2k alone")
     parser.add_argument(
+        "--claims-only",
+        action="store_true",
+        help="a sender's claims alone, on a ranked day of --subscribers (--database)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="10,000 x 1,000 in the default configuration against a 16-session ceiling "
@@ -843,6 +903,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.rank_only:
         print(json.dumps(rank_only(100_000, 2_000, args.seed), indent=2))
+        return 0
+    if args.claims_only:
+        claims = claims_only(args.subscribers, args.papers, args.database, args.seed)
+        print(json.dumps(claims, indent=2))
         return 0
     tools, how = sinks.ensure_tools(install=not args.no_install)
     print(f"machine: {machine()}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """A sender's claim, row by row, on SQLite and on PostgreSQL: which deliveries it takes (and in
 what order), what it writes on each (the lease, one more attempt, nothing handed over), what
 it returns (the rows as the claim left them), and what it does with the digest of a
-subscriber who left (cancelled, with the reason, never returned)."""
+subscriber who left (cancelled, with the reason, never returned); and the claim of
+transactional mail, which every digest sender makes first."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from sqlalchemy import select
 
 from digest.config import DatabaseSettings, Settings
 from digest.domain.states import Lease
-from digest.models import Delivery, Subscriber
-from digest.store import Store, outbox
+from digest.models import Delivery, Subscriber, TransactionalMail
+from digest.store import Store, mail_outbox, outbox
 
 NOW = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=15)
@@ -157,3 +158,58 @@ def test_under_the_hold_policy_a_lapsed_lease_handed_over_is_held(any_store: Sto
     assert ids["lapsed lease"] not in {one.id for one in taken}
     with any_store.transaction() as session:
         assert session.get(Delivery, ids["lapsed lease"]).status == "unknown"
+
+
+def mail(**columns: object) -> TransactionalMail:
+    values: dict[str, object] = {
+        "kind": "confirm",
+        "recipient": "someone@example.org",
+        "payload": b"message",
+        "planned_at": NOW - timedelta(minutes=10),
+        "status": "planned",
+    }
+    values.update(columns)
+    return TransactionalMail(**values)
+
+
+def test_transactional_mail_is_claimed_whenever_one_is_ready(any_store: Store) -> None:
+    lease = Lease("w1", NOW, LEASE)
+    # None ready (one waits for later): nothing claimed, nothing written.
+    with any_store.transaction() as session:
+        later = mail(status="deferred", attempts=1, next_attempt_at=NOW + timedelta(hours=1))
+        session.add(later)
+    with any_store.transaction() as session:
+        assert mail_outbox.claim(session, lease, 20) == []
+    # Each way of being ready is found, alone.
+    ready = {
+        "new": {},
+        "planned for now": {"next_attempt_at": NOW},
+        "deferred, due": {"status": "deferred", "attempts": 1, "next_attempt_at": NOW},
+        "lapsed lease": {
+            "status": "sending",
+            "attempts": 1,
+            "lease_owner": "dead",
+            "lease_until": NOW - LEASE,
+        },
+        "unknown, due": {"status": "unknown", "attempts": 1, "next_attempt_at": NOW},
+    }
+    for name, columns in ready.items():
+        with any_store.transaction() as session:
+            one = mail(**columns)
+            session.add(one)
+        with any_store.transaction() as session:
+            taken = mail_outbox.claim(session, lease, 20)
+        assert [(m.id, m.attempts) for m in taken] == [(one.id, one.attempts + 1)], name
+        with any_store.transaction() as session:
+            row = session.get(TransactionalMail, one.id)
+            assert (row.status, row.lease_owner) == ("sending", "w1"), name
+    with any_store.transaction() as session:
+        assert session.get(TransactionalMail, later.id).status == "deferred"
+    # Under the hold policy an unknown one is not resent by itself.
+    with any_store.transaction() as session:
+        held = mail(status="unknown", attempts=1, next_attempt_at=NOW)
+        session.add(held)
+    with any_store.transaction() as session:
+        assert mail_outbox.claim(session, Lease("w2", NOW, LEASE), 20, policy="hold") == []
+    with any_store.transaction() as session:
+        assert [m.id for m in mail_outbox.claim(session, Lease("w2", NOW, LEASE), 20)] == [held.id]

@@ -79,3 +79,20 @@ def test_ranking_alone_gives_the_same_result_in_every_process(tmp_path: Path) ->
     assert len(answers) == 1, answers
     items = json.loads(answers.pop())[0]
     assert items > 400  # most of the 400 readers got picks: the run ranked something
+
+
+def test_claims_alone_take_every_ranked_digest_once() -> None:
+    """`--claims-only` claims a ranked day until nothing is ready: every planned digest once,
+    in batches of delivery.batch_size, with the CPU each claim took."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--claims-only", "--subscribers", "60"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["claimed"] == 60 and result["database"] == "sqlite"
+    assert result["claims"] == -(-60 // result["batch"])
+    assert result["cpu_ms_per_claim_median"] > 0
