@@ -50,6 +50,7 @@ class ChildSpec:
     once: bool
     plan: bool
     logging: LogOptions
+    parent: int = 0  # the parent's pid, taken in the parent (0: the child's parent at its start)
 
 
 def process_count(settings: Settings, asked: int | None) -> int:
@@ -95,7 +96,8 @@ def run_processes(
     results: Any = context.Queue()
     children: dict[int, BaseProcess] = {}
     specs = {
-        i: ChildSpec(i, child_name(owner, i), once, plan, log_options) for i in range(1, count + 1)
+        i: ChildSpec(i, child_name(owner, i), once, plan, log_options, os.getpid())
+        for i in range(1, count + 1)
     }
     total = SendSummary()
     bad = 0
@@ -204,8 +206,10 @@ def _child_main(settings: Settings, spec: ChildSpec, results: Any) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # A parent killed outright (SIGKILL, a crash) cannot pass a stop on: the child notices
-    # it is orphaned and stops as on SIGTERM, after the messages in flight.
-    parent = os.getppid()
+    # it is orphaned and stops as on SIGTERM, after the messages in flight. The parent's pid
+    # comes from the parent: a child still starting (imports take seconds on a busy machine)
+    # when its parent died would otherwise read its new parent's as its own, and never stop.
+    parent = spec.parent or os.getppid()
     threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True).start()
     logs.setup(
         settings.logging,

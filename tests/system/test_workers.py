@@ -261,6 +261,40 @@ def test_processes_of_a_killed_worker_command_stop_and_nothing_is_lost(
         store.close()
 
 
+def test_a_worker_process_whose_parent_died_while_it_started_stops(tmp_path: Path) -> None:
+    """A child starting on a busy machine (seconds of imports) when its parent was killed
+    once read its new parent's pid as its parent's and never stopped: it takes the pid from
+    the parent now. Here the parent named in its spec is already gone as it starts."""
+    import multiprocessing
+
+    from digest.config import load_settings
+    from digest.logs import LogOptions
+    from digest.processes import ChildSpec, _child_main
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    settings = load_settings(
+        environ={
+            "DIGEST_DATABASE__URL": f"sqlite:///{tmp_path / 'digest.db'}",
+            "DIGEST_PATHS__VAR_DIR": str(tmp_path / "var"),
+            "DIGEST_DELIVERY__POLL_SECONDS": "0.5",
+            **NO_MODEL,
+        }
+    )
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    spec = ChildSpec(1, None, False, True, LogOptions(), gone.pid)  # runs until stopped
+    child = context.Process(target=_child_main, args=(settings, spec, results))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the worker process ran on after its parent was gone"
+    index, _summary = results.get(timeout=10)
+    assert index == 1 and child.exitcode == 0
+
+
 def _terminate_backends(base_url: str, application: str, stop: threading.Event) -> int:
     """Kill every connection of the workers, again and again, until ``stop``."""
     engine = create_engine(base_url, isolation_level="AUTOCOMMIT")
