@@ -262,12 +262,13 @@ def claim(
     taken: list[Stored] = []
     gone: dict[str, list[int]] = {}
     for row in connection.execute(statements.rows, {"ids": chosen}).all():
-        *columns, ranked_at, attempts, subscriber_status = row
+        *values, ranked_at, subscriber_status = row
         if subscriber_status != SubscriberStatus.ACTIVE:
             gone.setdefault(subscriber_status, []).append(row[0])
             continue
-        # The row as ``take`` leaves it: one more attempt.
-        taken.append(Stored(*columns, ranked=ranked_at is not None, attempts=attempts + 1))
+        columns = dict(zip(_STORED, values, strict=True))
+        columns["attempts"] += 1  # the row as ``take`` leaves it: one more attempt
+        taken.append(Stored(**columns, ranked=ranked_at is not None))
     for subscriber_status, ids in gone.items():
         connection.execute(
             statements.cancel,
@@ -333,16 +334,8 @@ def _claim_statements(policy: UnknownPolicy, limit: int) -> _ClaimStatements:
     )
 
 
-# What a claim reads of a delivery: Stored's fields in order, then ranked_at and attempts.
-_CLAIMED_COLUMNS = (
-    Delivery.id,
-    Delivery.public_id,
-    Delivery.subscriber_id,
-    Delivery.local_date,
-    Delivery.planned_at,
-    Delivery.ranked_at,
-    Delivery.attempts,
-)
+# What a claim reads of a delivery: the columns of Stored's fields, then ranked_at.
+_CLAIMED_COLUMNS = (*(getattr(Delivery, name) for name in _STORED), Delivery.ranked_at)
 
 
 # A row of either outbox: a digest, or a transactional mail. Both carry the same lease and
