@@ -59,3 +59,22 @@ def test_eight_threads_with_a_cold_cache_stem_as_one_thread_does() -> None:
         assert wrong == {}, f"{len(wrong)} wrong stems, e.g. {list(wrong.items())[:3]}"
     # And what stays cached for the process's life is right too.
     assert {w: analysis.stem(w) for w in unique} == expected
+
+
+def test_the_c_stemmer_is_used_and_stems_as_snowballs_own_python_one() -> None:
+    """PyStemmer (a dependency) is Snowball's C build: snowballstemmer hands it out when it is
+    installed, and every stem (and so every match, highlight and ranking) must be what the
+    pure-Python Snowball stemmer gives. Checked on the sample's whole vocabulary, and on the
+    shapes that stress the rules (suffix chains, apostrophes, digits, non-ASCII letters)."""
+    import Stemmer
+    from snowballstemmer.english_stemmer import EnglishStemmer
+
+    assert isinstance(analysis._stemmer(), Stemmer.Stemmer)
+    words = sorted({word.lower() for word in _corpus_words()})
+    words += ["generalizations", "relational", "hopeful", "dying", "news", "ski's", "'tis"]
+    words += ["gpt4", "3d", "naïve", "café", "überlegen", "résumés", "cœur", "x" * 60, "a", ""]
+    python, c = EnglishStemmer(), Stemmer.Stemmer("english")
+    different = {w: (python.stemWord(w), c.stemWord(w)) for w in words}
+    different = {w: pair for w, pair in different.items() if pair[0] != pair[1]}
+    assert len(words) > 4000
+    assert different == {}
