@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from digest.config import Settings
 from digest.delivery.sender import SendSummary
-from digest.errors import DigestError, StoreError
+from digest.errors import DigestError, StoreError, Unavailable
 from digest.logs import LogOptions
 
 if TYPE_CHECKING:
@@ -63,17 +63,31 @@ def child_name(base: str | None, index: int) -> str | None:
     return f"{base}/{index}" if base else None
 
 
-def open_store_patiently(settings: Settings, stop: threading.Event, wait: float = 60.0) -> Store:
+def open_store_patiently(
+    settings: Settings, stop: threading.Event, wait: float = 60.0, *, schema_checked: bool = False
+) -> Store:
     """A worker started while the database restarts (or its first connection is cut) waits
-    for it, up to ``wait`` seconds, rather than exiting; a wrong setting still fails at once."""
+    for it, up to ``wait`` seconds, rather than exiting; a wrong setting still fails at once.
+
+    ``schema_checked``: the parent process checked (and migrated) the schema before starting
+    this one, so it only connects (no migration check, no alembic to import)."""
     from digest.store import Store
 
     deadline = time.monotonic() + wait
     while True:
         try:
-            return Store.open(settings.database)
+            if not schema_checked:
+                return Store.open(settings.database)
+            store = Store.connect(settings.database)
+            try:
+                store.ping()
+            except BaseException:
+                store.close()
+                raise
+            return store
         except StoreError as exc:
-            if "cannot use the database" not in str(exc) or time.monotonic() > deadline:
+            passing = isinstance(exc, Unavailable) or "cannot use the database" in str(exc)
+            if not passing or time.monotonic() > deadline:
                 raise
             log.warning("database not ready (%s); retrying", exc)
             if stop.wait(1.0):
@@ -219,7 +233,7 @@ def _child_main(settings: Settings, spec: ChildSpec, results: Any) -> None:
         service=True,
     )
     try:
-        store = open_store_patiently(settings, stop)
+        store = open_store_patiently(settings, stop, schema_checked=True)
         try:
             summary = run_worker(
                 settings, store, once=spec.once, plan=spec.plan, owner=spec.owner, stop=stop

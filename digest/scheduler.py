@@ -18,18 +18,18 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
-from digest.app import digests, fetching, sending
+from digest.app import digests, sending
 from digest.collector import fewer_collections
 from digest.config import Settings
 from digest.cron import cron_fields
 from digest.delivery.sender import SendSummary
 from digest.errors import StoreError
 from digest.store import Store
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.blocking import BlockingScheduler
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class Service:
         self.links = sending.signed_links(settings)
 
     def fetch(self) -> None:
+        from digest.app import fetching  # httpx and the feed parsers: `digest serve` alone
+
         summaries = fetching.fetch_alone(self.settings, self.store)
         if summaries is None:
             log.info("fetch: another process is fetching; skipped")
@@ -114,6 +116,11 @@ class Service:
 
 
 def build_scheduler(service: Service) -> BlockingScheduler:
+    # Imported here: `digest worker` and its processes run no scheduler.
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
     settings = service.settings.schedule
     scheduler = BlockingScheduler(timezone=UTC)
     scheduler.add_job(

@@ -16,13 +16,9 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -37,6 +33,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import DatabaseSettings
 from digest.errors import Conflict, StoreError, Unavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 __all__ = ["Session", "Store", "make_engine"]
 
@@ -106,18 +105,28 @@ class Store:
 
     # -- migrations -------------------------------------------------------------------
 
+    # Alembic is imported where migrations are looked at, not with the store: it takes a
+    # quarter of a second, and the worker processes a parent starts (after checking the
+    # schema itself) never look.
+
     def _alembic(self, connection: Any) -> AlembicConfig:
+        from alembic.config import Config as AlembicConfig
+
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.attributes["connection"] = connection
         return config
 
     def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
         with _errors(self.engine), self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
     def pending_migrations(self) -> list[str]:
         """Revisions not yet applied, oldest first."""
+        from alembic.script import ScriptDirectory
+
         script = ScriptDirectory(str(MIGRATIONS_DIR))
         current = self.current_revision()
         revisions = list(script.iterate_revisions(script.get_current_head(), current))
@@ -125,6 +134,8 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> list[str]:
         """Apply migrations up to ``revision``; returns the ones applied."""
+        from alembic import command
+
         waiting = self.pending_migrations()
         with _errors(self.engine), self.engine.begin() as connection:
             command.upgrade(self._alembic(connection), revision)

@@ -281,6 +281,7 @@ def test_a_worker_process_whose_parent_died_while_it_started_stops(tmp_path: Pat
             **NO_MODEL,
         }
     )
+    Store.open(settings.database).close()  # the schema, as the parent makes it first
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     spec = ChildSpec(1, None, False, True, LogOptions(), gone.pid)  # runs until stopped
