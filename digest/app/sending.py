@@ -29,7 +29,7 @@ from digest.domain.states import Lease
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Delivery, TransactionalMail
 from digest.render import DigestInput, Renderer
-from digest.store import Session, Store, bounces, digests, mail_outbox, outbox, papers
+from digest.store import Connection, Session, Store, bounces, digests, mail_outbox, outbox, papers
 from digest.store.digests import Reader
 from digest.store.group_commit import GroupCommit
 from digest.store.mail_outbox import ClaimedMail
@@ -253,43 +253,45 @@ class OutboxQueue:
     def mark_sent(self, outgoing: Outgoing, owner: str, now: datetime, reply: str) -> bool:
         model = _TABLES[outgoing.kind]
         return self.outcomes.run(
-            lambda session: outbox.mark_sent(
-                session, outgoing.delivery_id, owner, now, reply, model
+            lambda connection: outbox.mark_sent(
+                connection, outgoing.delivery_id, owner, now, reply, model
             )
         )
 
     def mark_handed_over(self, outgoing: Outgoing, owner: str, now: datetime) -> bool:
         model = _TABLES[outgoing.kind]
         return self.outcomes.run(
-            lambda session: outbox.mark_handed_over(
-                session, outgoing.delivery_id, owner, now, model
+            lambda connection: outbox.mark_handed_over(
+                connection, outgoing.delivery_id, owner, now, model
             )
         )
 
     def mark_failed(self, outgoing: Outgoing, owner: str, failure: Failure) -> bool:
-        def work(session: Session) -> bool:
+        def work(connection: Connection) -> bool:
             marked = _mark(
-                outbox.mark_failed, session, outgoing, owner, failure.reason, failure.retry_at
+                outbox.mark_failed, connection, outgoing, owner, failure.reason, failure.retry_at
             )
             if marked and failure.bounce and outgoing.subscriber_id:
-                bounces.record(
-                    session,
-                    self.settings.delivery,
-                    subscriber_id=outgoing.subscriber_id,
-                    delivery_id=outgoing.delivery_id if outgoing.kind == "digest" else None,
-                    kind="failed",
-                    status=str(failure.code) if failure.code else None,
-                    diagnostic=failure.reason,
-                    now=failure.at,
-                )
+                # A session joined to the group's transaction: it commits with it.
+                with Session(bind=connection) as session:
+                    bounces.record(
+                        session,
+                        self.settings.delivery,
+                        subscriber_id=outgoing.subscriber_id,
+                        delivery_id=outgoing.delivery_id if outgoing.kind == "digest" else None,
+                        kind="failed",
+                        status=str(failure.code) if failure.code else None,
+                        diagnostic=failure.reason,
+                        now=failure.at,
+                    )
             return marked
 
         return self.outcomes.run(work)
 
     def mark_unknown(self, outgoing: Outgoing, owner: str, failure: Failure) -> bool:
         return self.outcomes.run(
-            lambda session: _mark(
-                outbox.mark_unknown, session, outgoing, owner, failure.reason, failure.retry_at
+            lambda connection: _mark(
+                outbox.mark_unknown, connection, outgoing, owner, failure.reason, failure.retry_at
             )
         )
 
@@ -310,7 +312,7 @@ class OutboxQueue:
 
 def _mark(
     mark: Callable[..., bool],
-    session: Session,
+    session: Session | Connection,
     outgoing: Outgoing,
     owner: str,
     reason: str,

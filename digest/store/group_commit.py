@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from digest.store import Session, Store
+from digest.store import Connection, Store
 
 T = TypeVar("T")
 
@@ -25,7 +25,7 @@ T = TypeVar("T")
 class _Ticket(Generic[T]):
     __slots__ = ("done", "error", "value", "work")
 
-    def __init__(self, work: Callable[[Session], T]) -> None:
+    def __init__(self, work: Callable[[Connection], T]) -> None:
         self.work = work
         self.done = False
         self.value: Any = None
@@ -38,9 +38,10 @@ class _Ticket(Generic[T]):
 
 
 class GroupCommit:
-    """``run(work)``: ``work(session)`` committed, in a transaction it may share with other
+    """``run(work)``: ``work(connection)`` committed, in a transaction it may share with other
     threads' work. If that transaction fails, every work in it gets the error (each caller
-    retries its own, as it would have)."""
+    retries its own, as it would have). A connection, not an ORM session: the work is a
+    prepared statement or two, and a session's bookkeeping cost more than they do."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -49,7 +50,7 @@ class GroupCommit:
         self._committing = False
         self.commits = 0  # transactions, for tests and the benchmark
 
-    def run(self, work: Callable[[Session], T]) -> T:
+    def run(self, work: Callable[[Connection], T]) -> T:
         ticket: _Ticket[T] = _Ticket(work)
         with self._changed:
             self._queued.append(ticket)
@@ -61,9 +62,9 @@ class GroupCommit:
             self._committing = True
             batch, self._queued = self._queued, []
         try:
-            with self.store.transaction() as session:
+            with self.store.connected() as connection:
                 for one in batch:
-                    one.value = one.work(session)
+                    one.value = one.work(connection)
         except BaseException as exc:
             for one in batch:
                 one.error = exc

@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -341,6 +341,12 @@ _CLAIMED_COLUMNS = (*(getattr(Delivery, name) for name in _STORED), Delivery.ran
 # A row of either outbox: a digest, or a transactional mail. Both carry the same lease and
 # state columns, so marking works the same on either.
 Leased = type[Delivery] | type[TransactionalMail]
+# A sender's outcomes are recorded on a bare connection (digest/store/group_commit.py).
+Executor = Session | Connection
+
+
+def _connection(executor: Executor) -> Connection:
+    return executor.connection() if isinstance(executor, Session) else executor
 
 
 def hold_lapsed(session: Session, model: Leased, now: datetime) -> None:
@@ -403,7 +409,7 @@ def _statements(model: Leased) -> tuple[Any, Any]:
 
 
 def mark_sent(
-    session: Session,
+    session: Executor,
     delivery_id: int,
     owner: str,
     now: datetime,
@@ -411,7 +417,7 @@ def mark_sent(
     model: Leased = Delivery,
 ) -> bool:
     """Record the server's acceptance; False if the lease was lost to another sender."""
-    result = session.connection().execute(
+    result = _connection(session).execute(
         _statements(model)[0],
         {"delivery_id": delivery_id, "owner": owner, "now": now, "reply": reply[:1000]},
     )
@@ -419,17 +425,17 @@ def mark_sent(
 
 
 def mark_handed_over(
-    session: Session, delivery_id: int, owner: str, now: datetime, model: Leased = Delivery
+    session: Executor, delivery_id: int, owner: str, now: datetime, model: Leased = Delivery
 ) -> bool:
     """Note that the message's data is about to go (the hold policy's evidence)."""
-    result = session.connection().execute(
+    result = _connection(session).execute(
         _statements(model)[1], {"delivery_id": delivery_id, "owner": owner, "now": now}
     )
     return result.rowcount == 1
 
 
 def mark_failed(
-    session: Session,
+    session: Executor,
     delivery_id: int,
     owner: str,
     reason: str,
@@ -450,7 +456,7 @@ def mark_failed(
 
 
 def mark_unknown(
-    session: Session,
+    session: Executor,
     delivery_id: int,
     owner: str,
     reason: str,

@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from digest.store import Session, Store
+from digest.store import Connection, Store
 from digest.store.group_commit import GroupCommit
 
 
@@ -27,7 +27,7 @@ def rows(store: Store) -> dict[int, str]:
 
 
 def insert(n: int, what: str = "sent"):  # type: ignore[no-untyped-def]
-    def work(session: Session) -> int:
+    def work(session: Connection) -> int:
         session.execute(text("insert into outcome values (:n, :what)"), {"n": n, "what": what})
         return n
 
@@ -40,7 +40,7 @@ def test_work_queued_during_a_commit_goes_together_in_the_next(table: Store) -> 
     results: dict[int, int] = {}
     seen_before_return: dict[int, bool] = {}
 
-    def first(session: Session) -> int:
+    def first(session: Connection) -> int:
         insert(0)(session)
         inside.set()
         assert release.wait(10)
@@ -76,7 +76,7 @@ def test_a_failed_transaction_fails_each_of_its_callers_and_writes_none(table: S
     inside, release = threading.Event(), threading.Event()
     errors: dict[int, BaseException] = {}
 
-    def blocking(session: Session) -> int:
+    def blocking(session: Connection) -> int:
         inside.set()
         assert release.wait(10)
         return insert(0)(session)
