@@ -1,0 +1,83 @@
+"""A ranked digest's chosen papers as stored and read back, on SQLite and PostgreSQL: their
+reasons and highlighted terms are written as JSON text made once per distinct list, and must
+come back as they went in, hostile labels included, through the sender's loader and through
+the ORM alike."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from delivery_helpers import add_subscribers, fetch_sample
+from sqlalchemy import select
+
+from digest.app import digests
+from digest.config import DatabaseSettings, Settings
+from digest.domain.items import RankedItem, Reason
+from digest.models import DeliveryItem, Paper
+from digest.store import Store, begin_write, outbox
+from digest.store import digests as stored
+
+NOW = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
+
+LABELS = ['say "hi"', "back\\slash", "naïve café — 東京", "</script><b>", "", "tab\there"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Store]:
+    if request.param == "sqlite":
+        opened = Store.open(settings.database)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        opened = Store.open(DatabaseSettings(url=url))
+    yield opened
+    opened.close()
+
+
+def test_chosen_items_come_back_as_they_were_saved(settings: Settings, any_store: Store) -> None:
+    store = any_store
+    fetch_sample(settings, store, NOW)
+    add_subscribers(store, 3, now=NOW)
+    stop = threading.Event()
+    stop.set()  # plan only: the ranking here is ours
+    assert digests.plan_and_rank(settings, store, NOW, stop=stop).planned == 3
+    with store.transaction() as session:
+        papers = list(session.scalars(select(Paper.id).order_by(Paper.id).limit(6)))
+        begin_write(session)
+        leased = outbox.claim_unranked(session, "A", NOW, NOW + timedelta(minutes=5), 10)
+    shared = (Reason("term", "agents"), Reason("phrase", "reinforcement learning"))
+    chosen, expected = [], {}
+    for n, one in enumerate(leased):
+        items = [
+            RankedItem(
+                paper_id=paper,
+                score=1.5 - k / 10,
+                relevance=0.25 * k,
+                # Most readers share their lists (made once); some are their own.
+                reasons=shared if k % 2 else (Reason("author", LABELS[(n + k) % len(LABELS)]),),
+                section="trending" if k == 5 else "picks",
+                highlight=("agents", LABELS[k]) if k % 3 else (),
+            )
+            for k, paper in enumerate(papers)
+        ]
+        chosen.append(stored.Chosen(one.id, one.subscriber_id, items, skipped=False))
+        expected[one.id] = items
+    with store.transaction() as session:
+        begin_write(session)
+        assert len(stored.save_chosen(session, chosen, NOW, owner="A")) == 3
+    with store.transaction() as session:
+        assert stored.items_of(session, list(expected)) == expected
+        rows = session.scalars(select(DeliveryItem).order_by(DeliveryItem.id)).all()
+    by_orm = {
+        (row.delivery_id, row.paper_id): (row.reasons, row.highlight, row.position) for row in rows
+    }
+    for delivery_id, items in expected.items():
+        for position, item in enumerate(items, start=1):
+            reasons = [[r.kind, r.label] for r in item.reasons]
+            assert by_orm[delivery_id, item.paper_id] == (
+                reasons,
+                list(item.highlight),
+                position,
+            )
