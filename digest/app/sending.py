@@ -42,7 +42,8 @@ _TABLES = {"digest": Delivery, "mail": TransactionalMail}
 
 def make_renderer(settings: Settings) -> Renderer:
     folder = settings.paths.templates_dir
-    return Renderer(settings.mail, Path(folder) if folder else None)
+    cache = Path(settings.paths.var_dir) / "cache" / "templates"
+    return Renderer(settings.mail, Path(folder) if folder else None, cache_dir=cache)
 
 
 def signed_links(settings: Settings) -> SignedLinks:

@@ -274,7 +274,15 @@ def _moved_line(moved: int) -> str:
 class Renderer:
     """Renders digests; load once (templates compiled, CSS inlined) and reuse."""
 
-    def __init__(self, settings: MailSettings, templates_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: MailSettings,
+        templates_dir: Path | None = None,
+        *,
+        cache_dir: Path | None = None,
+    ) -> None:
+        """``cache_dir``: where inlined templates are kept for the next process
+        (:class:`~digest.render.templates._InliningLoader`); None: inlined every time."""
         self.settings = settings
         folder = Path(templates_dir) if templates_dir is not None else default_templates_dir()
         missing = [n for n in (HTML_TEMPLATE, TEXT_TEMPLATE) if not (folder / n).is_file()]
@@ -285,7 +293,7 @@ class Renderer:
             )
         self.templates_dir = folder
         self.env = jinja2.Environment(
-            loader=_InliningLoader(str(folder)),
+            loader=_InliningLoader(str(folder), cache_dir),
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("html", "htm", "xml"),
                 disabled_extensions=("txt",),

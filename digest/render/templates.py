@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
+import tempfile
+from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar
 
 import jinja2
 from jinja2 import nodes
 from jinja2.ext import Extension
 from jinja2.parser import Parser
-from premailer import Premailer
 
 from digest.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class TemplateError(ConfigError):
@@ -39,6 +45,10 @@ def inline_template_css(source: str, name: str = "template") -> str:
         if match.group().startswith("{{"):
             return f"JJV{index:05d}Q"
         return f"<!--JJB{index:05d}Q-->"
+
+    # Imported here: with the inlined templates cached (below), a process never needs it
+    # (premailer, cssutils and requests are a third of a second to import).
+    from premailer import Premailer
 
     protected = _JINJA_TAG.sub(protect, source)
     premailer = Premailer(
@@ -88,15 +98,62 @@ def inline_template_css(source: str, name: str = "template") -> str:
 
 
 class _InliningLoader(jinja2.FileSystemLoader):
-    """Loads templates from disk; ``.html`` ones come back with their CSS inlined."""
+    """Loads templates from disk; ``.html`` ones come back with their CSS inlined.
+
+    With a ``cache_dir``, an inlined template is kept there under a name made from what it
+    was made of (the template's source, this module's code, premailer's and cssutils'
+    versions), so every process after the first that loads the same template reads it
+    instead of running premailer, or importing it. Written whole or not at all (a temporary
+    file renamed into place), so processes starting together never read half of one; a
+    folder that cannot be written only means inlining every time."""
+
+    def __init__(self, searchpath: str, cache_dir: Path | None = None) -> None:
+        super().__init__(searchpath)
+        self.cache_dir = cache_dir
 
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Any]:
         source, filename, uptodate = super().get_source(environment, template)
         if template.endswith(".html"):
-            source = inline_template_css(source, template)
+            source = self._inlined(source, template)
         return source, filename, uptodate
+
+    def _inlined(self, source: str, name: str) -> str:
+        if self.cache_dir is None:
+            return inline_template_css(source, name)
+        path = self.cache_dir / f"{Path(name).stem}-{_inlining_key(source)}.html"
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeError) as exc:
+            log.warning("cannot read the inlined template %s (%s); inlining again", path, exc)
+        inlined = inline_template_css(source, name)
+        temporary: Path | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, made = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            os.fchmod(descriptor, 0o644)  # readable by the web app and the workers alike
+            temporary = Path(made)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(inlined)
+            os.replace(temporary, path)
+        except OSError as exc:
+            log.warning("cannot keep the inlined template in %s: %s", self.cache_dir, exc)
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
+        return inlined
+
+
+def _inlining_key(source: str) -> str:
+    """What an inlined template is made of: its source, the inliner (this module), and the
+    versions of premailer and cssutils that ran it."""
+    made_of = hashlib.sha256(source.encode("utf-8"))
+    made_of.update(Path(__file__).read_bytes())
+    for package in ("premailer", "cssutils"):
+        made_of.update(f"\0{package}={metadata.version(package)}".encode())
+    return made_of.hexdigest()[:32]
 
 
 class FragmentCache(Extension):
