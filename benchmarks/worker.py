@@ -1,6 +1,8 @@
-"""One benchmark worker: exactly what `digest worker --once --name NAME` runs
-(``digest.scheduler.run_worker``), with settings from the DIGEST_* environment, plus a JSON
-line on stdout with what it did, how long each stage took and its peak memory.
+"""One benchmark worker: exactly what each process of `digest worker --once --name NAME`
+runs (``digest.scheduler.run_worker``, on a store opened as ``digest.processes`` opens it in
+a worker process: the schema was checked before, by the benchmark as by `digest worker`'s
+parent), with settings from the DIGEST_* environment, plus a JSON line on stdout with what it
+did, how long each stage took and its peak memory.
 
     python -m benchmarks.worker NAME
 """
@@ -12,11 +14,12 @@ import json
 import logging
 import resource
 import sys
+import threading
 import time
 
 from digest.config import load_settings
+from digest.processes import open_store_patiently
 from digest.scheduler import run_worker
-from digest.store import Store
 
 
 class _Stages(logging.Handler):
@@ -63,7 +66,7 @@ def main() -> None:
         logging.getLogger(logger).setLevel(logging.INFO)
         logging.getLogger(logger).addHandler(stages)
     settings = load_settings()
-    store = Store.open(settings.database)
+    store = open_store_patiently(settings, threading.Event(), schema_checked=True)
     try:
         total = run_worker(settings, store, once=True, owner=name)
     finally:
