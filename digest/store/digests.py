@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Text, bindparam, cast, insert, select, update
@@ -180,7 +180,7 @@ def save_chosen(
     connection = session.connection()
     connection.execute(_RANKED, marks)
     if item_rows:
-        connection.execute(_items_insert(connection.dialect.name), item_rows)
+        connection.execute(insert(DeliveryItem.__table__), item_rows)
     if sent_rows:
         # The sent log's unique (subscriber, paper) makes "never the same paper twice" hold
         # even against a bug or a race upstream.
@@ -190,56 +190,20 @@ def save_chosen(
 
 
 def _item_rows(delivery_id: int, ranked: Sequence[RankedItem]) -> list[dict[str, object]]:
-    """``delivery_items`` rows for a delivery's chosen papers, in order (for
-    :func:`_items_insert`: the JSON columns as their text)."""
+    """``delivery_items`` rows for a delivery's chosen papers, in order."""
     return [
         {
-            "b_delivery": delivery_id,
-            "b_paper": item.paper_id,
-            "b_position": position,
-            "b_section": item.section,
-            "b_score": float(item.score),
-            "b_relevance": float(item.relevance),
-            "b_reasons": _reasons_json(tuple(item.reasons)),
-            "b_highlight": _terms_json(tuple(item.highlight)),
+            "delivery_id": delivery_id,
+            "paper_id": item.paper_id,
+            "position": position,
+            "section": item.section,
+            "score": float(item.score),
+            "relevance": float(item.relevance),
+            "reasons": [[reason.kind, reason.label] for reason in item.reasons],
+            "highlight": list(item.highlight),
         }
         for position, item in enumerate(ranked, start=1)
     ]
-
-
-# The same few reason lists and highlighted terms recur in thousands of readers' rows: each
-# is written as JSON once (what the JSON type's json.dumps would write), not once a row.
-@lru_cache(maxsize=16_384)
-def _reasons_json(reasons: tuple[Reason, ...]) -> str:
-    return json.dumps([[reason.kind, reason.label] for reason in reasons])
-
-
-@lru_cache(maxsize=16_384)
-def _terms_json(terms: tuple[str, ...]) -> str:
-    return json.dumps(list(terms))
-
-
-@cache
-def _items_insert(dialect: str) -> Any:
-    """The insert of chosen papers, with the JSON columns bound as text: cast to JSON on
-    PostgreSQL; stored as the text on SQLite (whose JSON is text, and whose CAST to "JSON"
-    would read it as a number)."""
-    table = DeliveryItem.__table__
-
-    def as_json(name: str, column: Any) -> Any:
-        text_ = bindparam(name, type_=Text)
-        return cast(text_, column.type) if dialect == "postgresql" else text_
-
-    return insert(table).values(
-        delivery_id=bindparam("b_delivery"),
-        paper_id=bindparam("b_paper"),
-        position=bindparam("b_position"),
-        section=bindparam("b_section"),
-        score=bindparam("b_score"),
-        relevance=bindparam("b_relevance"),
-        reasons=as_json("b_reasons", table.c.reasons),
-        highlight=as_json("b_highlight", table.c.highlight),
-    )
 
 
 _SECTIONS: dict[str, Section] = {"trending": "trending", REVISIT: REVISIT}
