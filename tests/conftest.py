@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from digest.config import Settings, load_settings
+from digest.config import DatabaseSettings, Settings, load_settings
 from digest.store import Store
 
 if TYPE_CHECKING:
@@ -102,6 +102,19 @@ def postgres_url() -> Iterator[str]:
     with engine.begin() as connection:
         connection.execute(text(f'drop schema "{schema}" cascade'))
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Store]:
+    """A migrated store on the SQLite file, then on a fresh PostgreSQL schema (skipped
+    without PostgreSQL, except under CI=true)."""
+    if request.param == "sqlite":
+        opened = Store.open(settings.database)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        opened = Store.open(DatabaseSettings(url=url))
+    yield opened
+    opened.close()
 
 
 # Test files whose tests each take tens of seconds and share no module fixture: under

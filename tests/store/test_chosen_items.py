@@ -6,15 +6,13 @@ the ORM alike."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from delivery_helpers import add_subscribers, fetch_sample
 from sqlalchemy import select
 
 from digest.app import digests
-from digest.config import DatabaseSettings, Settings
+from digest.config import Settings
 from digest.domain.items import RankedItem, Reason
 from digest.models import DeliveryItem, Paper
 from digest.store import Store, begin_write, outbox
@@ -23,17 +21,6 @@ from digest.store import digests as stored
 NOW = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
 
 LABELS = ['say "hi"', "back\\slash", "naïve café — 東京", "</script><b>", "", "tab\there"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened = Store.open(settings.database)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        opened = Store.open(DatabaseSettings(url=url))
-    yield opened
-    opened.close()
 
 
 def test_chosen_items_come_back_as_they_were_saved(settings: Settings, any_store: Store) -> None:

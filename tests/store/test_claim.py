@@ -6,30 +6,16 @@ transactional mail, which every digest sender makes first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 
-from digest.config import DatabaseSettings, Settings
 from digest.domain.states import Lease
 from digest.models import Delivery, Subscriber, TransactionalMail
 from digest.store import Store, mail_outbox, outbox
 
 NOW = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=15)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened = Store.open(settings.database)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        opened = Store.open(DatabaseSettings(url=url))
-    yield opened
-    opened.close()
 
 
 def subscriber(n: int, status: str = "active") -> Subscriber:
