@@ -101,8 +101,8 @@ class _InliningLoader(jinja2.FileSystemLoader):
     """Loads templates from disk; ``.html`` ones come back with their CSS inlined.
 
     With a ``cache_dir``, an inlined template is kept there under a name made from what it
-    was made of (the template's source, this module's code, premailer's and cssutils'
-    versions), so every process after the first that loads the same template reads it
+    was made of (the template's source, this module's code, the versions of premailer,
+    cssutils and lxml), so every process after the first that loads the same template reads it
     instead of running premailer, or importing it. Written whole or not at all (a temporary
     file renamed into place), so processes starting together never read half of one; a
     folder that cannot be written only means inlining every time."""
@@ -148,10 +148,10 @@ class _InliningLoader(jinja2.FileSystemLoader):
 
 def _inlining_key(source: str) -> str:
     """What an inlined template is made of: its source, the inliner (this module), and the
-    versions of premailer and cssutils that ran it."""
+    versions of premailer and what it parses and serialises with (cssutils, lxml)."""
     made_of = hashlib.sha256(source.encode("utf-8"))
     made_of.update(Path(__file__).read_bytes())
-    for package in ("premailer", "cssutils"):
+    for package in ("premailer", "cssutils", "lxml"):
         made_of.update(f"\0{package}={metadata.version(package)}".encode())
     return made_of.hexdigest()[:32]
 
