@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from digest.domain.categories import covers
 from digest.domain.items import RankedItem, Reason
-from digest.ranking.parts import _UNGRID, _first, _lookup, _Row
+from digest.ranking.parts import _UNGRID, _first, _lookup, _Row, _Wanted
 from digest.ranking.prepared import Prepared
 from digest.ranking.semantic import SemanticMatch, short_label
 
@@ -52,7 +52,7 @@ class Explained(Prepared):
     def _picked_items(
         self,
         rows: Sequence[_Row],
-        wanted: sp.csr_matrix,
+        chosen: _Wanted,
         units_by_paper: sp.csr_matrix,
         pick_rows: np.ndarray,
         pick_cols: np.ndarray,
@@ -68,6 +68,7 @@ class Explained(Prepared):
         their values read from the unit x paper matrix, the non-matches dropped, the rest
         sorted by pair, then contribution (largest first), then unit order.
         """
+        wanted, table = chosen.matrix, chosen.table
         pairs = len(pick_rows)
         starts = wanted.indptr[pick_rows]
         counts = wanted.indptr[pick_rows + 1] - starts
@@ -92,13 +93,13 @@ class Explained(Prepared):
         contribution = wanted.data[entry] * units_by_paper.data[at[found] - 1]
         keep = contribution > 0
         pair, entry, contribution = pair[keep], entry[keep], contribution[keep]
-        every = [entry for row in rows for entry in row.units]
+        terms = chosen.entries[entry]  # the term entry each contribution counts under
 
-        # Reasons: one per group (see _term_units), named by its phrase when the phrase (or its
-        # words near each other) matched, else by its largest word; groups in order of what
-        # they added up to, largest first.
-        groups = np.array([entry[6] for entry in every], dtype=np.int64)[entry]
-        phrase = np.array([entry[2].kind == "phrase" for entry in every], dtype=bool)[entry]
+        # Reasons: one per group (see Ranker._term), named by its phrase when the phrase (or
+        # its words near each other) matched, else by its largest word; groups in order of
+        # what they added up to, largest first.
+        groups = table.group[terms]
+        phrase = table.phrase[terms]
         # Sorted by pair, group, phrase first, contribution (largest first), then unit order:
         # two sorts rather than lexsort's five. The stable sort by contribution keeps equal
         # ones in the order they were built (pair, then unit), and the stable sort by
@@ -116,51 +117,50 @@ class Explained(Prepared):
         by_size = np.lexsort((named, -totals, named_pair))
         named, named_pair, totals = named[by_size], named_pair[by_size], totals[by_size]
         reason_bounds = np.searchsorted(named_pair, np.arange(pairs + 1)).tolist()
-        reasons = [every[e][2] for e in named.tolist()]
+        every_reason = table.reason
+        # Tuples: a slice of one is the item's tuple itself.
+        reasons = tuple([every_reason[e] for e in chosen.entries[named].tolist()])
         reason_values = totals.tolist()
 
         # Highlights: every word or phrase that matched, in the reader's order (a surface is
         # one unit's, so none repeats; the words-near-each-other unit has none of its own).
-        surfaces_all = [entry[3] for entry in every]
-        shown = np.array([bool(text) for text in surfaces_all], dtype=bool)[entry]
-        surfaces_at = entry[shown].tolist()
+        shown = table.surfaced[terms]
+        every_surface = table.surface
+        surfaces = tuple([every_surface[e] for e in terms[shown].tolist()])
         surface_bounds = np.searchsorted(pair[shown], np.arange(pairs + 1)).tolist()
-        surfaces = [surfaces_all[e] for e in surfaces_at]
 
         ids = self._ids
-        extra = self._expansion_reasons(rows, pick_rows, pick_cols, parts, feedback, closeness)
-        items: list[RankedItem] = []
-        append = items.append
-        for index, (i, col, score, relevance, merge, a, b, c, d) in enumerate(
-            zip(
-                pick_rows.tolist(),
+        extra = self._expansion_reasons(
+            rows, chosen, pick_rows, pick_cols, parts, feedback, closeness
+        )
+        # Most picks are their terms' reasons alone: made in one pass, and the few with an
+        # author, a category or the expansion among their reasons redone after.
+        items = [
+            RankedItem(ids[col], score, relevance, reasons[a:b], "picks", surfaces[c:d])
+            for col, score, relevance, a, b, c, d in zip(
                 pick_cols.tolist(),
                 pick_scores.tolist(),
                 (parts.own + parts.lexical).tolist(),
-                people.tolist(),
                 reason_bounds[:-1],
                 reason_bounds[1:],
                 surface_bounds[:-1],
                 surface_bounds[1:],
                 strict=True,
             )
-        ):
-            if merge:
-                chosen = self._with_people_and_places(
-                    rows[i], col, reason_values[a:b], reasons[a:b]
-                )
-            else:
-                chosen = tuple(reasons[a:b])
-            highlight = tuple(surfaces[c:d])
-            more = extra.get(index)
-            if more:
-                chosen = (*chosen, *more[0])
-                highlight = tuple(dict.fromkeys((*highlight, *more[1])))
-            append(RankedItem(ids[col], score, relevance, chosen, "picks", highlight))
+        ]
+        for index in np.flatnonzero(people).tolist():
+            a, b = reason_bounds[index], reason_bounds[index + 1]
+            items[index].reasons = self._with_people_and_places(
+                rows[int(pick_rows[index])], int(pick_cols[index]), reason_values[a:b], reasons[a:b]
+            )
+        for index, (more_reasons, more_words) in extra.items():
+            item = items[index]
+            item.reasons = (*item.reasons, *more_reasons)
+            item.highlight = tuple(dict.fromkeys((*item.highlight, *more_words)))
         return items
 
     def _with_people_and_places(
-        self, row: _Row, col: int, values: list[float], term_reasons: list[Reason]
+        self, row: _Row, col: int, values: list[float], term_reasons: Sequence[Reason]
     ) -> tuple[Reason, ...]:
         """Term, author and category reasons together by contribution (terms first on ties)."""
         scored = list(zip(values, term_reasons, strict=True))
@@ -176,6 +176,7 @@ class Explained(Prepared):
     def _expansion_reasons(
         self,
         rows: Sequence[_Row],
+        chosen: _Wanted,
         pick_rows: np.ndarray,
         pick_cols: np.ndarray,
         parts: _PickParts,
@@ -206,13 +207,13 @@ class Explained(Prepared):
         fed = _Fed(pick_rows, pick_cols, feedback, found)
         by_words = np.flatnonzero(parts.lexical > parts.own)
         if len(by_words):
-            self._related_words(rows, by_words, fed)
+            self._related_words(chosen, by_words, fed)
         by_meaning = np.flatnonzero(parts.meaning > parts.own + parts.lexical)
         if len(by_meaning) and self._semantic is not None:
             self._related_papers(by_meaning, fed)
         return found
 
-    def _related_words(self, rows: Sequence[_Row], picks: np.ndarray, fed: _Fed) -> None:
+    def _related_words(self, chosen: _Wanted, picks: np.ndarray, fed: _Fed) -> None:
         """The feedback papers' distinctive words that each of ``picks`` shares (not the
         reader's own: those are named as terms)."""
         bag = (fed.feedback[fed.rows[picks]] @ self._distinctive_matrix()).tocsr()  # pick x stem
@@ -230,9 +231,11 @@ class Explained(Prepared):
         # Named only if it says something: not one of the reader's own words, not a word of
         # one paper in ten or more, not a fragment ("pre" of "pre-trained").
         common = max(3.0, _COMMON_SHARE * self._n)
+        indptr, columns, unit_ids = chosen.matrix.indptr, chosen.matrix.indices, chosen.unit_ids
         for k, index in enumerate(picks.tolist()):
-            row = rows[int(fed.rows[index])]
-            own = {vocabulary.get(s) for entry in row.units for s in keys[entry[0]][1]}
+            row = int(fed.rows[index])
+            units = unit_ids[columns[indptr[row] : indptr[row + 1]]].tolist()
+            own = {vocabulary.get(s) for uid in units for s in keys[uid][1]}
             chosen = [
                 s
                 for s in stems[bounds[k] : bounds[k + 1]].tolist()

@@ -21,6 +21,7 @@ from digest.ranking.parts import (
     _log,
     _on_grid,
     _on_value_grid,
+    _TermTable,
     _timestamp,
     _UnitVector,
 )
@@ -75,12 +76,16 @@ class Prepared:
         self._unit_ids: dict[tuple[UnitKind, tuple[str, ...]], int] = {}
         self._unit_keys: list[tuple[UnitKind, tuple[str, ...]]] = []
         self._unit_vectors: list[_UnitVector] = []
+        self._flat_units = (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
         self._registering = threading.Lock()  # chunks on several threads meet new units
-        # (text, kind) -> (stems, units with their reasons): see Ranker._term_units
-        self._includes: dict[tuple[str, str], tuple[tuple[str, ...], list]] = {}
+        # Terms are registered lazily too (see Ranker._term): (text, kind) -> (term id, stems),
+        # and per term a run of entries, one per unit it matches by, in _TermTable's lists.
+        self._includes: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}
+        self._term_table = _TermTable()
+        self._groups: dict[tuple[str, str], int] = {}  # see Ranker._group_number
+        self._terms_lock = threading.Lock()  # taken before _registering, never after
         self._excludes: dict[str, int | None] = {}
-        self._reasons: dict[tuple[str, str], tuple[Reason, int]] = {}
-        self._surfaces: dict[str, int] = {}
+        self._reasons: dict[tuple[str, str], Reason] = {}
         self._author_keys: dict[str, tuple[str, str]] = {}
         self._neighbours_lock = threading.Lock()
         self._lexical: sp.csr_matrix | None = None  # computed on first use
@@ -394,17 +399,35 @@ class Prepared:
 
     def _unit_matrix(self, unit_ids: Sequence[int], presence: bool = False) -> sp.csr_matrix:
         """Stacked unit vectors (values, or 1 where present); sorted columns."""
-        vectors = [self._unit_vectors[uid] for uid in unit_ids]
-        indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
-        np.cumsum([len(v.columns) for v in vectors], out=indptr[1:])
-        if indptr[-1]:
-            columns = np.concatenate([v.columns for v in vectors])
-            values = (
-                np.ones(len(columns)) if presence else np.concatenate([v.values for v in vectors])
-            )
-        else:
-            columns, values = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return sp.csr_matrix((values, columns, indptr), shape=(len(vectors), self._n))
+        offsets, columns, values = self._all_units()
+        ids = np.asarray(unit_ids, dtype=np.int64)
+        starts = offsets[ids]
+        counts = offsets[ids + 1] - starts
+        indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        at = np.repeat(starts - indptr[:-1], counts) + np.arange(indptr[-1])
+        return sp.csr_matrix(
+            (np.ones(len(at)) if presence else values[at], columns[at], indptr),
+            shape=(len(ids), self._n),
+        )
+
+    def _all_units(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every unit registered so far, one after the other: (offsets, columns, values), unit
+        u's at ``offsets[u]:offsets[u + 1]``. Extended when units were registered since: a
+        chunk gathers its units from it with a few array operations instead of a Python loop
+        over thousands of them."""
+        with self._registering:
+            flat = self._flat_units
+            done = len(flat[0]) - 1
+            if done < len(self._unit_vectors):
+                new = self._unit_vectors[done:]
+                lengths = np.array([len(v.columns) for v in new], dtype=np.int64)
+                flat = self._flat_units = (
+                    np.concatenate((flat[0], flat[0][-1] + np.cumsum(lengths))),
+                    np.concatenate((flat[1], *(v.columns for v in new))),
+                    np.concatenate((flat[2], *(v.values for v in new))),
+                )
+            return flat
 
     def _exclude_id(self, text: str) -> int | None:
         """The unit an exclude term vetoes by: its word, or its stems as a phrase."""
@@ -475,21 +498,10 @@ class Prepared:
     # -- small caches ----------------------------------------------------------------------
 
     def _reason(self, kind: str, label: str) -> Reason:
-        return self._interned(kind, label)[0]
-
-    def _interned(self, kind: str, label: str) -> tuple[Reason, int]:
-        """A shared Reason and its number: 100,000 subscribers mostly repeat the same few
-        thousand, and numbers let the picks' reasons be told apart without hashing them."""
+        """A shared Reason: 100,000 subscribers mostly repeat the same few thousand."""
         found = self._reasons.get((kind, label))
         if found is None:
-            reason = Reason(kind, label)  # type: ignore[arg-type]
-            found = self._reasons[(kind, label)] = (reason, len(self._reasons))
-        return found
-
-    def _surface_id(self, surface: str) -> int:
-        found = self._surfaces.get(surface)
-        if found is None:
-            found = self._surfaces[surface] = len(self._surfaces)
+            found = self._reasons.setdefault((kind, label), Reason(kind, label))  # type: ignore[arg-type]
         return found
 
     def _author_key(self, name: str) -> tuple[str, str]:

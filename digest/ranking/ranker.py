@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from itertools import chain
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,41 +24,31 @@ from digest.ranking.parts import (
     _MIN_CHUNK_ROWS,
     _TEXT_BLOCK,
     _UNGRID,
+    _WEIGHT_GRID,
     RankRequest,
     _cpu_count,
     _largest_k,
-    _on_weight_grid,
     _product_into,
     _relative,
     _Row,
     _row_max,
     _selection,
     _smallest_k,
+    _TermArrays,
     _timestamp,
+    _Wanted,
     _weighted_selection,
     _Workspace,
     gc_paused,
 )
 from digest.ranking.query import units
 
-# What a pick shows for a unit: (reason, highlight, reason number, highlight number, group
-# number); see Ranker._term_units.
-_Shown = tuple[Reason, str, int, int, int]
-# stems, and per unit (unit id, weight, what it shows)
-_TermEntry = tuple[tuple[str, ...], list[tuple[int, float, _Shown]]]
+# A reader's terms that count: term ids, weights, and where the learned ones start.
+_Terms = tuple[list[int], list[float], int]
 _TINY = 1e-12
 # A learned weight faded below this no longer counts: relevance is relative to the reader's
 # best paper, so a faint weight alone would otherwise still choose papers.
 _FADED = 0.01  # relevance must be above this (0 never passes, even with relative_cut 0)
-
-
-def _first_of(pair: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-    """True at the first entry of each (pair, number) in order, False at its repeats."""
-    keep = np.zeros(len(pair), dtype=bool)
-    if len(pair):
-        key = pair.astype(np.int64) * (int(numbers.max()) + 1) + numbers
-        keep[np.unique(key, return_index=True)[1]] = True
-    return keep
 
 
 class Ranker(Explained):
@@ -96,99 +87,98 @@ class Ranker(Explained):
 
     # -- one request as indexes --------------------------------------------------------------
 
-    def _term_units(self, text: str, kind: str = "") -> _TermEntry:
+    def _term(self, text: str, kind: str) -> tuple[int, tuple[str, ...]]:
         """An include term as written (``kind`` ""), a description (``"description"``) or a
-        learned word (``"learned"``): its stems and, per unit, (unit id, weight, (reason,
-        highlight, reason number, highlight number, group number)). Cached for the day.
+        learned word (``"learned"``): its term id and stems, registered on first sight with
+        an entry per unit it matches by (unit, share of the term's weight, group, reason,
+        highlight). Cached for the day.
 
         A pick names one reason per group, that of its largest unit: a phrase's units are one
         group, so a paper with the phrase says "model compression" and one with only its
-        words the word that did most ("compression"); a description's words are a group each.
+        words the word that did most ("compression"); a description's words are a group each,
+        and so is each learned word.
         """
-        found = self._includes.get((text, kind))
-        if found is None:
+        with self._terms_lock:
+            found = self._includes.get((text, kind))
+            if found is not None:
+                return found
             entries = []
             parsed = units(text, self._query_weights)
             label = " ".join(text.split())
             if parsed is not None:
-                group = self._interned("phrase" if parsed.kind == "phrase" else "term", label)[1]
+                group = self._group_number("phrase" if parsed.kind == "phrase" else "term", label)
                 for unit in parsed.units:
                     uid = self._unit_id(unit.kind, unit.stems)
                     if kind == "learned":
-                        reason, rid = self._interned("learned", text)
+                        reason_kind, reason_label = "learned", text
                     elif parsed.kind == "description" or (
                         parsed.kind == "phrase" and unit.kind == "word"
                     ):
-                        reason, rid = self._interned("term", unit.surface)
+                        reason_kind, reason_label = "term", unit.surface
                     else:
-                        reason, rid = self._interned(
-                            "phrase" if parsed.kind == "phrase" else "term", label
-                        )
-                    shown = rid if parsed.kind == "description" or kind == "learned" else group
-                    entries.append(
-                        (
-                            uid,
-                            unit.weight,
-                            (reason, unit.surface, rid, self._surface_id(unit.surface), shown),
-                        )
+                        reason_kind = "phrase" if parsed.kind == "phrase" else "term"
+                        reason_label = label
+                    number = (
+                        self._group_number(reason_kind, reason_label)
+                        if parsed.kind == "description" or kind == "learned"
+                        else group
                     )
-            found = self._includes[(text, kind)] = (term_key(text), entries)
-        return found
+                    reason = self._reason(reason_kind, reason_label)
+                    entries.append((uid, unit.weight, number, reason, unit.surface))
+            # The entries first: another thread may use a term as soon as it has an id.
+            found = (self._term_table.add(entries), term_key(text))
+            self._includes[(text, kind)] = found
+            return found
 
-    def _units_of(self, profile: Profile, learned: Learned, fade: float) -> dict[int, list]:
-        """unit id -> [weight, what it shows (see ``_term_units``)]: the
-        reader's terms and description, then what feedback taught. One unit named by several
-        terms adds up their weights; a learned word whose stems the reader chose keeps the
-        reader's weight."""
-        chosen: dict[int, list] = {}
+    def _group_number(self, kind: str, label: str) -> int:
+        """A number per (kind, label), so that a pick's units of one group are told apart
+        from another's by an integer (called under ``_terms_lock``)."""
+        return self._groups.setdefault((kind, label), len(self._groups))
+
+    def _terms_of(self, profile: Profile, learned: Learned, fade: float) -> _Terms:
+        """The reader's terms that count, as (term ids, weights, where the learned ones
+        start): their terms, their description, then what feedback taught. A term given
+        twice (the same stems) counts once, first spelling first; a learned word the reader
+        chose themselves keeps the reader's weight (``_wanted`` also leaves out a learned
+        word's units that the reader's own terms name)."""
+        includes = self._includes
+        ids: list[int] = []
+        weights: list[float] = []
         own_keys: set[tuple[str, ...]] = set()
         for term in profile.include:
             weight = float(term.weight)
-            key, entries = self._term_units(term.text)
+            found = includes.get((term.text, "")) or self._term(term.text, "")
+            key = found[1]
             # First spelling wins (as in profiles.parse_terms); a weight that is not a positive
             # number (only a hand-made Profile can have one) leaves the term out.
             if not key or key in own_keys or not 0 < weight < math.inf:
                 continue
             own_keys.add(key)
-            for uid, share, shown in entries:
-                entry = chosen.get(uid)
-                if entry is None:
-                    chosen[uid] = [weight * share, shown]
-                else:
-                    entry[0] += weight * share
+            ids.append(found[0])
+            weights.append(weight)
         if profile.description:
-            for uid, share, shown in self._term_units(profile.description, "description")[1]:
-                entry = chosen.get(uid)
-                if entry is None:
-                    chosen[uid] = [share, shown]
-                else:
-                    entry[0] += share
+            ids.append(self._term(profile.description, "description")[0])
+            weights.append(1.0)
+        learned_from = len(ids)
         if learned.terms or learned.model:
             own_words = {key[0] for key in own_keys if len(key) == 1}
-            taught: dict[int, list] = {}
             for term in (*learned.terms, *learned.model):
                 weight = float(term.weight) * fade
-                key, entries = self._term_units(term.text, "learned")
+                found = includes.get((term.text, "learned")) or self._term(term.text, "learned")
+                key = found[1]
                 if not key or not abs(weight) >= _FADED or key in own_keys:
                     continue
                 if len(key) == 1 and key[0] in own_words:
                     continue
-                for uid, share, shown in entries:
-                    if uid in chosen:
-                        continue
-                    entry = taught.get(uid)
-                    if entry is None:
-                        taught[uid] = [weight * share, shown]
-                    else:
-                        entry[0] += weight * share
-            chosen.update((uid, entry) for uid, entry in taught.items() if entry[0])
-        return chosen
+                ids.append(found[0])
+                weights.append(weight)
+        return ids, weights, learned_from
 
     def _row(self, request: RankRequest) -> _Row:
         profile = request.profile
         learned = profile.learned
         fade = learned.decay(self.now)
-        chosen = self._units_of(profile, learned, fade)
+        term_ids, term_weights, learned_from = self._terms_of(profile, learned, fade)
         excludes: set[int] = set()
         for text in profile.exclude:
             if (uid := self._exclude_id(text)) is not None:
@@ -217,14 +207,10 @@ class Ranker(Explained):
             for text in self._semantic.texts(profile):
                 if (text_id := self._text_ids.get(text.key)) is not None:
                     semantic.append((text_id, self._reason("semantic", text.label)))
-        unit_list = []
-        for uid, entry in chosen.items():
-            weight = _on_weight_grid(entry[0])
-            if weight:
-                unit_list.append((uid, weight, *entry[1]))
         return _Row(
-            units=unit_list,
-            expands=any(entry[1] > 0 for entry in unit_list),
+            term_ids=term_ids,
+            term_weights=term_weights,
+            learned_from=learned_from,
             excludes=sorted(excludes),
             authors=sorted(authors),
             author_keys=author_keys,
@@ -236,6 +222,78 @@ class Ranker(Explained):
             also_trending=profile.also_trending,
             semantic=semantic,
         )
+
+    def _wanted(self, rows: Sequence[_Row]) -> _Wanted:
+        """The chunk's unit weights (row x unit, in each row's unit order), the unit ids of
+        its columns, each weight's term entry (what it shows, see ``_term``), and which rows
+        have a positive weight to expand from.
+
+        A unit named by several of a row's terms adds up their weights (term by term, in the
+        row's order); a unit counts under the first term that names it (its reason); a
+        learned word's unit that the reader's own terms or description name is left out.
+        Weights are rounded onto ``_WEIGHT_GRID`` and those that round to 0 dropped. The rows'
+        units come in the order their terms first name them.
+        """
+        m = len(rows)
+        table = self._table_arrays()
+        counts = np.fromiter((len(row.term_ids) for row in rows), dtype=np.int64, count=m)
+        total = int(counts.sum())
+        term_ids = np.fromiter(
+            chain.from_iterable(row.term_ids for row in rows), dtype=np.int64, count=total
+        )
+        term_weights = np.fromiter(
+            chain.from_iterable(row.term_weights for row in rows), dtype=float, count=total
+        )
+        term_rows = np.repeat(np.arange(m, dtype=np.int64), counts)
+        learned_from = np.fromiter((row.learned_from for row in rows), dtype=np.int64, count=m)
+        term_learned = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) >= (
+            np.repeat(learned_from, counts)
+        )
+        # Each term occurrence expanded into its entries, in occurrence order.
+        per = table.count[term_ids]
+        size = int(per.sum())
+        entry = np.repeat(table.first[term_ids] - (np.cumsum(per) - per), per) + np.arange(size)
+        row_of = np.repeat(term_rows, per)
+        unit = table.unit[entry]
+        value = np.repeat(term_weights, per) * table.share[entry]
+        # Grouped by (row, unit, learned), occurrence order kept within each group.
+        width = int(unit.max(initial=0)) + 1
+        key = (row_of * width + unit) * 2 + np.repeat(term_learned, per)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if size else order
+        sizes = np.diff(np.append(starts, size))
+        sums = value[order[starts]]
+        # Added one term at a time, in the row's order (as a reader's weights were always
+        # added): a float sum's last bit depends on its order.
+        for depth in range(1, int(sizes.max(initial=1))):
+            deeper = np.flatnonzero(sizes > depth)
+            sums[deeper] += value[order[starts[deeper] + depth]]
+        heads = order[starts]  # each group's first occurrence
+        grouped = key[starts]
+        # A learned group right after the reader's own group of the same unit is left out.
+        shadowed = np.zeros(len(starts), dtype=bool)
+        shadowed[1:] = (grouped[1:] >> 1) == (grouped[:-1] >> 1)
+        weights = np.rint(sums * _WEIGHT_GRID) / _WEIGHT_GRID
+        keep = np.flatnonzero(~shadowed & (weights != 0))
+        by_position = np.argsort(heads[keep])
+        heads, weights = heads[keep][by_position], weights[keep][by_position]
+        rows_at = row_of[heads]
+        unit_ids, local = np.unique(unit[heads], return_inverse=True)
+        indptr = np.searchsorted(rows_at, np.arange(m + 1))
+        expands = np.zeros(m, dtype=bool)
+        expands[rows_at[weights > 0]] = True
+        return _Wanted(
+            sp.csr_matrix((weights, local.ravel(), indptr), shape=(m, len(unit_ids))),
+            unit_ids,
+            entry[heads],
+            expands,
+            table,
+        )
+
+    def _table_arrays(self) -> _TermArrays:
+        with self._terms_lock:
+            return self._term_table.arrays()
 
     # -- a chunk of rows ---------------------------------------------------------------------
 
@@ -249,21 +307,12 @@ class Ranker(Explained):
         # Keyword relevance: subscriber x unit weights times unit x paper values. Both are on
         # binary grids (``_VALUE_GRID``, ``_WEIGHT_GRID``), so every sum is exact and a row
         # scores the same whatever else is in the batch and in whatever order.
-        unit_ids = sorted({entry[0] for row in rows for entry in row.units})
-        local = {uid: i for i, uid in enumerate(unit_ids)}
-        indptr = [0]
-        indices: list[int] = []
-        weights: list[float] = []
-        for row in rows:
-            for entry in row.units:
-                indices.append(local[entry[0]])
-                weights.append(entry[1])
-            indptr.append(len(indices))
-        wanted = sp.csr_matrix((weights, indices, indptr), shape=(m, len(unit_ids)))
+        chosen = self._wanted(rows)
+        wanted, unit_ids = chosen.matrix, chosen.unit_ids
         units_by_paper = self._unit_matrix(unit_ids)
         keywords = work.relevance[:m]
         if wanted.nnz:
-            _product_into(wanted, units_by_paper, keywords)
+            _product_into(wanted, units_by_paper, keywords, work)
         else:
             keywords.fill(0.0)
         met = None  # where a followed author or category met a paper
@@ -313,7 +362,7 @@ class Ranker(Explained):
         feedback = self._feedback(first, settings.expansion_papers)
         relevance = work.cost[:m]  # the blend; the costs are made from it at the end
         share = settings.expansion_weight
-        expanding = np.array([row.expands for row in rows])
+        expanding = chosen.expands.copy()
         lexical = None
         if feedback is not None and share > 0 and expanding.any():
             lexical = work.expansion[:m]
@@ -370,7 +419,7 @@ class Ranker(Explained):
         people = met[pick_rows, pick_cols] if met is not None else np.zeros(len(pick_rows), bool)
         items = self._picked_items(
             rows,
-            wanted,
+            chosen,
             units_by_paper,
             pick_rows,
             pick_cols,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from digest.config import FeedbackSettings, RankingSettings
-from digest.domain.items import PaperCard
+from digest.domain.items import PaperCard, Reason
 from digest.domain.learning import (
     Event,
     Vocabulary,
@@ -268,6 +268,24 @@ def test_an_explicit_term_keeps_its_own_weight() -> None:
     plain = Ranker(CARDS, NO_PRIOR, NOW).rank([RankRequest(explicit, 50)])[0]
     again = Ranker(CARDS, NO_PRIOR, NOW).rank([RankRequest(with_learned, 50)])[0]
     assert [(i.paper_id, i.score) for i in plain] == [(i.paper_id, i.score) for i in again]
+
+
+def test_a_learned_word_inside_the_readers_phrase_keeps_the_phrases_weight() -> None:
+    """"pruning" is one of the phrase's word units: the reader named it, so a learned
+    weight for it counts for nothing (in a batch too, among readers without the phrase)."""
+    phrase = build_profile(include=['"pruning networks"'])
+    with_learned = phrase.with_extra(
+        learned=Learned(terms=(LearnedTerm("pruning", -2.0),), as_of=NOW).to_json()
+    )
+    others = [
+        RankRequest(build_profile(include=["pruning"]).with_extra(learned=x), 50)
+        for x in (Learned(terms=(LearnedTerm("networks", 0.5),), as_of=NOW).to_json(), None)
+    ]
+    plain = Ranker(CARDS, NO_PRIOR, NOW).rank([RankRequest(phrase, 50)])[0]
+    batch = Ranker(CARDS, NO_PRIOR, NOW).rank([others[0], RankRequest(with_learned, 50), *others])
+    assert batch[1] == plain
+    assert [i.paper_id for i in plain[:4]] == [1, 2, 3, 4]  # the pruning papers first
+    assert plain[0].reasons == (Reason("phrase", "pruning networks"),)
 
 
 def test_learned_authors_count_their_modest_weight() -> None:

@@ -440,8 +440,17 @@ def _generated_requests(count: int, seed: int = 7) -> list[RankRequest]:
             for _ in range(rng.randint(0, 6))
         ]
         include += [Term(rng.choice(pairs)) for _ in range(rng.choice([0, 0, 1, 2]))]
+        extra: dict[str, object] = {}
+        if n % 7 == 0:  # a description, and learned words (some the reader's own, some < 0)
+            extra["description"] = " ".join(rng.choices(words, k=8))
+            learned = [*rng.sample(words, 3), *(t.text for t in include[:1])]
+            extra["learned"] = {
+                "terms": [{"text": w, "weight": rng.choice([0.6, -0.4])} for w in learned],
+                "model": [{"text": rng.choice(pairs), "weight": 0.3}],
+            }
         profile = Profile(
             include=tuple(include),
+            extra=extra,
             exclude=tuple(rng.choice(words) for _ in range(rng.choice([0, 0, 0, 1, 2]))),
             categories=("cs",) if n % 11 == 0 else (),
             authors=("Y. LeCun",) if n % 13 == 0 else (),
