@@ -271,7 +271,7 @@ def test_an_explicit_term_keeps_its_own_weight() -> None:
 
 
 def test_a_learned_word_inside_the_readers_phrase_keeps_the_phrases_weight() -> None:
-    """"pruning" is one of the phrase's word units: the reader named it, so a learned
+    """ "pruning" is one of the phrase's word units: the reader named it, so a learned
     weight for it counts for nothing (in a batch too, among readers without the phrase)."""
     phrase = build_profile(include=['"pruning networks"'])
     with_learned = phrase.with_extra(
