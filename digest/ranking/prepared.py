@@ -78,9 +78,16 @@ class Prepared:
         self._unit_vectors: list[_UnitVector] = []
         self._flat_units = (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
         self._registering = threading.Lock()  # chunks on several threads meet new units
-        # Terms are registered lazily too (see Ranker._term): (text, kind) -> (term id, stems),
-        # and per term a run of entries, one per unit it matches by, in _TermTable's lists.
-        self._includes: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}
+        # Terms are registered lazily too (see Ranker._term): per kind, text -> (term id, key
+        # number), and per term a run of entries, one per unit it matches by, in _TermTable's
+        # lists. Key numbers stand for the terms' stems (_term_keys), -1 for none.
+        self._known_terms: dict[str, dict[str, tuple[int, int]]] = {
+            "": {},
+            "description": {},
+            "learned": {},
+        }
+        self._key_numbers: dict[tuple[str, ...], int] = {}
+        self._term_keys: list[tuple[str, ...]] = []
         self._term_table = _TermTable()
         self._groups: dict[tuple[str, str], int] = {}  # see Ranker._group_number
         self._terms_lock = threading.Lock()  # taken before _registering, never after

@@ -87,9 +87,10 @@ class Ranker(Explained):
 
     # -- one request as indexes --------------------------------------------------------------
 
-    def _term(self, text: str, kind: str) -> tuple[int, tuple[str, ...]]:
+    def _term(self, text: str, kind: str) -> tuple[int, int]:
         """An include term as written (``kind`` ""), a description (``"description"``) or a
-        learned word (``"learned"``): its term id and stems, registered on first sight with
+        learned word (``"learned"``): its term id and key number (its stems, see
+        ``_term_keys``; -1 for a term without any), registered on first sight with
         an entry per unit it matches by (unit, share of the term's weight, group, reason,
         highlight). Cached for the day.
 
@@ -99,7 +100,8 @@ class Ranker(Explained):
         and so is each learned word.
         """
         with self._terms_lock:
-            found = self._includes.get((text, kind))
+            known = self._known_terms[kind]
+            found = known.get(text)
             if found is not None:
                 return found
             entries = []
@@ -125,9 +127,13 @@ class Ranker(Explained):
                     )
                     reason = self._reason(reason_kind, reason_label)
                     entries.append((uid, unit.weight, number, reason, unit.surface))
+            key = term_key(text)
+            number = self._key_numbers.get(key, -1) if key else -1
+            if key and number < 0:
+                number = self._key_numbers[key] = len(self._term_keys)
+                self._term_keys.append(key)
             # The entries first: another thread may use a term as soon as it has an id.
-            found = (self._term_table.add(entries), term_key(text))
-            self._includes[(text, kind)] = found
+            found = known[text] = (self._term_table.add(entries), number)
             return found
 
     def _group_number(self, kind: str, label: str) -> int:
@@ -141,36 +147,35 @@ class Ranker(Explained):
         twice (the same stems) counts once, first spelling first; a learned word the reader
         chose themselves keeps the reader's weight (``_wanted`` also leaves out a learned
         word's units that the reader's own terms name)."""
-        includes = self._includes
+        known = self._known_terms[""]
         ids: list[int] = []
         weights: list[float] = []
-        own_keys: set[tuple[str, ...]] = set()
+        own: set[int] = set()  # the key numbers of the reader's terms
         for term in profile.include:
             weight = float(term.weight)
-            found = includes.get((term.text, "")) or self._term(term.text, "")
-            key = found[1]
+            term_id, key = known.get(term.text) or self._term(term.text, "")
             # First spelling wins (as in profiles.parse_terms); a weight that is not a positive
             # number (only a hand-made Profile can have one) leaves the term out.
-            if not key or key in own_keys or not 0 < weight < math.inf:
+            if key < 0 or key in own or not 0 < weight < math.inf:
                 continue
-            own_keys.add(key)
-            ids.append(found[0])
+            own.add(key)
+            ids.append(term_id)
             weights.append(weight)
         if profile.description:
             ids.append(self._term(profile.description, "description")[0])
             weights.append(1.0)
         learned_from = len(ids)
         if learned.terms or learned.model:
-            own_words = {key[0] for key in own_keys if len(key) == 1}
+            keys, known = self._term_keys, self._known_terms["learned"]
+            own_words = {keys[key][0] for key in own if len(keys[key]) == 1}
             for term in (*learned.terms, *learned.model):
                 weight = float(term.weight) * fade
-                found = includes.get((term.text, "learned")) or self._term(term.text, "learned")
-                key = found[1]
-                if not key or not abs(weight) >= _FADED or key in own_keys:
+                term_id, key = known.get(term.text) or self._term(term.text, "learned")
+                if key < 0 or not abs(weight) >= _FADED or key in own:
                     continue
-                if len(key) == 1 and key[0] in own_words:
+                if len(keys[key]) == 1 and keys[key][0] in own_words:
                     continue
-                ids.append(found[0])
+                ids.append(term_id)
                 weights.append(weight)
         return ids, weights, learned_from
 
