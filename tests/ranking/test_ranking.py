@@ -11,6 +11,8 @@ import itertools
 import json
 import random
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -493,6 +495,31 @@ def test_a_batch_ranks_exactly_like_one_at_a_time(monkeypatch: pytest.MonkeyPatc
         if request.profile.has_topics:  # (without topics the order is by upvotes)
             keys = [(-i.score, i.paper_id) for i in picks]
             assert keys == sorted(keys)  # best first, ties by paper id
+
+
+def test_threads_meeting_new_terms_at_once_rank_as_one_thread_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Terms, their units and the flat store of units are registered on first sight, by
+    whichever thread meets them: six callers start together on one cold ranker, each with its
+    own share of the profiles, and each gets what one caller alone gets from a fresh one."""
+    requests = _generated_requests(1200, seed=11)
+    shares = [requests[k::6] for k in range(6)]
+    monkeypatch.setattr(ranking, "_CHUNK_CELLS", 60_000)  # many small chunks, on 2 threads each
+    monkeypatch.setattr(ranking, "_cpu_count", lambda: 2)
+    shared = Ranker(CORPUS, DEFAULTS, NOW)
+    start = threading.Barrier(len(shares))
+
+    def rank(share: list[RankRequest]) -> list[list[RankedItem]]:
+        start.wait()
+        return shared.rank(share)
+
+    with ThreadPoolExecutor(len(shares)) as pool:
+        together = list(pool.map(rank, shares))
+    monkeypatch.undo()
+    for share, ranked in zip(shares, together, strict=True):
+        assert ranked == Ranker(CORPUS, DEFAULTS, NOW).rank(share)
+    assert sum(len(items) for ranked in together for items in ranked) > 3_000
 
 
 def test_exact_ties_break_by_paper_id() -> None:
