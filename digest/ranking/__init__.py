@@ -64,8 +64,9 @@ positive number leaves the term out (only a hand-made ``Profile`` can have one);
 weight faded under 0.01 no longer counts.
 
 Speed: requests are ranked in chunks of rows (memory stays flat whatever the batch size), on
-up to ``_MAX_THREADS`` threads; a unit's paper vector is computed once per day and reasons
-only for the chosen items.
+up to ``_MAX_THREADS`` threads; a term's units and a unit's paper vector are worked out once
+per day; a reader's row is the ids of their terms, turned into a chunk's unit weights with
+array operations; reasons are found only for the chosen items.
 """
 
 from digest.ranking.parts import MAX_LIMIT, RankRequest
