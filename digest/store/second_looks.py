@@ -23,9 +23,15 @@ def _has_code(repo: str | None) -> bool:
     return valid_github(repo) is not None
 
 
-def states_then(session: Session, paper_ids: Iterable[int]) -> dict[int, dict[str, object]]:
+# The sent log's "then" columns, in the order :func:`states_then` gives their values.
+STATE_COLUMNS = ("upvotes_then", "code_then", "version_then")
+
+
+def states_then(
+    session: Session, paper_ids: Iterable[int]
+) -> dict[int, tuple[int | None, bool, int | None]]:
     """The sent log's "then" columns for each paper, as they are now (when it is chosen)."""
-    found: dict[int, dict[str, object]] = {}
+    found: dict[int, tuple[int | None, bool, int | None]] = {}
     for chunk in chunks(list(set(paper_ids))):
         rows = session.execute(
             select(Paper.id, Paper.hf_upvotes, Paper.github_repo, Paper.version).where(
@@ -33,11 +39,7 @@ def states_then(session: Session, paper_ids: Iterable[int]) -> dict[int, dict[st
             )
         )
         for row in rows:
-            found[row.id] = {
-                "upvotes_then": row.hf_upvotes,
-                "code_then": _has_code(row.github_repo),
-                "version_then": row.version,
-            }
+            found[row.id] = (row.hf_upvotes, _has_code(row.github_repo), row.version)
     return found
 
 
