@@ -20,7 +20,15 @@ from digest.store import digests as stored
 
 NOW = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
 
-LABELS = ['say "hi"', "back\\slash", "naïve café — 東京", "</script><b>", "", "tab\there"]
+LABELS = [
+    'say "hi"',
+    "back\\slash",
+    "naïve café — 東京",
+    "</script><b>",
+    "",
+    "tab\there",
+    "50% %s %(x)s",
+]
 
 
 def test_chosen_items_come_back_as_they_were_saved(settings: Settings, any_store: Store) -> None:
