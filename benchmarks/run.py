@@ -700,6 +700,89 @@ def claims_only(
     }
 
 
+def stages_only(
+    subscribers: int, papers: int, database: str | None, seed: int = 7
+) -> dict[str, Any]:
+    """A worker's path for every digest in one thread, without a mail server: a seeded day
+    planned and ranked by ``plan_and_rank``, then the sender's own queue (``make_sender``)
+    claims a batch, each message is built and recorded as sent, batch after batch. The CPU
+    time of each stage per digest: steadier than a whole run's rate (no lanes, processes or
+    sink sharing the cores), so a change of a few per cent shows (docs/benchmarks.md)."""
+    import logging
+
+    from digest.app import digests
+    from digest.app.sending import make_sender
+    from digest.collector import fewer_collections
+    from digest.delivery.sender import SendSummary
+    from digest.domain.states import Lease
+
+    folder = Path(tempfile.mkdtemp(prefix="digest-bench-stages-"))
+    db = fresh_database(database, folder)
+    # A digest shortened to fit under Gmail's clip is logged, as in a worker; here that would
+    # be a line for one digest in fifty, drowning the result.
+    render_log = logging.getLogger("digest.render")
+    level = render_log.level
+    render_log.setLevel(logging.ERROR)
+    try:
+        now = datetime.now(UTC)
+        settings = load_settings(
+            environ={
+                "DIGEST_DATABASE__URL": db.url,
+                "DIGEST_RANKING__SEMANTIC": "false",
+                "DIGEST_PATHS__VAR_DIR": str(folder / "var"),
+                "DIGEST_MAIL__FROM_ADDRESS": FROM,
+                "DIGEST_WEB__BASE_URL": "https://digest.example.org",
+                "DIGEST_WEB__SECRET_KEY": "benchmark-secret-key-0123456789",
+            }
+        )
+        store = Store.open(settings.database)
+        generated = workload.make_papers(papers, seed)
+        workload.store_papers(store, generated, now - timedelta(hours=1))
+        workload.add_subscribers(store, subscribers, generated, now, seed + 1)
+        # As in a worker (digest.scheduler.run_worker): young objects collected less often.
+        with fewer_collections():
+            seconds = dict.fromkeys(("plan_and_rank", "claim", "build", "record"), 0.0)
+            cpu = time.process_time()
+            digests.plan_and_rank(settings, store, now, owner="bench")
+            seconds["plan_and_rank"] = time.process_time() - cpu
+            sender = make_sender(settings, store, owner="bench", clock=lambda: now)
+            lease = Lease("bench", now, timedelta(hours=1))
+            done = 0
+            octets = 0
+            while True:
+                cpu = time.process_time()
+                ready = sender.queue.claim(lease, sender.batch, SendSummary())
+                seconds["claim"] += time.process_time() - cpu
+                if not ready:
+                    break
+                for outgoing in ready:
+                    cpu = time.process_time()
+                    message = outgoing.build()
+                    seconds["build"] += time.process_time() - cpu
+                    cpu = time.process_time()
+                    if not sender.queue.mark_sent(outgoing, "bench", now, "250 2.0.0 Ok"):
+                        raise CheckFailed(f"delivery {outgoing.delivery_id}: lease lost")
+                    seconds["record"] += time.process_time() - cpu
+                    done += 1
+                    octets += len(message)
+        store.close()
+    finally:
+        render_log.setLevel(level)
+        db.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    per_digest = {name: round(1e6 * spent / max(done, 1), 1) for name, spent in seconds.items()}
+    return {
+        "machine": machine(),
+        "database": "sqlite" if database is None else "postgresql",
+        "subscribers": subscribers,
+        "papers": papers,
+        "digests": done,
+        "message_bytes_mean": round(octets / max(done, 1)),
+        "cpu_us_per_digest": per_digest,
+        "cpu_us_per_digest_total": round(sum(per_digest.values()), 1),
+    }
+
+
 def quick(args: argparse.Namespace, tools: dict[str, str], how: str) -> int:
     """`make bench-quick`: one 10,000 x 1,000 run as a user would configure it (the
     product's defaults), its rate against a 16-session SMTP ceiling, into
@@ -899,6 +982,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a sender's claims alone, on a ranked day of --subscribers (--database)",
     )
     parser.add_argument(
+        "--stages-only",
+        action="store_true",
+        help="a worker's path for every digest in one thread, no mail server: CPU per digest "
+        "of ranking, claiming, building and recording (--subscribers, --database)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="10,000 x 1,000 in the default configuration against a 16-session ceiling "
@@ -918,6 +1007,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.claims_only:
         claims = claims_only(args.subscribers, args.papers, args.database, args.seed)
         print(json.dumps(claims, indent=2))
+        return 0
+    if args.stages_only:
+        stages = stages_only(args.subscribers, args.papers, args.database, args.seed)
+        print(json.dumps(stages, indent=2))
         return 0
     tools, how = sinks.ensure_tools(install=not args.no_install)
     print(f"machine: {machine()}", file=sys.stderr)

@@ -96,3 +96,22 @@ def test_claims_alone_take_every_ranked_digest_once() -> None:
     assert result["claimed"] == 60 and result["database"] == "sqlite"
     assert result["claims"] == -(-60 // result["batch"])
     assert result["cpu_ms_per_claim_median"] > 0
+
+
+def test_stages_alone_build_and_record_every_digest_once() -> None:
+    """`--stages-only` takes a ranked day through the sender's own queue in one thread:
+    every planned digest claimed, built and recorded once, with the CPU of each stage."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--stages-only", "--subscribers", "40"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["digests"] == 40 and result["database"] == "sqlite"
+    stages = result["cpu_us_per_digest"]
+    assert set(stages) == {"plan_and_rank", "claim", "build", "record"}
+    assert all(value > 0 for value in stages.values())
+    assert result["message_bytes_mean"] > 10_000  # whole digests were built, not stubs
