@@ -15,10 +15,11 @@ Feed tokens (a reader's private Atom feed) carry the token version like manage t
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import hmac
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,10 @@ class _PreKeyed:
         self._mac = hmac.new(key, digestmod=hashlib.sha1)
 
     def dumps(self, payload: Any) -> str:
-        data = _COMPACT_JSON(payload).encode()
+        return self.sign(_COMPACT_JSON(payload).encode())
+
+    def sign(self, data: bytes) -> str:
+        """The token of ``data``, a payload's compact JSON."""
         body = _b64(data)
         # zlib (12 us, most of a token's cost) only where it can pay: a short payload of
         # random ids never shrinks. Either form reads back the same (a leading "." marks it).
@@ -82,8 +86,22 @@ class _PreKeyed:
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+# Text that JSON (ensure_ascii off) writes as it is, between quotes: no quote, backslash or
+# control character. A digest signs two feedback tokens a paper, some forty: their JSON made
+# with an f-string is the encoder's to the byte, in a quarter of the time.
+_PLAIN_JSON_TEXT = re.compile(r'[^"\\\x00-\x1f]*')
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _feedback_json(public_id: str, paper: str, value: int) -> bytes:
+    if _PLAIN_JSON_TEXT.fullmatch(public_id) and _PLAIN_JSON_TEXT.fullmatch(paper):
+        return f'["{public_id}","{paper}",{value}]'.encode()
+    return _COMPACT_JSON([public_id, paper, value]).encode()
+
+
 def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    # base64.urlsafe_b64encode, without its two Python layers.
+    return binascii.b2a_base64(data, newline=False).translate(_URL_SAFE).rstrip(b"=")
 
 
 class Tokens:
@@ -101,7 +119,7 @@ class Tokens:
     def make_feedback(self, public_id: str, paper: str, value: int) -> str:
         if value not in (1, -1):
             raise ValueError("feedback is +1 or -1")
-        return self._makers["feedback"].dumps([public_id, paper, value])
+        return self._makers["feedback"].sign(_feedback_json(public_id, paper, value))
 
     def read_feedback(self, token: str) -> FeedbackData:
         try:
