@@ -57,7 +57,7 @@ from sqlalchemy import create_engine, func, select, text
 from benchmarks import sink as sinks
 from benchmarks import workload
 from digest.app.sending import make_renderer
-from digest.config import load_settings
+from digest.config import Settings, load_settings
 from digest.domain.items import message_id
 from digest.models import Delivery, DeliveryItem, Paper, Subscriber
 from digest.store import Store
@@ -644,6 +644,27 @@ def rank_only(profiles: int, papers: int, seed: int = 7) -> dict[str, Any]:
     }
 
 
+def _seeded_store(
+    settings: Settings, subscribers: int, papers: int, seed: int, now: datetime
+) -> Store:
+    """The store of ``settings`` with a generated day: ``papers`` papers and ``subscribers``
+    readers (as the whole benchmark seeds them)."""
+    store = Store.open(settings.database)
+    generated = workload.make_papers(papers, seed)
+    workload.store_papers(store, generated, now - timedelta(hours=1))
+    workload.add_subscribers(store, subscribers, generated, now, seed + 1)
+    return store
+
+
+def _about(database: str | None, subscribers: int) -> dict[str, Any]:
+    """What every one-process measurement reports first."""
+    return {
+        "machine": machine(),
+        "database": "sqlite" if database is None else "postgresql",
+        "subscribers": subscribers,
+    }
+
+
 def claims_only(
     subscribers: int, papers: int, database: str | None, seed: int = 7
 ) -> dict[str, Any]:
@@ -663,10 +684,7 @@ def claims_only(
         settings = load_settings(
             environ={"DIGEST_DATABASE__URL": db.url, "DIGEST_RANKING__SEMANTIC": "false"}
         )
-        store = Store.open(settings.database)
-        generated = workload.make_papers(papers, seed)
-        workload.store_papers(store, generated, now - timedelta(hours=1))
-        workload.add_subscribers(store, subscribers, generated, now, seed + 1)
+        store = _seeded_store(settings, subscribers, papers, seed, now)
         digests.plan_and_rank(settings, store, now)
         batch = settings.delivery.batch_size
         lease = Lease("bench", now, timedelta(hours=1))
@@ -688,9 +706,7 @@ def claims_only(
         db.close()
         shutil.rmtree(folder, ignore_errors=True)
     return {
-        "machine": machine(),
-        "database": "sqlite" if database is None else "postgresql",
-        "subscribers": subscribers,
+        **_about(database, subscribers),
         "claimed": claimed,
         "batch": batch,
         "claims": len(seconds),
@@ -735,10 +751,7 @@ def stages_only(
                 "DIGEST_WEB__SECRET_KEY": "benchmark-secret-key-0123456789",
             }
         )
-        store = Store.open(settings.database)
-        generated = workload.make_papers(papers, seed)
-        workload.store_papers(store, generated, now - timedelta(hours=1))
-        workload.add_subscribers(store, subscribers, generated, now, seed + 1)
+        store = _seeded_store(settings, subscribers, papers, seed, now)
         # As in a worker (digest.scheduler.run_worker): young objects collected less often.
         with fewer_collections():
             seconds = dict.fromkeys(("plan_and_rank", "claim", "build", "record"), 0.0)
@@ -772,9 +785,7 @@ def stages_only(
         shutil.rmtree(folder, ignore_errors=True)
     per_digest = {name: round(1e6 * spent / max(done, 1), 1) for name, spent in seconds.items()}
     return {
-        "machine": machine(),
-        "database": "sqlite" if database is None else "postgresql",
-        "subscribers": subscribers,
+        **_about(database, subscribers),
         "papers": papers,
         "digests": done,
         "message_bytes_mean": round(octets / max(done, 1)),

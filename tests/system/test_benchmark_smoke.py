@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,15 +85,7 @@ def test_ranking_alone_gives_the_same_result_in_every_process(tmp_path: Path) ->
 def test_claims_alone_take_every_ranked_digest_once() -> None:
     """`--claims-only` claims a ranked day until nothing is ready: every planned digest once,
     in batches of delivery.batch_size, with the CPU each claim took."""
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--claims-only", "--subscribers", "60"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    result = _one_process_run("--claims-only", "--subscribers", "60")
     assert result["claimed"] == 60 and result["database"] == "sqlite"
     assert result["claims"] == -(-60 // result["batch"])
     assert result["cpu_ms_per_claim_median"] > 0
@@ -101,17 +94,23 @@ def test_claims_alone_take_every_ranked_digest_once() -> None:
 def test_stages_alone_build_and_record_every_digest_once() -> None:
     """`--stages-only` takes a ranked day through the sender's own queue in one thread:
     every planned digest claimed, built and recorded once, with the CPU of each stage."""
+    result = _one_process_run("--stages-only", "--subscribers", "40")
+    assert result["digests"] == 40 and result["database"] == "sqlite"
+    stages = result["cpu_us_per_digest"]
+    assert set(stages) == {"plan_and_rank", "claim", "build", "record"}
+    assert all(value > 0 for value in stages.values())
+    assert result["message_bytes_mean"] > 10_000  # whole digests were built, not stubs
+
+
+def _one_process_run(*options: str) -> dict[str, Any]:
+    """`python -m benchmarks.run OPTIONS`, which must succeed; the JSON it prints."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--stages-only", "--subscribers", "40"],
+        [sys.executable, "-m", "benchmarks.run", *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
-    assert result["digests"] == 40 and result["database"] == "sqlite"
-    stages = result["cpu_us_per_digest"]
-    assert set(stages) == {"plan_and_rank", "claim", "build", "record"}
-    assert all(value > 0 for value in stages.values())
-    assert result["message_bytes_mean"] > 10_000  # whole digests were built, not stubs
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
