@@ -34,6 +34,7 @@ from digest.domain.schedules import window_start
 from digest.domain.states import DeliveryState, Lease, SubscriberStatus
 from digest.models import Delivery, Subscriber, TransactionalMail
 from digest.store import begin_write, chunks
+from digest.store.driver_sql import DriverStatement
 
 UnknownPolicy = Literal["resend", "hold"]
 
@@ -388,9 +389,10 @@ def used_today(session: Session, now: datetime) -> int:
 
 
 @cache
-def _statements(model: Leased) -> tuple[Any, Any]:
-    """The two statements a sender runs once per message, built once per table: building and
-    caching a fresh statement costs more than the database's own work (docs/benchmarks.md)."""
+def _statements(model: Leased) -> tuple[DriverStatement, DriverStatement]:
+    """The two statements a sender runs once per message, built once per table and handed
+    to the driver: building a fresh statement, or SQLAlchemy's own execution of a cached
+    one, costs more than the database's own work (docs/benchmarks.md)."""
     mine = and_(model.id == bindparam("delivery_id"), model.lease_owner == bindparam("owner"))
     mark_sent = (
         update(model)
@@ -405,7 +407,7 @@ def _statements(model: Leased) -> tuple[Any, Any]:
         )
     )
     handed_over = update(model).where(mine).values(handed_over_at=bindparam("now"))
-    return mark_sent, handed_over
+    return DriverStatement(mark_sent), DriverStatement(handed_over)
 
 
 def mark_sent(
@@ -417,9 +419,8 @@ def mark_sent(
     model: Leased = Delivery,
 ) -> bool:
     """Record the server's acceptance; False if the lease was lost to another sender."""
-    result = _connection(session).execute(
-        _statements(model)[0],
-        {"delivery_id": delivery_id, "owner": owner, "now": now, "reply": reply[:1000]},
+    result = _statements(model)[0].execute(
+        _connection(session), delivery_id=delivery_id, owner=owner, now=now, reply=reply[:1000]
     )
     return result.rowcount == 1
 
@@ -428,8 +429,8 @@ def mark_handed_over(
     session: Executor, delivery_id: int, owner: str, now: datetime, model: Leased = Delivery
 ) -> bool:
     """Note that the message's data is about to go (the hold policy's evidence)."""
-    result = _connection(session).execute(
-        _statements(model)[1], {"delivery_id": delivery_id, "owner": owner, "now": now}
+    result = _statements(model)[1].execute(
+        _connection(session), delivery_id=delivery_id, owner=owner, now=now
     )
     return result.rowcount == 1
 
