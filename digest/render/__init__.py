@@ -22,9 +22,11 @@ paper with ``{% cache key… %}`` (:class:`~digest.render.templates.FragmentCach
 once per key, byte-identical), and the message's bytes are assembled directly
 (:meth:`Renderer._wire`): headers folded by the same ``email`` policy as before (the fixed
 ones once per renderer), each part sent as it is (7bit) when it can be: the HTML with its
-non-ASCII characters as character references and its tags broken between attributes, so no
-line nears 998 octets, the plain text as 8bit when it is not ASCII (:mod:`digest.delivery.mailers`
-re-encodes it where 8bit cannot go); quoted-printable (``binascii``) otherwise.
+non-ASCII characters as character references (already so as rendered: :func:`_ascii_html`)
+and its tags broken between attributes, so no line nears 998 octets, the plain text as 8bit
+when it is not ASCII (:mod:`digest.delivery.mailers` re-encodes it where 8bit cannot go);
+quoted-printable (``binascii``) otherwise. The Subject is folded by the email package's
+rules without the package for the shapes real subjects have (:func:`wire._subject_line`).
 ``Rendered.message`` parses those bytes back for callers that want an ``EmailMessage``;
 tests/render/test_render_fast.py checks the bytes against a straightforward rendering
 (premailer over the whole page, ``EmailMessage`` assembly).
