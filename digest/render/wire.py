@@ -34,9 +34,9 @@ def _fold_cached(name: str, value: str) -> bytes:
     return _fold(name, value)
 
 
-# A subject the email package folds simply: printable ASCII words between single spaces, of
-# which at most the last-but-some may end in "…" (a title shortened to fit) and then holds
-# only what an RFC 2047 "Q" word writes as it is.
+# A subject the email package folds simply: printable ASCII words between single spaces, at
+# most one of them ending in "…" (a title shortened to fit) and otherwise holding only what
+# an RFC 2047 "Q" word writes as it is.
 _PLAIN_WORDS = re.compile(r"[!-~]+(?: [!-~]+)*")
 _Q_LITERAL = re.compile(r"[-!*+/A-Za-z0-9]*")
 _ELLIPSIS = "\u2026"
@@ -46,8 +46,8 @@ _HEADER_WIDTH = 78  # POLICY.max_line_length
 @lru_cache(maxsize=4096)
 def _subject_line(subject: str) -> bytes:
     """The Subject header as ``EmailMessage`` with :data:`POLICY` writes it. Most subjects
-    are a top paper's title and a count, so few repeat, and the email package's folding
-    took ~200 µs each (5% of a digest): the shapes every real subject has are folded here
+    are a top paper's title and a count, so two in three were new to the cache, and the
+    email package's folding took ~200 µs each: the shapes real subjects have are folded here
     by the same rules, anything else by the package (tests/render/test_wire_subject.py holds
     the two equal over real titles and generated ones)."""
     return _fold_simple_subject(subject) or _fold("Subject", subject)
