@@ -22,6 +22,15 @@ one otherwise; each reply has ``smtp.timeout``, and the reply to the final dot i
 longer timeout (RFC 5321 §4.5.3.2). Connections are reused up to
 ``smtp.messages_per_connection`` messages.
 
+``start`` is ``send`` in two halves: it hands the message over up to its final dot and
+returns what reads the server's reply to it, so the sender renders the next message while
+the server takes this one in. Given the next message's envelope (``then``), a server that
+offers PIPELINING gets that message's MAIL, RCPT and DATA in the same write as this one's
+final dot (RFC 2920 §3.1: message content may open a group): one round trip a message
+instead of two, and the replies are waiting by the time they are read. Commands sent ahead
+for a message that then does not follow (its rendering failed, the lane stopped) end the
+connection: the server discards a transaction whose data never came.
+
 A part may come 8bit (a digest's plain text, whose "·" and "…" made it quoted-printable
 nearly always): it goes as it is, announced with ``BODY=8BITMIME``, to a server that offers
 8BITMIME (RFC 6152). For a server that does not, and before DKIM signing (RFC 6376 §5.3: a
@@ -78,10 +87,26 @@ class Envelope:
     name: str  # names the message in files and logs
 
 
+# Reads the server's reply to a message's final dot: its text, or a ``SendError``.
+Finish = Callable[[], str]
+
+
 class Mailer(Protocol):
     def send(self, message: Message, to: Envelope, on_data: OnData | None = None) -> str:
         """Hand ``message`` over as ``to`` says; ``on_data`` runs just before the message's
         data goes."""
+        ...
+
+    def start(
+        self,
+        message: Message,
+        to: Envelope,
+        on_data: OnData | None = None,
+        *,
+        then: Envelope | None = None,
+    ) -> Finish:
+        """``send`` up to the message's final dot; the reply is read by calling what it
+        returns. ``then``: the next message's envelope, if one follows at once."""
         ...
 
     def close(self) -> None: ...
@@ -183,6 +208,17 @@ class FileMailer:
             _write_atomically(target.with_suffix(".html"), preview.encode("utf-8"))
         return f"written to {target}"
 
+    def start(
+        self,
+        message: Message,
+        to: Envelope,
+        on_data: OnData | None = None,
+        *,
+        then: Envelope | None = None,
+    ) -> Finish:
+        reply = self.send(message, to, on_data)
+        return lambda: reply
+
     def close(self) -> None:
         pass
 
@@ -234,6 +270,11 @@ class SmtpMailer:
         self.signer = signer
         self._connection: smtplib.SMTP | None = None
         self._sent_on_connection = 0
+        # The envelope whose MAIL, RCPT and DATA went out behind the last final dot, and
+        # whether the reply to that dot is still unread: either makes the session's state
+        # one that only the next start (or the reply's reader) may go on from.
+        self._ahead: Envelope | None = None
+        self._awaiting = False
         self.connections_opened = 0
 
     # -- the session ----------------------------------------------------------------
@@ -285,6 +326,16 @@ class SmtpMailer:
         return connection
 
     def send(self, message: Message, to: Envelope, on_data: OnData | None = None) -> str:
+        return self.start(message, to, on_data)()
+
+    def start(
+        self,
+        message: Message,
+        to: Envelope,
+        on_data: OnData | None = None,
+        *,
+        then: Envelope | None = None,
+    ) -> Finish:
         payloads: dict[bool, bytes] = {}  # by whether the server takes 8bit: made once each
 
         def payload(eight_bit: bool) -> bytes:
@@ -292,6 +343,11 @@ class SmtpMailer:
                 payloads[eight_bit] = payload_of(message, self.signer, eight_bit=eight_bit)
             return payloads[eight_bit]
 
+        if self._awaiting or (self._ahead is not None and self._ahead != to):
+            # The last message's reply was never read, or commands went out for a message
+            # that is not this one (the server waits for data that will not come): ending
+            # the connection makes the server discard what it holds.
+            self._drop()
         if self._sent_on_connection >= self.settings.messages_per_connection:
             self.close()
         for attempt in (1, 2):
@@ -299,7 +355,7 @@ class SmtpMailer:
             if self._connection is None:
                 self._connection = self._connect()
             try:
-                return self._transaction(self._connection, payload, to, on_data)
+                return self._transaction(self._connection, payload, to, on_data, then)
             except _StaleConnection as exc:
                 # A reused connection the server had closed (an idle timeout, a per-connection
                 # limit): nothing was sent, so one fresh connection is tried at once.
@@ -313,48 +369,64 @@ class SmtpMailer:
                     ) from None
         raise AssertionError("unreachable")
 
+    def _options(self, connection: smtplib.SMTP, to: Envelope, payload: bytes | None) -> str:
+        """MAIL FROM's parameters for ``to``: SMTPUTF8 for a recipient that needs it, and
+        BODY=8BITMIME for an 8bit part (RFC 6152), or, when ``payload`` is not made yet (the
+        commands go ahead of the rendering), wherever the server takes it: 7bit content is
+        8bit MIME too."""
+        _, utf8 = wire_form(to.recipient)
+        if utf8:
+            if not connection.has_extn("smtputf8"):
+                where = f"{self.settings.host}:{self.settings.port}"
+                raise SendError(
+                    f"{where} does not offer SMTPUTF8, which <{to.recipient}> needs (the part "
+                    "before the @ is not ASCII); this message cannot go through that server",
+                    temporary=False,
+                    stage="message",
+                )
+            return " SMTPUTF8 BODY=8BITMIME"
+        if connection.has_extn("8bitmime") and (payload is None or not payload.isascii()):
+            return " BODY=8BITMIME"
+        return ""
+
+    def _commands(self, connection: smtplib.SMTP, to: Envelope, payload: bytes | None) -> str:
+        """MAIL, RCPT and DATA for ``to`` as one pipelined write."""
+        address, _ = wire_form(to.recipient)
+        options = self._options(connection, to, payload)
+        return f"mail FROM:{_path(to.sender)}{options}\r\nrcpt TO:{_path(address)}\r\nDATA\r\n"
+
     def _transaction(
         self,
         connection: smtplib.SMTP,
         payload_for: Callable[[bool], bytes],
         to: Envelope,
         on_data: OnData | None,
-    ) -> str:
+        then: Envelope | None,
+    ) -> Finish:
         self._sent_on_connection += 1
-        sender, recipient = to.sender, to.recipient
         # An IDN domain travels as its ASCII form; a non-ASCII local part needs SMTPUTF8.
-        address, utf8 = wire_form(recipient)
-        options: list[str] = []
-        if utf8:
-            if not connection.has_extn("smtputf8"):
-                where = f"{self.settings.host}:{self.settings.port}"
-                raise SendError(
-                    f"{where} does not offer SMTPUTF8, which <{recipient}> needs (the part "
-                    "before the @ is not ASCII); this message cannot go through that server",
-                    temporary=False,
-                    stage="message",
-                )
-            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        address, utf8 = wire_form(to.recipient)
         eight_bit = connection.has_extn("8bitmime")
         payload = payload_for(eight_bit)
-        if eight_bit and not options and not payload.isascii():
-            options = ["BODY=8BITMIME"]  # an 8bit part (RFC 6152)
         # With PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one write and their replies
-        # are read after: two round trips a message instead of four. Without it, one by one.
+        # are read after: two round trips a message instead of four (one when they went
+        # ahead, behind the previous message's final dot). Without it, one by one.
         pending = 0
-        if connection.has_extn("pipelining"):
-            if utf8:
-                connection.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
-            extra = " " + " ".join(options) if options else ""
-            commands = f"mail FROM:{_path(sender)}{extra}\r\nrcpt TO:{_path(address)}\r\nDATA\r\n"
-            try:
-                connection.send(commands)
-            except (OSError, smtplib.SMTPException) as exc:
-                raise _StaleConnection(_describe(exc)) from None
+        pipelining = connection.has_extn("pipelining")
+        if utf8:
+            connection.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
+        if pipelining:
+            if self._ahead != to:
+                try:
+                    connection.send(self._commands(connection, to, payload))
+                except (OSError, smtplib.SMTPException) as exc:
+                    raise _StaleConnection(_describe(exc)) from None
+            self._ahead = None
             pending = 3
             ask_mail = ask_rcpt = ask_data = connection.getreply
         else:
-            ask_mail = partial(connection.mail, sender, options)
+            options = self._options(connection, to, payload).split()
+            ask_mail = partial(connection.mail, to.sender, options)
             ask_rcpt = partial(connection.rcpt, address)
             ask_data = partial(connection.docmd, "DATA")
         try:
@@ -368,11 +440,12 @@ class SmtpMailer:
             self._drain(connection, pending)
             self._reset()
             raise SendError(
-                f"server refused the sender <{sender}>: {code} {_text(text)}",
+                f"server refused the sender <{to.sender}>: {code} {_text(text)}",
                 temporary=True,
                 stage="server",
                 code=code,
             )
+        ahead = b""
         try:
             code, text = ask_rcpt()
             pending = max(pending - 1, 0)
@@ -383,9 +456,15 @@ class SmtpMailer:
             pending = 0
             if code != 354:
                 raise smtplib.SMTPResponseException(code, text)
+            if (
+                then is not None
+                and pipelining
+                and self._sent_on_connection < self.settings.messages_per_connection
+            ):
+                ahead = self._ahead_commands(connection, then)
             if on_data:
                 on_data()
-            connection.send(_dot_stuffed(payload))
+            connection.send(_dot_stuffed(payload) + ahead)
         except smtplib.SMTPResponseException as exc:
             raise self._refused(exc) from None
         except (OSError, smtplib.SMTPException) as exc:
@@ -395,7 +474,30 @@ class SmtpMailer:
                 temporary=True,
                 stage="connection",
             ) from None
+        if ahead:
+            self._ahead = then
+        self._awaiting = True
         # The final dot is out: from here on, a lost connection leaves the outcome unknown.
+        return partial(self._final_reply, connection)
+
+    def _ahead_commands(self, connection: smtplib.SMTP, then: Envelope) -> bytes:
+        """The next message's commands, to go behind this one's final dot; none when that
+        message cannot go through this server (it fails at its own turn, not this one's)."""
+        try:
+            commands = self._commands(connection, then, None)
+        except SendError:
+            return b""
+        return commands.encode("utf-8" if wire_form(then.recipient)[1] else "ascii")
+
+    def _final_reply(self, connection: smtplib.SMTP) -> str:
+        if connection is not self._connection or not self._awaiting:
+            raise SendError(
+                "the reply to the final dot was asked for twice or after the connection "
+                "ended; the server may or may not have taken the message",
+                temporary=True,
+                stage="unknown",
+            )
+        self._awaiting = False
         try:
             assert connection.sock is not None
             connection.sock.settimeout(self.settings.data_timeout)
@@ -443,7 +545,9 @@ class SmtpMailer:
 
     def _reset(self) -> None:
         # After a refused message the session can go on once the transaction is reset.
-        if self._connection is None:
+        # Not with the next message's commands out already: its transaction has begun
+        # (a refused final dot ends the refused one), and RSET would be read as its data.
+        if self._connection is None or self._ahead is not None:
             return
         try:
             code, _ = self._connection.rset()
@@ -453,11 +557,16 @@ class SmtpMailer:
             self._drop()
 
     def _drop(self) -> None:
+        self._ahead, self._awaiting = None, False
         if self._connection is not None:
             _close_quietly(self._connection)
             self._connection = None
 
     def close(self) -> None:
+        if self._ahead is not None or self._awaiting:
+            # QUIT would be read as the data of the commands sent ahead, or as the unread
+            # reply's successor: the connection is ended instead, which discards them.
+            self._drop()
         if self._connection is not None:
             try:
                 self._connection.quit()

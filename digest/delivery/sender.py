@@ -134,6 +134,16 @@ class Queue(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    """A message rendered (or the error that stopped it), and how long that took."""
+
+    outgoing: Outgoing
+    message: EmailMessage | bytes | None
+    error: Exception | None
+    seconds: float
+
+
 class _ServerRefused(Exception):
     """The server will not take mail from us now; the lane stops until the retry time."""
 
@@ -232,10 +242,12 @@ class Sender:
                     summary.capped = True
                 return summary
             lease_end = lease.until
+            rendered: _Rendered | None = None  # the next message, rendered ahead
             for index, outgoing in enumerate(ready):
+                after = ready[index + 1] if index + 1 < len(ready) else None
                 self.limiter.acquire()
                 try:
-                    self._send_one(mailer, outgoing, summary, lease_end)
+                    rendered = self._send_one(mailer, outgoing, summary, lease_end, rendered, after)
                 except _Released as stopped:
                     summary.released += self._release(ready[index + stopped.recorded :], None)
                     break
@@ -261,26 +273,43 @@ class Sender:
     def _must_stop(self, lease_end: datetime) -> bool:
         return self.stop.is_set() or self.clock() + self.guard > lease_end
 
-    def _send_one(
-        self, mailer: Mailer, outgoing: Outgoing, summary: SendSummary, lease_end: datetime
-    ) -> None:
-        """Render and send one message and record how it went; raises ``_Released`` when
-        the lane must stop before it (a stop, or a lease too short for one more exchange)."""
-        if self._must_stop(lease_end):
-            raise _Released
+    def _render(self, outgoing: Outgoing) -> _Rendered:
         clock = time.perf_counter()
         try:
             message = outgoing.build()
         except Exception as exc:
+            log.exception("delivery %s: cannot render", outgoing.delivery_id)
+            return _Rendered(outgoing, None, exc, time.perf_counter() - clock)
+        return _Rendered(outgoing, message, None, time.perf_counter() - clock)
+
+    def _send_one(
+        self,
+        mailer: Mailer,
+        outgoing: Outgoing,
+        summary: SendSummary,
+        lease_end: datetime,
+        rendered: _Rendered | None = None,
+        after: Outgoing | None = None,
+    ) -> _Rendered | None:
+        """Render (unless ``rendered`` holds it already) and send one message and record how
+        it went; raises ``_Released`` when the lane must stop before it (a stop, or a lease
+        too short for one more exchange). ``after``, the message that follows, is rendered
+        while the server takes this one in, and returned; its envelope goes ahead to the
+        mailer, whose commands for it may travel behind this one's final dot."""
+        if self._must_stop(lease_end):
+            raise _Released
+        if rendered is None or rendered.outgoing is not outgoing:
+            rendered = self._render(outgoing)
+        summary.render_seconds += rendered.seconds
+        if rendered.message is None:
             # Rendering is a pure function of stored rows, so a failure here is a bug or the
             # machine's trouble (memory, a race), never the reader's: the message is tried
             # again later like any temporary failure, and given up only at the give-up age.
-            log.exception("delivery %s: cannot render", outgoing.delivery_id)
-            error = DeliveryError(f"internal error while rendering: {exc!r}", temporary=True)
+            error = DeliveryError(
+                f"internal error while rendering: {rendered.error!r}", temporary=True
+            )
             self._failed(outgoing, error, "render", None, summary, lease_end)
-            return
-        sending = time.perf_counter()
-        summary.render_seconds += sending - clock
+            return None
         if self.stop.is_set():
             raise _Released
         if self._must_stop(lease_end):
@@ -302,22 +331,41 @@ class Sender:
                     lease_end,
                 )
 
+        sending = time.perf_counter()
+        then = None if after is None else self._envelope(after)
         try:
-            to = Envelope(self.envelope_sender(outgoing), outgoing.recipient, outgoing.name)
-            reply = mailer.send(message, to, on_data)
+            finish = mailer.start(rendered.message, self._envelope(outgoing), on_data, then=then)
         except SendError as exc:
             summary.send_seconds += time.perf_counter() - sending
             self._failed(outgoing, exc, exc.stage, exc.code, summary, lease_end)
-            return
+            return None
         except DeliveryError as exc:  # another mailer's plain error
             stage = "connection" if exc.temporary else "recipient"
             self._failed(outgoing, exc, stage, None, summary, lease_end)
-            return
+            return None
         except Exception as exc:  # a mailer's bug: not the message's fault either
             log.exception("delivery %s: could not send", outgoing.delivery_id)
             error = DeliveryError(f"internal error while sending: {exc!r}", temporary=True)
             self._failed(outgoing, error, "connection", None, summary, lease_end)
-            return
+            return None
+        summary.send_seconds += time.perf_counter() - sending
+        # The next message is rendered while the server takes this one in: its reply is
+        # then read without waiting for it (and with PIPELINING, so are the next's).
+        ahead = None if after is None or self.stop.is_set() else self._render(after)
+        sending = time.perf_counter()
+        try:
+            reply = finish()
+        except SendError as exc:
+            summary.send_seconds += time.perf_counter() - sending
+            self._failed(outgoing, exc, exc.stage, exc.code, summary, lease_end)
+            return ahead
+        except Exception as exc:  # a mailer's bug: what became of the message is not known
+            log.exception("delivery %s: no reply read", outgoing.delivery_id)
+            error = SendError(
+                f"internal error while sending: {exc!r}", temporary=True, stage="unknown"
+            )
+            self._failed(outgoing, error, "unknown", None, summary, lease_end)
+            return ahead
         summary.send_seconds += time.perf_counter() - sending
         # Accepted: record it now, before anything else can happen to this process.
         recorded = self._record(
@@ -328,6 +376,10 @@ class Sender:
         summary.sent += 1
         if reply.startswith("written to "):
             summary.files.append(reply.removeprefix("written to "))
+        return ahead
+
+    def _envelope(self, outgoing: Outgoing) -> Envelope:
+        return Envelope(self.envelope_sender(outgoing), outgoing.recipient, outgoing.name)
 
     def _failed(
         self,

@@ -4,7 +4,7 @@ mended server gets the deferred mail once the clock passes its next attempt."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
@@ -16,9 +16,11 @@ from sqlalchemy import select
 from digest.app import digests, sending
 from digest.config import Settings
 from digest.delivery.limits import RateLimiter
+from digest.delivery.mailers import Envelope, SendError, SmtpMailer
 from digest.delivery.sender import SendSummary
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.models import Bounce, Delivery, Subscriber
+from digest.render import Renderer
 from digest.store import Store, outbox
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
@@ -287,3 +289,127 @@ def test_rate_limiter_spaces_messages() -> None:
     # A burst of 4 goes at once, then one every 0.25 s: 8 more take 2 s.
     assert clock[0] == pytest.approx(2.0)
     assert RateLimiter(0).acquire() == 0.0
+
+
+# -- the next message's commands behind this one's final dot (RFC 2920 §3.1) -----------------
+
+
+def _mailer(settings: Settings, server: Scripted) -> SmtpMailer:
+    return SmtpMailer(smtp_settings(settings, server.host, server.port, **FAST).smtp)
+
+
+def _to(local: str) -> Envelope:
+    return Envelope("papers@digest.example.org", f"{local}@example.org", local)
+
+
+def _message(subject: str) -> bytes:
+    return f"Subject: {subject}\r\nFrom: papers@digest.example.org\r\n\r\n{subject}\r\n".encode()
+
+
+def _eventually(check: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + 2
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_the_next_messages_commands_go_out_before_this_ones_reply_is_read(
+    settings: Settings,
+) -> None:
+    with scripted_smtp(Script(ehlo=PIPELINING_EHLO)) as server:
+        mailer = _mailer(settings, server)
+        finish = mailer.start(_message("one"), _to("a"), then=_to("b"))
+        # The reply to the first final dot is not read yet, and the server has the second
+        # message's MAIL, RCPT and DATA already (and has answered them).
+        assert _eventually(lambda: server.log.commands.count("DATA") == 2)
+        assert finish().startswith("250")
+        assert mailer.start(_message("two"), _to("b"))().startswith("250")
+        mailer.close()
+    assert [m.recipient for m in server.log.messages] == ["a@example.org", "b@example.org"]
+    assert [m.data.splitlines()[0] for m in server.log.messages] == [
+        b"Subject: one",
+        b"Subject: two",
+    ]
+    assert server.log.commands == ["EHLO", *["MAIL", "RCPT", "DATA"] * 2, "QUIT"]
+    assert server.log.connections == 1
+
+
+def test_without_pipelining_nothing_goes_ahead(settings: Settings) -> None:
+    with scripted_smtp() as server:
+        mailer = _mailer(settings, server)
+        assert mailer.start(_message("one"), _to("a"), then=_to("b"))().startswith("250")
+        assert server.log.commands.count("MAIL") == 1
+        assert mailer.start(_message("two"), _to("b"))().startswith("250")
+        mailer.close()
+    assert len(server.log.messages) == 2 and server.log.connections == 1
+
+
+def test_commands_sent_ahead_for_a_message_that_does_not_follow_are_discarded(
+    settings: Settings,
+) -> None:
+    with scripted_smtp(Script(ehlo=PIPELINING_EHLO)) as server:
+        mailer = _mailer(settings, server)
+        assert mailer.start(_message("one"), _to("a"), then=_to("b"))().startswith("250")
+        # Not b's message (its rendering failed, say): the connection is ended and c's goes
+        # on a new one; nothing reaches the server as b's data.
+        assert mailer.start(_message("three"), _to("c"), then=_to("d"))().startswith("250")
+        # The lane stops here: QUIT would be read as d's data, so the connection just ends.
+        mailer.close()
+    assert [m.recipient for m in server.log.seen] == ["a@example.org", "c@example.org"]
+    assert server.log.connections == 2 and "QUIT" not in server.log.commands
+
+
+def test_a_refused_final_dot_leaves_the_next_message_that_went_ahead_intact(
+    settings: Settings,
+) -> None:
+    script = Script(ehlo=PIPELINING_EHLO)
+    script.final = lambda to, n: "554 5.7.1 rejected" if n == 0 else "250 2.0.0 Ok: queued"
+    with scripted_smtp(script) as server:
+        mailer = _mailer(settings, server)
+        finish = mailer.start(_message("one"), _to("a"), then=_to("b"))
+        with pytest.raises(SendError) as refused:
+            finish()
+        assert (refused.value.stage, refused.value.temporary) == ("recipient", False)
+        assert mailer.start(_message("two"), _to("b"))().startswith("250")
+        mailer.close()
+    # No RSET after the refusal: the next transaction had begun, and it would be its data.
+    assert "RSET" not in server.log.commands
+    assert [m.recipient for m in server.log.messages] == ["b@example.org"]
+    assert server.log.messages[0].data.startswith(b"Subject: two")
+
+
+def test_a_reply_asked_for_twice_is_not_taken_for_another(settings: Settings) -> None:
+    with scripted_smtp(Script(ehlo=PIPELINING_EHLO)) as server:
+        mailer = _mailer(settings, server)
+        finish = mailer.start(_message("one"), _to("a"))
+        assert finish().startswith("250")
+        with pytest.raises(SendError) as again:
+            finish()
+        assert again.value.stage == "unknown"
+        mailer.close()
+
+
+def test_a_message_that_fails_to_render_after_its_commands_went_ahead(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with scripted_smtp(Script(ehlo=PIPELINING_EHLO)) as server:
+        mail = prepared(settings, store, server, n=3)
+        real = Renderer.render
+        calls = [0]
+
+        def flaky(self: Renderer, data):  # type: ignore[no-untyped-def]
+            calls[0] += 1
+            if calls[0] == 2:  # the second message, rendered while the first was taken in
+                raise IndexError("string index out of range")
+            return real(self, data)
+
+        monkeypatch.setattr(Renderer, "render", flaky)
+        summary = send(mail, store)
+    assert (summary.sent, summary.deferred) == (2, 1)
+    assert states(store) == {"sent": 2, "deferred": 1}
+    # The second's MAIL, RCPT and DATA went out behind the first's dot; its data never did,
+    # and the connection it waited on was ended: the server saw two messages, whole.
+    assert len(server.log.seen) == 2 and server.log.connections == 2
+    assert all(m.data.endswith(b"\r\n") and b"Subject:" in m.data for m in server.log.seen)
