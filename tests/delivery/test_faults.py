@@ -355,7 +355,7 @@ def test_commands_sent_ahead_for_a_message_that_does_not_follow_are_discarded(
         # Not b's message (its rendering failed, say): the connection is ended and c's goes
         # on a new one; nothing reaches the server as b's data.
         assert mailer.start(_message("three"), _to("c"), then=_to("d"))().startswith("250")
-        # The lane stops here: QUIT would be read as d's data, so the connection just ends.
+        # The lane stops here, with d's commands out: the connection ends, d's never comes.
         mailer.close()
     assert [m.recipient for m in server.log.seen] == ["a@example.org", "c@example.org"]
     assert server.log.connections == 2 and "QUIT" not in server.log.commands
@@ -388,7 +388,11 @@ def test_a_reply_asked_for_twice_is_not_taken_for_another(settings: Settings) ->
         with pytest.raises(SendError) as again:
             finish()
         assert again.value.stage == "unknown"
+        # Nothing was read for it: the session goes on (reading would have waited for a
+        # reply that never comes, then ended the connection).
+        assert mailer.start(_message("two"), _to("b"))().startswith("250")
         mailer.close()
+    assert len(server.log.messages) == 2 and server.log.connections == 1
 
 
 def test_a_message_that_fails_to_render_after_its_commands_went_ahead(
