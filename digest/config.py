@@ -320,8 +320,11 @@ class SmtpSettings(Section):
     data_timeout: float = Field(
         120.0, gt=0, le=1200, description="seconds to wait for the reply after the final dot"
     )
+    # One: with PIPELINING a connection renders the next message while the server takes
+    # this one in, and a second connection's thread only contends for the interpreter
+    # (docs/benchmarks.md, the fourteenth session). Raise it for a distant relay.
     max_connections: int = Field(
-        2, ge=1, le=64, description="SMTP connections one worker process sends over at once"
+        1, ge=1, le=64, description="SMTP connections one worker process sends over at once"
     )
     messages_per_connection: int = Field(
         100, ge=1, description="messages sent over one connection before it is closed and reopened"

@@ -20,6 +20,7 @@ from smtp_server import Recorder, smtp_server
 from sqlalchemy import create_engine, select
 
 from digest.app import digests, sending
+from digest.config import SmtpSettings
 from digest.models import Delivery
 from digest.store import Store, papers
 from digest.store import digests as stored_digests
@@ -124,8 +125,9 @@ def report(recorder: Recorder, count: int, kills: Counter[str], workers: int) ->
         copies[message.message["Message-ID"]].append(message.data)
     assert len(copies) == count, f"{count - len(copies)} digests never arrived"
     duplicates = sum(len(c) - 1 for c in copies.values())
-    # In flight at a SIGKILL: at most one message per sending lane (smtp.max_connections = 2).
-    bound = kills["SIGKILL"] * 2
+    # In flight at a SIGKILL: at most one message per sending lane (smtp.max_connections, its
+    # default here; a message's commands sent ahead of it are not a message in flight).
+    bound = kills["SIGKILL"] * SmtpSettings.model_fields["max_connections"].default
     print(
         f"\n{workers} worker(s), {count} digests, restarts {dict(kills)}: "
         f"{len(recorder.messages)} messages, {duplicates} duplicates (bound {bound})"
