@@ -778,6 +778,7 @@ def stages_only(
                     seconds["record"] += time.process_time() - cpu
                     done += 1
                     octets += len(message)
+            sender.close()
         store.close()
     finally:
         render_log.setLevel(level)

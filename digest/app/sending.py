@@ -310,6 +310,9 @@ class OutboxQueue:
         with self.store.transaction() as session:
             return outbox.used_today(session, now) >= self.settings.delivery.daily_cap
 
+    def close(self) -> None:
+        self.outcomes.close()
+
 
 def _mark(
     mark: Callable[..., bool],
@@ -387,7 +390,11 @@ def send_ready(
     settings: Settings, store: Store, mailer: Mailer, **options: Unpack[SenderOptions]
 ) -> SendSummary:
     """Send everything ready over one connection, ``mailer``'s."""
-    return make_sender(settings, store, **options).lane(mailer)
+    sender = make_sender(settings, store, **options)
+    try:
+        return sender.lane(mailer)
+    finally:
+        sender.close()
 
 
 def recover(settings: Settings, store: Store, owner: str, now: datetime) -> int:

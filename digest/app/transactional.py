@@ -109,6 +109,7 @@ class MailSender:
             log.exception("transactional mail: sender stopped; retrying later")
             summary.errors += 1
         finally:
+            sender.close()
             if mailer is not None:
                 try:
                     mailer.close()

@@ -133,6 +133,10 @@ class Queue(Protocol):
         """Whether today's sends reached ``delivery.daily_cap``."""
         ...
 
+    def close(self) -> None:
+        """Give back what the queue holds between calls (a database connection)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Rendered:
@@ -197,7 +201,10 @@ class Sender:
         )
         total = SendSummary()
         if count == 1:
-            total.add(self._lane_with(make_mailer))
+            try:
+                total.add(self._lane_with(make_mailer))
+            finally:
+                self.close()
             return total
 
         def work() -> None:
@@ -208,11 +215,19 @@ class Sender:
         threads = [
             threading.Thread(target=work, name=f"sender-{n}", daemon=True) for n in range(count)
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            self.close()
         return total
+
+    def close(self) -> None:
+        """Give back what the queue holds between calls; :meth:`run` does at its end, a
+        caller of :meth:`lane` when it is done with the sender."""
+        self.queue.close()
 
     def _lane_with(self, make_mailer: Callable[[], Mailer]) -> SendSummary:
         mailer = make_mailer()

@@ -103,9 +103,14 @@ class Store:
         """A connection in a transaction that commits when the block succeeds, as
         :meth:`transaction` but without the ORM session: for a few prepared statements run
         once a message, where the session's own bookkeeping cost more than they did."""
+        with self.translated(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """The database's errors inside the block leave it as ``digest.errors``."""
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            yield
         except BaseException as exc:
             translated = translate(exc)
             if translated is not None:

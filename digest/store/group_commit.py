@@ -8,11 +8,12 @@ waits for; on PostgreSQL it waits for the WAL on disk), so a thread that arrives
 another thread's commit is under way does not start its own: it queues its work, and the
 next commit carries all that queued. Each caller still returns only once its own work is
 committed, so the crash guarantee is unchanged; what is saved is commits when connections
-finish together.
+finish together. One connection serves commit after commit until :meth:`GroupCommit.close`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -20,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from digest.store import Connection, Store
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class _Ticket(Generic[T]):
@@ -49,6 +51,9 @@ class GroupCommit:
         self._queued: list[_Ticket[Any]] = []
         self._committing = False
         self.commits = 0  # transactions, for tests and the benchmark
+        # The connection of the last commit, kept for the next until ``close``: checking one
+        # out of the pool and back for every message cost more than the statement did.
+        self._kept: Connection | None = None
 
     def run(self, work: Callable[[Connection], T]) -> T:
         ticket: _Ticket[T] = _Ticket(work)
@@ -61,14 +66,20 @@ class GroupCommit:
             # No commit under way: this thread writes everything queued so far.
             self._committing = True
             batch, self._queued = self._queued, []
+        connection: Connection | None = None
         try:
-            with self.store.connected() as connection:
-                for one in batch:
-                    one.value = one.work(connection)
+            with self.store.translated():
+                connection, self._kept = self._kept or self.store.engine.connect(), None
+                with connection.begin():
+                    for one in batch:
+                        one.value = one.work(connection)
+            self._kept, connection = connection, None  # for the next commit
         except BaseException as exc:
             for one in batch:
                 one.error = exc
         finally:
+            if connection is not None:  # its transaction failed: it may be broken, drop it
+                _close(connection)
             with self._changed:
                 self.commits += 1
                 for one in batch:
@@ -76,3 +87,19 @@ class GroupCommit:
                 self._committing = False
                 self._changed.notify_all()
         return ticket.result()
+
+    def close(self) -> None:
+        """Give the kept connection back to the pool (after a commit under way ends)."""
+        with self._changed:
+            while self._committing:
+                self._changed.wait()
+            kept, self._kept = self._kept, None
+        if kept is not None:
+            _close(kept)
+
+
+def _close(connection: Connection) -> None:
+    try:
+        connection.close()
+    except Exception as exc:  # a broken connection: the pool has already let it go
+        log.warning("closing a database connection failed: %s", exc)

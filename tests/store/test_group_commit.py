@@ -8,8 +8,9 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from digest.errors import Conflict
 from digest.store import Connection, Store
 from digest.store.group_commit import GroupCommit
 
@@ -109,3 +110,39 @@ def test_a_failed_transaction_fails_each_of_its_callers_and_writes_none(table: S
     # Each caller retries its own, as it would after any failed commit.
     assert group.run(insert(1)) == 1 and group.run(insert(3)) == 3
     assert rows(table) == {0: "sent", 1: "sent", 3: "sent"}
+
+
+def test_one_connection_serves_commit_after_commit_until_closed(table: Store) -> None:
+    checkouts: list[object] = []
+    event.listen(table.engine, "checkout", lambda *args: checkouts.append(args[0]))
+    pool = table.engine.pool
+    group = GroupCommit(table)
+    for n in range(5):
+        assert group.run(insert(n)) == n
+    assert len(checkouts) == 1 and pool.checkedout() == 1  # kept between commits
+    group.close()
+    assert pool.checkedout() == 0
+    assert rows(table) == {n: "sent" for n in range(5)}
+    # Used again after closing: a connection is taken again, and kept again.
+    before = len(checkouts)
+    assert group.run(insert(5)) == 5
+    assert len(checkouts) == before + 1 and pool.checkedout() == 1
+    group.close()
+    group.close()  # twice is harmless
+    assert pool.checkedout() == 0
+
+
+def test_a_failed_commit_drops_its_connection_and_the_next_takes_a_fresh_one(
+    table: Store,
+) -> None:
+    checkouts: list[object] = []
+    event.listen(table.engine, "checkout", lambda *args: checkouts.append(args[0]))
+    group = GroupCommit(table)
+    assert group.run(insert(1)) == 1
+    with pytest.raises(Conflict):  # the store's own error, not SQLAlchemy's
+        group.run(insert(1, "again"))
+    assert table.engine.pool.checkedout() == 0  # not kept after a failure
+    assert group.run(insert(2)) == 2
+    assert len(checkouts) == 2
+    group.close()
+    assert rows(table) == {1: "sent", 2: "sent"}
