@@ -19,9 +19,7 @@ Speed (see docs/benchmarks.md): what depends only on a paper is worked out once 
 (:func:`paper_view`, the text part's wrapped paragraphs, the words of titles and abstracts
 for highlighting); the templates mark the blocks that are the same in every mail showing a
 paper with ``{% cache key… %}`` (:class:`~digest.render.templates.FragmentCache`: rendered
-once per key, byte-identical), a card's markup is rendered once per paper with marks where
-each reader's values go and filled in per mail (``{% stamp card %}``,
-:class:`~digest.render.templates.StampCache`), and the message's bytes are assembled directly
+once per key, byte-identical), and the message's bytes are assembled directly
 (:meth:`Renderer._wire`): headers folded by the same ``email`` policy as before (the fixed
 ones once per renderer), each part sent as it is (7bit) when it can be: the HTML with its
 non-ASCII characters as character references (already so as rendered: :func:`_ascii_html`)
@@ -38,7 +36,6 @@ from __future__ import annotations
 
 import email
 import hashlib
-import itertools
 import logging
 import re
 from collections.abc import Sequence
@@ -59,7 +56,7 @@ from digest.config import MailSettings
 from digest.domain import paper_links
 from digest.domain.items import PaperCard, RankedItem
 from digest.domain.text import valid_github
-from digest.render.templates import FragmentCache, StampCache, TemplateError, _InliningLoader
+from digest.render.templates import FragmentCache, TemplateError, _InliningLoader
 from digest.render.text import (
     _MESSAGE_ID,
     MAX_ABSTRACT,
@@ -183,37 +180,6 @@ class _Card(NamedTuple):  # a tuple: made for every card of every mail, cheaply
     links: tuple[_Link, ...]
     more_url: str | None = None  # "more like this"
     fewer_url: str | None = None  # "fewer like this"
-    view: _PaperView | None = None  # what the paper looks like in any mail (its stamp key)
-
-    # What ``{% stamp card %}`` (digest.render.templates.StampCache) fills in per reader;
-    # the rest of a card follows from its paper's view.
-    def stamp_values(self) -> tuple[Any, ...]:
-        return (
-            self.number,
-            self.title_html,
-            self.abstract_html,
-            self.reason,
-            self.more_url,
-            self.fewer_url,
-        )
-
-    @property
-    def stamp_key(self) -> tuple[Any, ...]:
-        if self.view is None:
-            raise ValueError("a card without its paper's view cannot be stamped")
-        return (self.view.serial, *map(bool, self.stamp_values()))
-
-    def stamp_probe(self, marks: Sequence[str]) -> _Card:
-        values = self.stamp_values()
-        probe = {
-            name: (Markup(mark) if isinstance(value, Markup) else mark) if value else value
-            for name, value, mark in zip(_STAMP_SLOTS, values, marks, strict=True)
-        }
-        return self._replace(**probe)
-
-
-_STAMP_SLOTS = ("number", "title_html", "abstract_html", "reason", "more_url", "fewer_url")
-_serials = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -228,8 +194,6 @@ class _PaperView:
     upvotes: str | None
     category: str | None
     links: tuple[_Link, ...]
-    # Told apart from every other view this process made (a card's stamp key names it).
-    serial: int = field(default_factory=lambda: next(_serials), compare=False)
 
 
 @lru_cache(maxsize=2048)
@@ -358,7 +322,7 @@ class Renderer:
             keep_trailing_newline=True,
             auto_reload=False,
             cache_size=-1,
-            extensions=[FragmentCache, StampCache],
+            extensions=[FragmentCache],
             finalize=_ascii_html,
         )
         self.env.filters["wrap"] = wrap
@@ -558,7 +522,6 @@ class Renderer:
             links=paper.links,
             more_url=feedback[0] if feedback else None,
             fewer_url=feedback[1] if feedback else None,
-            view=paper,
         )
 
     def _wire(

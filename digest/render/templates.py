@@ -7,17 +7,14 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Hashable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import jinja2
 from jinja2 import nodes
 from jinja2.ext import Extension
-from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
-from markupsafe import Markup, escape
 
 from digest.errors import ConfigError
 
@@ -219,152 +216,3 @@ class FragmentCache(Extension):
             self.fragments.clear()
         self.fragments[key] = fragment  # a racing thread may store the same: no harm
         return fragment
-
-
-class Stamped(Protocol):
-    """What ``{% stamp %}`` is given: an object with a few per-reader values (its slots) and
-    everything else fixed by ``stamp_key``."""
-
-    @property
-    def stamp_key(self) -> Hashable:
-        """Names everything the block shows but the slots, and which slots are empty."""
-        ...
-
-    def stamp_values(self) -> tuple[Any, ...]:
-        """The slots' values, in slot order."""
-        ...
-
-    def stamp_probe(self, marks: Sequence[str]) -> Any:
-        """The same object with each non-empty slot holding its mark instead (empty ones
-        kept empty, so a block's ``{% if %}`` on a slot goes the same way)."""
-        ...
-
-
-_MARK = "\x02stamp{}\x03"  # a control character: never in shown text (visible() removes them)
-_MARK_SPLIT = re.compile("\x02stamp([0-9]+)\x03")
-
-
-class StampCache(Extension):
-    """``{% stamp card %}…{% endstamp %}``: the block rendered once per ``card.stamp_key``
-    with marks in the per-reader slots, then, for every mail, its parts joined with this
-    reader's values (each written out as ``{{ }}`` writes it: finalized and escaped).
-
-    A card's markup is the same for every reader of a paper but for a few values (its number,
-    the highlighted title and abstract, the "why" line, the feedback links): Jinja went through
-    the whole block, ~40 µs a card, where joining the parts takes a few. Inside the block a
-    slot may only be written out as it is (``{{ card.reason }}``) or tested (``{% if
-    card.reason %}``): a filter would see the mark, not the value (an error when it changes
-    the mark). Output is byte-identical to the block rendered as written (the test oracle,
-    tests/render/test_render_fast.py, renders it so).
-    """
-
-    tags: ClassVar[set[str]] = {"stamp"}
-    LIMIT = 20_000  # entries; emptied when full
-    _GET, _KEEP, _FILL = "_stamp_get", "_stamp_keep", "_stamp_fill"
-
-    def __init__(self, environment: jinja2.Environment) -> None:
-        super().__init__(environment)
-        self.stamps: dict[tuple[int, Hashable], tuple[str, ...]] = {}
-        self._blocks = 0
-        environment.filters[self._GET] = self._get
-        environment.filters[self._KEEP] = self._keep
-        environment.filters[self._FILL] = self._fill
-        environment.filters["_stamp_probe"] = self._probe
-
-    def parse(self, parser: Parser) -> list[nodes.Node]:
-        lineno = next(parser.stream).lineno
-        target = parser.parse_assign_target(name_only=True)
-        body = parser.parse_statements(("name:endstamp",), drop_needle=True)
-        self._blocks += 1
-        block = nodes.Const(self._blocks)
-        name = f"_stamp_{self._blocks}"
-        found = nodes.Name(name, "load")
-        value = nodes.Name(target.name, "load")
-
-        def call(filter_name: str, on: nodes.Expr, *args: nodes.Expr) -> nodes.Filter:
-            return nodes.Filter(on, filter_name, list(args), [], None, None)
-
-        # {% set s = card | _stamp_get(n) %}
-        # {% if s is none %}
-        #   {% set s %}{% with card = card | _stamp_probe %}BODY{% endwith %}{% endset %}
-        #   {% set s = s | _stamp_keep(card, n) %}
-        # {% endif %}
-        # {{ s | _stamp_fill(card) }}
-        probe = nodes.With([nodes.Name(target.name, "store")], [call("_stamp_probe", value)], body)
-        made = [
-            nodes.AssignBlock(nodes.Name(name, "store"), None, [probe]),
-            nodes.Assign(nodes.Name(name, "store"), call(self._KEEP, found, value, block)),
-        ]
-        return [
-            nodes.Assign(nodes.Name(name, "store"), call(self._GET, value, block)).set_lineno(
-                lineno
-            ),
-            nodes.If(nodes.Test(found, "none", [], [], None, None), made, [], []).set_lineno(
-                lineno
-            ),
-            nodes.Output([call(self._FILL, found, value)]).set_lineno(lineno),
-        ]
-
-    def _get(self, card: Stamped, block: int) -> tuple[str, ...] | None:
-        return self.stamps.get((block, card.stamp_key))
-
-    @staticmethod
-    def _probe(card: Stamped) -> Any:
-        return card.stamp_probe([_MARK.format(n) for n in range(len(card.stamp_values()))])
-
-    def _keep(self, rendered: str, card: Stamped, block: int) -> tuple[str, ...]:
-        """The block's output split at the marks: text, slot number, text, slot number, …"""
-        pieces = _MARK_SPLIT.split(str(rendered))
-        if any("\x02" in piece for piece in pieces[::2]):
-            raise TemplateError(
-                "a {% stamp %} block changed a slot's value (a filter on a per-reader value?)"
-            )
-        # Slot numbers as ints, text as Markup where the block's output was (HTML).
-        kind = type(rendered)
-        parts = tuple(
-            kind(piece) if n % 2 == 0 else int(piece)  # type: ignore[call-arg]
-            for n, piece in enumerate(pieces)
-        )
-        if len(self.stamps) >= self.LIMIT:
-            self.stamps.clear()
-        self.stamps[(block, card.stamp_key)] = parts
-        return parts
-
-    @jinja2.pass_eval_context
-    def _fill(self, eval_ctx: EvalContext, parts: tuple[Any, ...], card: Stamped) -> Any:
-        values = card.stamp_values()
-        finalize = self.environment.finalize
-        passed = getattr(finalize, "jinja_pass_arg", None)
-        if passed is not None and passed.name != "eval_context":
-            raise TemplateError("{% stamp %} supports a finalize that takes the eval context")
-        with_context = passed is not None
-        autoescape = eval_ctx.autoescape
-        out: list[str] = []
-        for n, part in enumerate(parts):
-            if n % 2 == 0:
-                out.append(part)
-                continue
-            value = values[part]
-            if finalize is not None:
-                value = finalize(eval_ctx, value) if with_context else finalize(value)
-            if not autoescape:
-                out.append(str(value))
-            elif type(value) is Markup:  # escape() would copy it, unchanged
-                out.append(value)
-            else:
-                out.append(escape(value))
-        joined = "".join(out)
-        return Markup(joined) if autoescape else joined
-
-
-class PlainStamps(Extension):
-    """``{% stamp card %}…{% endstamp %}`` as the block written out, every time: what the
-    straightforward renderer of the tests (and anyone rendering the templates without the
-    :class:`StampCache`) gets."""
-
-    tags: ClassVar[set[str]] = {"stamp"}
-
-    def parse(self, parser: Parser) -> list[nodes.Node]:
-        next(parser.stream)
-        parser.parse_assign_target(name_only=True)
-        return parser.parse_statements(("name:endstamp",), drop_needle=True)

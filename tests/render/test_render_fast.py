@@ -37,7 +37,7 @@ from digest.delivery.mailers import seven_bit
 from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, Reason
 from digest.render import HTML_TEMPLATE, DigestInput, Renderer, wire
-from digest.render.templates import FragmentCache, PlainStamps, StampCache, TemplateError
+from digest.render.templates import FragmentCache
 from digest.render.text import (
     HIGHLIGHT_STYLE,
     TEXTWRAP,
@@ -63,8 +63,7 @@ def straightforward_html(renderer: Renderer, data: DigestInput) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        # New for this page: nothing comes from another digest; every card written out.
-        extensions=[FragmentCache, PlainStamps],
+        extensions=[FragmentCache],  # new for this page: nothing comes from another digest
     )
     env.filters["wrap"] = wrap
     urls = {
@@ -487,7 +486,6 @@ def test_fragments_cached_from_other_digests_change_no_byte(renderer: Renderer) 
     other positions and other readers' mails) is byte for byte the digest rendered with the
     cache empty."""
     [cache] = [e for e in renderer.env.extensions.values() if isinstance(e, FragmentCache)]
-    [stamps] = [e for e in renderer.env.extensions.values() if isinstance(e, StampCache)]
     inputs = [data for _, data in digests()]
     # The same papers for a second reader: other numbers, no feedback links, other reasons.
     inputs += [
@@ -501,15 +499,13 @@ def test_fragments_cached_from_other_digests_change_no_byte(renderer: Renderer) 
     cold = []
     for data in inputs:
         cache.fragments.clear()
-        stamps.stamps.clear()
         cold.append(renderer.render(data).raw)
     for data in inputs:
         renderer.render(data)
-    stored, stamped = len(cache.fragments), len(stamps.stamps)
-    assert stored > 20 and stamped > 20
+    stored = len(cache.fragments)
+    assert stored > 20
     warm = [renderer.render(data).raw for data in reversed(inputs)][::-1]
-    # All from the caches this time.
-    assert (len(cache.fragments), len(stamps.stamps)) == (stored, stamped)
+    assert len(cache.fragments) == stored  # all from the cache this time
     assert warm == cold
 
 
@@ -528,21 +524,3 @@ def test_plain_words_wrap_as_textwrap_wraps_them() -> None:
         lead = indent if first is None else first
         expected = textwrap.fill(text, initial_indent=lead, subsequent_indent=indent, **TEXTWRAP)
         assert _wrap.__wrapped__(text, indent, first) == expected, (text, indent, first)
-
-
-def test_a_stamp_refuses_a_filter_on_a_readers_value(renderer: Renderer) -> None:
-    """Inside ``{% stamp %}`` a reader's value may only be written out or tested: a filter
-    would change the mark that stands for it, and the mail would show the mark."""
-    data = dict(digests())["ten papers"]
-    urls = {"manage_url": data.manage_url, "unsubscribe_url": data.unsubscribe_url}
-    card = renderer._context(data, 400, {**urls, "archive_url": None, "feed_url": None})[
-        "sections"
-    ][0].cards[0]
-    env = jinja2.Environment(autoescape=True, extensions=[StampCache])
-    fine = env.from_string("{% stamp c %}<b>{{ c.reason }}</b>{% endstamp %}")
-    assert fine.render(c=card) == f"<b>{escape(card.reason)}</b>"
-    # The same stamp, filled with another reader's value.
-    assert fine.render(c=card._replace(reason="a < b")) == "<b>a &lt; b</b>"
-    filtered = env.from_string("{% stamp c %}{{ c.reason | upper }}{% endstamp %}")
-    with pytest.raises(TemplateError, match="changed a slot"):
-        filtered.render(c=card)
