@@ -25,7 +25,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from digest.domain import addresses
 from digest.domain.tokens import TokenData, TokenError, Tokens
 from digest.models import Paper
-from digest.store import Session, outbox, papers, subscribers
+from digest.store import Session, digests, outbox, papers, subscribers
 from digest.store.outbox import Stored, stored
 from digest.store.subscribers import Subscriber
 
@@ -108,9 +108,13 @@ def unsubscribe(session: Session, tokens: Tokens, token: str) -> Subscriber:
 
 
 def feedback(session: Session, tokens: Tokens, token: str) -> tuple[Subscriber, Paper, int]:
-    """The reader, the paper and the direction (+1 more, -1 fewer) a feedback link names."""
+    """The reader, the paper and the direction (+1 more, -1 fewer) a feedback link names:
+    a digest's token with the paper's place in it (``<token>~3~more``), or, in mails sent
+    before that form, a token a link naming the reader and the paper."""
     if not token or len(token) > MAX_TOKEN_CHARS:
         raise LinkProblem("tampered", "feedback", token)
+    if "~" in token:
+        return _digest_feedback(session, tokens, token)
     try:
         data = tokens.read_feedback(token)
     except TokenError as exc:
@@ -118,6 +122,20 @@ def feedback(session: Session, tokens: Tokens, token: str) -> tuple[Subscriber, 
     person = _subscriber(session, data.public_id, "feedback", token)
     paper = papers.row_by_canonical_id(session, data.paper)
     if paper is None:
+        raise LinkProblem("unknown", "feedback", token)
+    return person, paper, data.value
+
+
+def _digest_feedback(session: Session, tokens: Tokens, token: str) -> tuple[Subscriber, Paper, int]:
+    try:
+        data = tokens.read_digest_feedback(token)
+    except TokenError as exc:
+        raise LinkProblem(exc.reason, "feedback", token) from None
+    delivery = outbox.by_public_id(session, data.delivery)
+    person = None if delivery is None else subscribers.by_id(session, delivery.subscriber_id)
+    # A digest's papers are fixed when it is ranked; the place counts them in their order.
+    paper = None if delivery is None else digests.paper_at(session, delivery.id, data.place)
+    if person is None or paper is None:
         raise LinkProblem("unknown", "feedback", token)
     return person, paper, data.value
 

@@ -57,19 +57,6 @@ def worker_name(settings: Settings | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def feedback_urls(
-    links: SignedLinks, public_id: str, items: Sequence[tuple[object, PaperCard]]
-) -> list[tuple[str, str]]:
-    """ "More like this" and "fewer like this" under each paper of a subscriber's digest."""
-    return [
-        (
-            links.feedback(public_id, card.canonical_id, 1),
-            links.feedback(public_id, card.canonical_id, -1),
-        )
-        for _item, card in items
-    ]
-
-
 def digest_input(
     settings: Settings,
     links: SignedLinks,
@@ -95,7 +82,7 @@ def digest_input(
         unsubscribe_url=links.unsubscribe(reader.public_id),
         archive_url=links.archive(delivery.public_id),
         return_path=template.replace("{id}", delivery.public_id) if template else None,
-        feedback_urls=feedback_urls(links, reader.public_id, items),
+        feedback_urls=links.feedback(delivery.public_id, len(items)),
         feed_url=links.feed(reader.public_id, reader.token_version) if feed else None,
     )
 

@@ -5,9 +5,13 @@ carry the subscriber's token version, so raising it revokes every manage link se
 unsubscribe tokens do not, so the link in an old mail keeps working. Mail tokens are not
 timed (re-rendering a delivery must give the same message); confirmation tokens are.
 
-Feedback tokens ("more like this" / "fewer like this" under each paper of a digest) name the
-subscriber's public id, the paper's canonical id and the direction (+1 or -1): never a row
-id or an address. Like unsubscribe tokens they are neither timed nor revoked.
+Feedback links ("more like this" / "fewer like this" under each paper of a digest) carry one
+token for the whole digest, naming the delivery's public id (never a row id or an address),
+then the paper's place in that digest and the direction: ``<token>~3~more``. A digest signs
+once, not twice a paper; the place and the direction need no signature of their own, since
+the holder of a digest's links may choose any of them. Links mailed before this form named
+the subscriber's public id, the paper's canonical id and the direction in a token a link;
+they are still read. Like unsubscribe tokens, neither kind is timed or revoked.
 
 Feed tokens (a reader's private Atom feed) carry the token version like manage tokens, so
 "sign out everywhere" revokes them; they are not timed, since feed readers poll for years.
@@ -26,7 +30,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
-PURPOSES = ("manage", "unsubscribe", "archive", "confirm", "feedback", "feed")
+PURPOSES = ("manage", "unsubscribe", "archive", "confirm", "feedback", "digest-feedback", "feed")
 
 
 class TokenError(Exception):
@@ -45,9 +49,27 @@ class TokenData:
 
 @dataclass(frozen=True, slots=True)
 class FeedbackData:
+    """A feedback link of the earlier form: one token a link."""
+
     public_id: str  # the subscriber's
     paper: str  # the paper's canonical id
     value: int  # +1 more like this, -1 fewer like this
+
+
+@dataclass(frozen=True, slots=True)
+class DigestFeedbackData:
+    """A feedback link of a digest's own token: ``<token>~<place>~<more|fewer>``."""
+
+    delivery: str  # the delivery's public id
+    place: int  # the paper's place among the digest's chosen papers, from 1
+    value: int  # +1 more like this, -1 fewer like this
+
+
+# The words a digest's feedback links end in, and the direction each means.
+FEEDBACK_WORDS = {1: "more", -1: "fewer"}
+_FEEDBACK_VALUES = {word: value for value, word in FEEDBACK_WORDS.items()}
+# A place is a positive number (a digest holds at most a few dozen papers), ASCII digits only.
+_PLACE = re.compile(r"[1-9][0-9]{0,3}")
 
 
 _COMPRESS_FROM = 100  # payload bytes; below this a token is never compressed
@@ -57,7 +79,7 @@ class _PreKeyed:
     """Makes the tokens ``URLSafeSerializer(secret, salt=salt).dumps`` makes (its defaults:
     compact JSON, zlib when that is shorter, URL-safe base64, HMAC-SHA1 over a key derived
     as sha1(salt + "signer" + secret)), with the key derived and the HMAC keyed once instead
-    of per token (a digest signs some twenty links), and zlib tried only on payloads over
+    of per token (a digest signs five links), and zlib tried only on payloads over
     ``_COMPRESS_FROM`` bytes. itsdangerous reads them all; for any payload it would not
     compress (every real one: a random id does not shrink) the two are byte for byte equal."""
 
@@ -86,17 +108,7 @@ class _PreKeyed:
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-# Text that JSON (ensure_ascii off) writes as it is, between quotes: no quote, backslash or
-# control character. A digest signs two feedback tokens a paper, some forty: their JSON made
-# with an f-string is the encoder's to the byte, in a third of the time.
-_PLAIN_JSON_TEXT = re.compile(r'[^"\\\x00-\x1f]*')
 _URL_SAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def _feedback_json(public_id: str, paper: str, value: int) -> bytes:
-    if _PLAIN_JSON_TEXT.fullmatch(public_id) and _PLAIN_JSON_TEXT.fullmatch(paper):
-        return f'["{public_id}","{paper}",{value}]'.encode()
-    return _COMPACT_JSON([public_id, paper, value]).encode()
 
 
 def _b64(data: bytes) -> bytes:
@@ -117,9 +129,20 @@ class Tokens:
         return self._makers[purpose].dumps(payload)
 
     def make_feedback(self, public_id: str, paper: str, value: int) -> str:
+        """A feedback token of the earlier form, one a link. Mails no longer carry them
+        (:meth:`SignedLinks.feedback`), but the links in old mails are read for good."""
         if value not in (1, -1):
             raise ValueError("feedback is +1 or -1")
-        return self._makers["feedback"].sign(_feedback_json(public_id, paper, value))
+        return self._makers["feedback"].dumps([public_id, paper, value])
+
+    def read_digest_feedback(self, link: str) -> DigestFeedbackData:
+        """A feedback link's last part, ``<token>~<place>~<more|fewer>``, its token checked."""
+        token, _, rest = link.partition("~")
+        place, _, word = rest.partition("~")
+        value = _FEEDBACK_VALUES.get(word)
+        if value is None or not _PLACE.fullmatch(place):
+            raise TokenError("tampered")
+        return DigestFeedbackData(self.read("digest-feedback", token).public_id, int(place), value)
 
     def read_feedback(self, token: str) -> FeedbackData:
         try:
@@ -175,6 +198,11 @@ class SignedLinks:
         """The reader's private Atom feed of their recent digests."""
         return f"{self.base}/feed/{self.tokens.make('feed', public_id, version)}.atom"
 
-    def feedback(self, public_id: str, paper: str, value: int) -> str:
-        """A "more like this" (+1) or "fewer like this" (-1) link for one paper of a digest."""
-        return f"{self.base}/feedback/{self.tokens.make_feedback(public_id, paper, value)}"
+    def feedback(self, delivery_public_id: str, places: int) -> list[tuple[str, str]]:
+        """The "more like this" and "fewer like this" links of a digest's papers, its first
+        ``places`` of them in order: one token signed for the digest, each link its place and
+        direction appended (:meth:`Tokens.read_digest_feedback`)."""
+        token = self.tokens.make("digest-feedback", delivery_public_id)
+        start = f"{self.base}/feedback/{token}~"
+        more, fewer = FEEDBACK_WORDS[1], FEEDBACK_WORDS[-1]
+        return [(f"{start}{n}~{more}", f"{start}{n}~{fewer}") for n in range(1, places + 1)]

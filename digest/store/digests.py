@@ -286,6 +286,21 @@ _ITEMS = (
 )
 
 
+def paper_at(session: Session, delivery_id: int, place: int) -> Paper | None:
+    """The paper at ``place`` (from 1) among a delivery's chosen papers in their order, as
+    :func:`items_of` lists them (and a digest's feedback links count them); None past the end."""
+    if place < 1:
+        return None
+    return session.scalar(
+        select(Paper)
+        .join(DeliveryItem, DeliveryItem.paper_id == Paper.id)
+        .where(DeliveryItem.delivery_id == delivery_id)
+        .order_by(DeliveryItem.position)
+        .offset(place - 1)
+        .limit(1)
+    )
+
+
 @lru_cache(maxsize=4096)
 def _reason(kind: ReasonKind, label: str) -> Reason:
     # Readers of a day share most reasons ("Matched agents"); a frozen dataclass is slow to make.

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from digest.domain.tokens import FeedbackData, SignedLinks, TokenError, Tokens
+from digest.domain.tokens import (
+    DigestFeedbackData,
+    FeedbackData,
+    SignedLinks,
+    TokenError,
+    Tokens,
+)
 
 SECRET = "token-test-secret-0123456789"
 
@@ -43,22 +49,53 @@ def test_tokens_of_other_purposes_do_not_work_as_feedback_and_back() -> None:
             tokens.read(purpose, feedback)
 
 
-def test_links_carry_no_address_or_row_id() -> None:
-    class Web:
-        base_url = "https://digest.example.org"
+def test_a_digests_links_share_one_token_and_add_place_and_direction() -> None:
+    tokens = Tokens(SECRET)
+    links = SignedLinks("https://digest.example.org", tokens)
+    delivery = "3f9a0c1d2e4b5a697887766554433221"
+    pairs = links.feedback(delivery, 3)
+    assert len(pairs) == 3
+    start = f"https://digest.example.org/feedback/{tokens.make('digest-feedback', delivery)}~"
+    for place, (more, fewer) in enumerate(pairs, start=1):
+        assert (more, fewer) == (f"{start}{place}~more", f"{start}{place}~fewer")
+        for link, value in ((more, 1), (fewer, -1)):
+            data = tokens.read_digest_feedback(link.rsplit("/", 1)[1])
+            assert data == DigestFeedbackData(delivery, place, value)
+    assert links.feedback(delivery, 0) == []
+    assert "@" not in start and "reader" not in start
 
-    class Settings:
-        web = Web()
 
-    links = SignedLinks(Settings().web.base_url, Tokens(SECRET))  # type: ignore[arg-type]
-    more = links.feedback("abc123", "2104.12255", 1)
-    fewer = links.feedback("abc123", "2104.12255", -1)
-    assert more.startswith("https://digest.example.org/feedback/") and more != fewer
-    assert "@" not in more and "reader" not in more
+def test_a_digest_feedback_link_with_a_changed_or_foreign_part_is_refused() -> None:
+    tokens = Tokens(SECRET)
+    delivery = "3f9a0c1d2e4b5a697887766554433221"
+    token = tokens.make("digest-feedback", delivery)
+    assert tokens.read_digest_feedback(f"{token}~12~fewer").place == 12
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    bad = [
+        f"{forged}~1~more",  # the signature changed
+        f"{tokens.make('archive', delivery)}~1~more",  # the same payload, another purpose
+        f"{tokens.make_feedback('abc', '2104.12255', 1)}~1~more",
+        f"{Tokens('another-secret-0123456789').make('digest-feedback', delivery)}~1~more",
+        *(f"{token}~{place}~more" for place in ("0", "01", "-1", "x", "", "1.5", "١", "12345")),
+        *(f"{token}~1~{word}" for word in ("most", "", "MORE", "more~", "1", "-1")),
+        f"{token}~1",
+        f"{token}~~more",
+        token,
+        "~1~more",
+        "",
+    ]
+    for link in bad:
+        with pytest.raises(TokenError) as caught:
+            tokens.read_digest_feedback(link)
+        assert caught.value.reason == "tampered", link
+    # And a digest's token is no token of another purpose.
+    for purpose in ("manage", "unsubscribe", "archive", "feedback"):
+        with pytest.raises(TokenError):
+            tokens.read(purpose, token)
 
 
 def test_pre_keyed_tokens_are_what_itsdangerous_makes_and_reads() -> None:
-    """Links are signed with the key derived once (a digest signs ~20), and short payloads
+    """Links are signed with the key derived once (a digest signs five), and short payloads
     are never compressed (zlib was most of a token's cost): itsdangerous must read every
     token back (links in mails already sent keep working), and where it would not compress
     the payload, make the very same token."""

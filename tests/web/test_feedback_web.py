@@ -148,11 +148,12 @@ def feedback_links(web: Harness, address: str) -> dict[tuple[str, int], str]:
     [*_, message] = web.mails_to(address)
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
+    papers = latest_digest(web, address)
     found = {}
-    for token in re.findall(re.escape(BASE) + r"/feedback/([A-Za-z0-9_.-]+)", text):
-        data = web.tokens.read_feedback(token)
-        found[(data.paper, data.value)] = f"/feedback/{token}"
-        assert f"{BASE}/feedback/{token}" in html  # the same links in both parts
+    for link in re.findall(re.escape(BASE) + r"/feedback/([A-Za-z0-9_.~-]+)", text):
+        data = web.tokens.read_digest_feedback(link)
+        found[(papers[data.place - 1], data.value)] = f"/feedback/{link}"
+        assert f"{BASE}/feedback/{link}" in html  # the same links in both parts
     return found
 
 
@@ -257,6 +258,39 @@ def test_feedback_needs_the_forms_csrf_token_and_a_genuine_link(
     sent = client.post(f"{link}/manage-link", data={"csrf_token": csrf_of(page.text)})
     assert sent.status_code == 200 and "Check your inbox" in sent.text
     assert web.last_link("reader@example.org", "/manage/")
+
+
+def test_a_digests_link_names_a_paper_of_that_digest_and_nothing_else(
+    web: Harness, tmp_path: Path
+) -> None:
+    ingest(web, DAY_ONE, tmp_path)
+    web.add("reader@example.org", include=["networks"])
+    send_digests(web)
+    mailed = latest_digest(web, "reader@example.org")
+    link = feedback_links(web, "reader@example.org")[(mailed[-1], -1)]
+    start, place, word = link.split("~")
+    assert (int(place), word) == (len(mailed), "fewer")
+    client = web.client()
+    page = client.get(link)
+    titles = {paper: title for paper, title, _abstract in DAY_ONE}
+    assert page.status_code == 200 and titles[mailed[-1]] in page.text
+    # Past the digest's last paper: no such paper in it. A changed place, word or token,
+    # or another purpose's token for the same delivery: refused as tampered.
+    assert client.get(f"{start}~{len(mailed) + 1}~fewer").status_code == 404
+    with web.store.transaction() as session:
+        delivery = session.scalars(select(Delivery.public_id)).one()
+    archive = f"/feedback/{web.tokens.make('archive', delivery)}"
+    for bad in (
+        f"{start}~0~more",
+        f"{start}~1~most",
+        f"{start[:-3]}xyz~1~more",
+        f"{archive}~1~more",
+    ):
+        assert client.get(bad).status_code == 400, bad
+    assert choices(web) == []
+    # The link's own place and direction are what is recorded.
+    client.post(link, data={"csrf_token": csrf_of(page.text)})
+    assert choices(web) == [(mailed[-1], -1)]
 
 
 def test_the_preferences_page_shows_what_was_learned_and_removals_stick(
