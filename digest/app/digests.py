@@ -178,8 +178,10 @@ def _rank_batch(
         items = candidates.with_second_looks(settings, items, found, not skipped)
         chosen.append(digests.Chosen(delivery.id, delivery.subscriber_id, items, skipped))
     with store.transaction() as session:
+        rows = digests.chosen_rows(session, chosen, now)
+    with store.transaction() as session:
         begin_write(session)
-        saved = digests.save_chosen(session, chosen, now, owner)
+        saved = digests.save_chosen(session, rows, owner)
     if len(saved) < len(chosen):
         # Our lease ran out and another ranker took some over: theirs count, not ours.
         log.warning(

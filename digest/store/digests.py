@@ -122,41 +122,35 @@ class Chosen:
     skipped: bool  # nothing to send, and the reader wants no empty mail
 
 
-def save_chosen(
-    session: Session, chosen: Sequence[Chosen], now: datetime, owner: str
-) -> Sequence[Chosen]:
-    """Fix the papers of the deliveries still unranked and leased to ``owner`` (by
-    ``outbox.claim_unranked``), with a few statements whatever the batch's size; those saved.
-    One whose lease ran out and that another ranker took over is left to that one. Call
-    after ``begin_write``."""
-    mine: set[int] = set()
-    for part in chunks([one.delivery_id for one in chosen]):
-        mine.update(
-            session.scalars(
-                select(Delivery.id).where(
-                    Delivery.id.in_(part),
-                    Delivery.ranked_at.is_(None),
-                    Delivery.lease_owner == owner,
-                )
-            )
-        )
-    chosen = [one for one in chosen if one.delivery_id in mine]
-    if not chosen:
-        return chosen
-    marks: list[dict[str, object]] = []
-    item_rows: list[tuple[object, ...]] = []
-    sent_rows: list[tuple[object, ...]] = []
-    brought_back: list[dict[str, object]] = []
+@dataclass(frozen=True, slots=True)
+class ChosenRows:
+    """A batch's rows to write, made by :func:`chosen_rows` before the write lock is taken
+    and written by :func:`save_chosen` while it is held."""
+
+    chosen: Sequence[Chosen]
+    marks: list[dict[str, object]]  # per delivery, in ``chosen``'s order
+    items: list[list[tuple[object, ...]]]  # per delivery: its delivery_items rows
+    sent: list[list[tuple[object, ...]]]  # per delivery: its sent-log rows
+    brought_back: list[list[dict[str, object]]]  # per delivery: second looks it brings back
+
+
+def chosen_rows(session: Session, chosen: Sequence[Chosen], now: datetime) -> ChosenRows:
+    """The rows that fix ``chosen`` deliveries' papers, made in any transaction: on SQLite
+    building them (JSON text for every item, the papers' states read) under the write lock
+    kept the other processes waiting for it twice as long as the writing itself."""
     # What each paper is like now, kept with the sent log: "worth another look" compares.
     then = second_looks.states_then(
         session, {i.paper_id for one in chosen for i in one.items if i.section != REVISIT}
     )
+    rows = ChosenRows(chosen, [], [], [], [])
     for one in chosen:
         status = DeliveryState.SKIPPED if one.skipped else DeliveryState.PLANNED
-        marks.append(
+        rows.marks.append(
             {"b_id": one.delivery_id, "b_now": now, "b_count": len(one.items), "b_status": status}
         )
-        item_rows.extend(_item_rows(one.delivery_id, one.items))
+        rows.items.append(_item_rows(one.delivery_id, one.items))
+        sent: list[tuple[object, ...]] = []
+        brought_back: list[dict[str, object]] = []
         for i in one.items:
             if i.section == REVISIT:  # in the sent log already: marked as brought back
                 brought_back.append(
@@ -167,17 +161,43 @@ def save_chosen(
                     }
                 )
                 continue
-            sent_rows.append((one.subscriber_id, i.paper_id, one.delivery_id, *then[i.paper_id]))
+            sent.append((one.subscriber_id, i.paper_id, one.delivery_id, *then[i.paper_id]))
+        rows.sent.append(sent)
+        rows.brought_back.append(brought_back)
+    return rows
+
+
+def save_chosen(session: Session, rows: ChosenRows, owner: str) -> Sequence[Chosen]:
+    """Fix the papers of the deliveries still unranked and leased to ``owner`` (by
+    ``outbox.claim_unranked``), with a few statements whatever the batch's size; those saved.
+    One whose lease ran out and that another ranker took over is left to that one. Call
+    after ``begin_write``."""
+    mine: set[int] = set()
+    for part in chunks([one.delivery_id for one in rows.chosen]):
+        mine.update(
+            session.scalars(
+                select(Delivery.id).where(
+                    Delivery.id.in_(part),
+                    Delivery.ranked_at.is_(None),
+                    Delivery.lease_owner == owner,
+                )
+            )
+        )
+    kept = [n for n, one in enumerate(rows.chosen) if one.delivery_id in mine]
+    if not kept:
+        return []
     connection = session.connection()
-    connection.execute(_RANKED, marks)
+    connection.execute(_RANKED, [rows.marks[n] for n in kept])
+    item_rows = [row for n in kept for row in rows.items[n]]
     if item_rows:
         _insert_many(connection, _ITEM_COLUMNS, item_rows)
+    sent_rows = [row for n in kept for row in rows.sent[n]]
     if sent_rows:
         # The sent log's unique (subscriber, paper) makes "never the same paper twice" hold
         # even against a bug or a race upstream.
         _insert_many(connection, _SENT_COLUMNS, sent_rows)
-    second_looks.mark_brought_back(session, brought_back)
-    return chosen
+    second_looks.mark_brought_back(session, [row for n in kept for row in rows.brought_back[n]])
+    return [rows.chosen[n] for n in kept]
 
 
 # A table, the plain columns save_chosen writes and then the JSON ones, in its rows' order.

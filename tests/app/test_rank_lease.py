@@ -62,8 +62,10 @@ def test_leased_batches_are_ranked_once(settings: Settings, store: Store) -> Non
     # A comes back late with its result: nothing of it is saved.
     chosen = [stored.Chosen(i, 0, [], skipped=False) for i in first]
     with store.transaction() as session:
+        rows = stored.chosen_rows(session, chosen, later)
+    with store.transaction() as session:
         begin_write(session)
-        assert stored.save_chosen(session, chosen, later, owner="A") == []
+        assert stored.save_chosen(session, rows, owner="A") == []
     assert counts(store) == (0, 0, 0)
 
     # C ranks them all (its own lease), each once; the sent log holds each paper once.

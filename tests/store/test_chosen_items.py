@@ -60,8 +60,10 @@ def test_chosen_items_come_back_as_they_were_saved(settings: Settings, any_store
         chosen.append(stored.Chosen(one.id, one.subscriber_id, items, skipped=False))
         expected[one.id] = items
     with store.transaction() as session:
+        rows = stored.chosen_rows(session, chosen, NOW)
+    with store.transaction() as session:
         begin_write(session)
-        assert len(stored.save_chosen(session, chosen, NOW, owner="A")) == 3
+        assert len(stored.save_chosen(session, rows, owner="A")) == 3
     with store.transaction() as session:
         assert stored.items_of(session, list(expected)) == expected
         rows = session.scalars(select(DeliveryItem).order_by(DeliveryItem.id)).all()
