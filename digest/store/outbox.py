@@ -94,6 +94,22 @@ def plan(
 ) -> list[int]:
     """Insert a planned delivery for each; returns the ids of those this call inserted
     (a delivery another process planned first is skipped, not duplicated)."""
+    ids = [d.subscriber_id for d in due_now]
+    # Those planned meanwhile (another process planning the same day, each taking the write
+    # lock in turn) are left out before the insert: skipped by its conflict clause, each
+    # still cost nearly what an insert does, and two processes planned everything twice.
+    dates = sorted({d.local_date for d in due_now})
+    planned: set[tuple[int, date]] = set()
+    for part in chunks(ids):
+        planned.update(
+            session.execute(
+                select(Delivery.subscriber_id, Delivery.local_date).where(
+                    Delivery.subscriber_id.in_(part),
+                    Delivery.local_date.in_(dates),
+                )
+            ).tuples()
+        )
+    due_now = [d for d in due_now if (d.subscriber_id, d.local_date) not in planned]
     if not due_now:
         return []
     ids = [d.subscriber_id for d in due_now]

@@ -122,6 +122,51 @@ def test_every_row_inserted_at_once_gets_its_own_public_id(
         assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_planning_what_another_planner_planned_meanwhile_plans_only_the_rest(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two processes plan from the same list of who is due, in turns: each plans only what
+    is not planned yet for that date, and a reader due on another date is planned anew."""
+    from datetime import UTC, datetime, timedelta
+
+    from digest.domain.profiles import Profile
+    from digest.domain.schedules import Schedule
+    from digest.models import Delivery
+    from digest.store import outbox, subscribers
+
+    url = (
+        request.getfixturevalue("postgres_url")
+        if database == "postgresql"
+        else f"sqlite:///{tmp_path / 'plan.db'}"
+    )
+    store = Store.open(DatabaseSettings(url=url))
+    now = datetime(2026, 8, 13, 9, tzinfo=UTC)
+    window = timedelta(days=1)
+    with store.transaction() as session:
+        for n in range(5):
+            subscribers.upsert(
+                session, f"r{n}@example.org", Profile(categories=("cs.LG",)),
+                Schedule.checked("UTC", 7), confirmed=True, now=now,
+            )  # fmt: skip
+        due = outbox.due(session, now)
+    assert len(due) == 5
+    with store.transaction() as session:
+        first = outbox.plan(session, due[1:4], now, window)
+    with store.transaction() as session:
+        rest = outbox.plan(session, due, now, window)  # the list made before the first plan
+        again = outbox.plan(session, due, now, window)
+        tomorrow = [outbox.Due(d.subscriber_id, d.local_date + timedelta(days=1)) for d in due]
+        next_day = outbox.plan(session, tomorrow[:2], now + timedelta(days=1), window)
+        rows = session.execute(select(Delivery.id, Delivery.subscriber_id, Delivery.local_date))
+        by_id = {row.id: (row.subscriber_id, row.local_date) for row in rows}
+    store.close()
+    assert len(first) == 3 and len(rest) == 2 and again == [] and len(next_day) == 2
+    assert sorted(by_id) == sorted(first + rest + next_day)
+    assert {by_id[i] for i in rest} == {(d.subscriber_id, d.local_date) for d in (due[0], due[4])}
+    assert len(set(by_id.values())) == 7
+
+
 def test_a_pooled_connection_closed_while_idle_is_replaced_unseen(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
