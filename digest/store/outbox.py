@@ -101,14 +101,12 @@ def plan(
     dates = sorted({d.local_date for d in due_now})
     planned: set[tuple[int, date]] = set()
     for part in chunks(ids):
-        planned.update(
-            session.execute(
-                select(Delivery.subscriber_id, Delivery.local_date).where(
-                    Delivery.subscriber_id.in_(part),
-                    Delivery.local_date.in_(dates),
-                )
-            ).tuples()
+        found = session.execute(
+            select(Delivery.subscriber_id, Delivery.local_date).where(
+                Delivery.subscriber_id.in_(part), Delivery.local_date.in_(dates)
+            )
         )
+        planned.update((subscriber_id, local_date) for subscriber_id, local_date in found)
     due_now = [d for d in due_now if (d.subscriber_id, d.local_date) not in planned]
     if not due_now:
         return []
