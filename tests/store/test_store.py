@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -86,34 +87,47 @@ def test_the_migrations_build_the_tables_the_models_describe(tmp_path: Path) -> 
     assert differences == []
 
 
+PLAN_NOW = datetime(2026, 8, 13, 9, tzinfo=UTC)
+
+
+def _store_with_readers(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[Store, list[str]]:
+    """A fresh store on ``database`` with five confirmed readers due at ``PLAN_NOW``, and
+    their public ids."""
+    from digest.domain.profiles import Profile
+    from digest.domain.schedules import Schedule
+    from digest.store import subscribers
+
+    url = (
+        request.getfixturevalue("postgres_url")
+        if database == "postgresql"
+        else f"sqlite:///{tmp_path / 'plan.db'}"
+    )
+    store = Store.open(DatabaseSettings(url=url))
+    with store.transaction() as session:
+        people = [
+            subscribers.upsert(
+                session, f"r{n}@example.org", Profile(categories=("cs.LG",)),
+                Schedule.checked("UTC", 7), confirmed=True, now=PLAN_NOW,
+            )[0].public_id
+            for n in range(5)
+        ]  # fmt: skip
+    return store, people
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_every_row_inserted_at_once_gets_its_own_public_id(
     database: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """Public ids come from the tables' default, drawn per row, also when the outbox plans
     many deliveries in one statement (an executemany)."""
-    from datetime import UTC, datetime, timedelta
-
-    from digest.domain.profiles import Profile
-    from digest.domain.schedules import Schedule
     from digest.models import Delivery
-    from digest.store import outbox, subscribers
+    from digest.store import outbox
 
-    url = (
-        request.getfixturevalue("postgres_url")
-        if database == "postgresql"
-        else f"sqlite:///{tmp_path / 'ids.db'}"
-    )
-    store = Store.open(DatabaseSettings(url=url))
-    now = datetime(2026, 8, 13, 9, tzinfo=UTC)
+    store, people = _store_with_readers(database, tmp_path, request)
+    now = PLAN_NOW
     with store.transaction() as session:
-        people = [
-            subscribers.upsert(
-                session, f"r{n}@example.org", Profile(categories=("cs.LG",)),
-                Schedule.checked("UTC", 7), confirmed=True, now=now,
-            )[0].public_id
-            for n in range(5)
-        ]  # fmt: skip
         planned = outbox.plan(session, outbox.due(session, now), now, timedelta(days=1))
         digests = list(session.scalars(select(Delivery.public_id).where(Delivery.id.in_(planned))))
     store.close()
@@ -128,27 +142,12 @@ def test_planning_what_another_planner_planned_meanwhile_plans_only_the_rest(
 ) -> None:
     """Two processes plan from the same list of who is due, in turns: each plans only what
     is not planned yet for that date, and a reader due on another date is planned anew."""
-    from datetime import UTC, datetime, timedelta
-
-    from digest.domain.profiles import Profile
-    from digest.domain.schedules import Schedule
     from digest.models import Delivery
-    from digest.store import outbox, subscribers
+    from digest.store import outbox
 
-    url = (
-        request.getfixturevalue("postgres_url")
-        if database == "postgresql"
-        else f"sqlite:///{tmp_path / 'plan.db'}"
-    )
-    store = Store.open(DatabaseSettings(url=url))
-    now = datetime(2026, 8, 13, 9, tzinfo=UTC)
-    window = timedelta(days=1)
+    store, _ = _store_with_readers(database, tmp_path, request)
+    now, window = PLAN_NOW, timedelta(days=1)
     with store.transaction() as session:
-        for n in range(5):
-            subscribers.upsert(
-                session, f"r{n}@example.org", Profile(categories=("cs.LG",)),
-                Schedule.checked("UTC", 7), confirmed=True, now=now,
-            )  # fmt: skip
         due = outbox.due(session, now)
     assert len(due) == 5
     with store.transaction() as session:
