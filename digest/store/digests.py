@@ -225,14 +225,16 @@ def _insert_many(connection: Connection, columns: _Columns, rows: list[tuple[obj
     whole batch either way)."""
     table, plain, json_columns = columns
     names = ", ".join((*plain, *json_columns))
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.driver == "psycopg":
         # COPY's text form: the JSON columns' text is read as JSON, as a cast would.
         driver: Any = connection.connection.driver_connection  # a psycopg Connection
         with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         return
-    marks = ", ".join(["?"] * (len(plain) + len(json_columns)))
+    # PostgreSQL through another driver reads a JSON column's text only when told it is JSON.
+    mark, as_json = ("?", "?") if connection.dialect.paramstyle == "qmark" else ("%s", "%s::json")
+    marks = ", ".join([mark] * len(plain) + [as_json] * len(json_columns))
     connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
 
