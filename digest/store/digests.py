@@ -217,23 +217,13 @@ _JSON_TEXT = json.JSONEncoder().encode
 
 
 def _insert_many(connection: Connection, columns: _Columns, rows: list[tuple[object, ...]]) -> None:
-    """``rows`` inserted in one go handed straight to the driver. SQLAlchemy's own
-    executemany prepares every row's parameters in Python, which cost more than the insert
-    itself (a batch's save 175 -> 127 µs a digest on SQLite, docs/benchmarks.md). On
-    PostgreSQL with COPY: an executemany is one INSERT a row for the server, which spent more
-    on a ranked batch's 10,000 rows than the ranking did (a constraint broken fails the
-    whole batch either way)."""
+    """``rows`` inserted with one executemany handed straight to the driver. SQLAlchemy's
+    own executemany prepares every row's parameters in Python, which cost more than the
+    insert itself (a batch's save 175 -> 127 µs a digest on SQLite, docs/benchmarks.md)."""
     table, plain, json_columns = columns
-    names = ", ".join((*plain, *json_columns))
-    if connection.dialect.driver == "psycopg":
-        # COPY's text form: the JSON columns' text is read as JSON, as a cast would.
-        driver: Any = connection.connection.driver_connection  # a psycopg Connection
-        with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    # PostgreSQL through another driver reads a JSON column's text only when told it is JSON.
+    # PostgreSQL reads a JSON column's text only when told it is JSON; SQLite stores it.
     mark, as_json = ("?", "?") if connection.dialect.paramstyle == "qmark" else ("%s", "%s::json")
+    names = ", ".join((*plain, *json_columns))
     marks = ", ".join([mark] * len(plain) + [as_json] * len(json_columns))
     connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
