@@ -268,12 +268,19 @@ def _cpu_count() -> int:
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
+def gc_paused(results_kept: bool = False) -> Iterator[None]:
     """No cyclic garbage collection while a batch runs.
 
     A batch allocates millions of small tracked objects (items, reason tuples) that all stay
     alive; the collector would re-scan the growing heap again and again for nothing (it made
     100,000 subscribers take 1.7x as long). Restored afterwards; nothing here forms cycles.
+
+    ``results_kept``: the caller keeps what the batch made. Everything made meanwhile is
+    then counted as old before collection resumes (``gc.freeze`` then ``gc.unfreeze`` moves
+    it to the oldest generation without looking at it), rather than scanned at once by a
+    pass over the young generation, which held every one of those objects: 0.55 s for
+    100,000 readers' 1,059,138 picks. A later full collection still looks at them, and
+    collects any cycles among them then. Left alone where something else froze objects.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -281,6 +288,9 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            if results_kept and not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 

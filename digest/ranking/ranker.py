@@ -67,7 +67,7 @@ class Ranker(Explained):
         chunks = [requests[start : start + size] for start in range(0, len(requests), size)]
         threads = min(len(chunks), _MAX_THREADS, _cpu_count())
         results: list[list[RankedItem]] = []
-        with gc_paused():
+        with gc_paused(results_kept=True):
             if threads <= 1:
                 work = _Workspace(min(size, len(requests)), self._n)
                 for chunk in chunks:
