@@ -19,7 +19,7 @@ from digest.domain.profiles import Profile
 from digest.domain.second_look import SECTION as REVISIT
 from digest.domain.states import DeliveryState
 from digest.models import Delivery, DeliveryItem, Feedback, Paper, SentPaper, Subscriber
-from digest.store import chunks, second_looks
+from digest.store import bulk, chunks, second_looks
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,15 +217,8 @@ _JSON_TEXT = json.JSONEncoder().encode
 
 
 def _insert_many(connection: Connection, columns: _Columns, rows: list[tuple[object, ...]]) -> None:
-    """``rows`` inserted with one executemany handed straight to the driver. SQLAlchemy's
-    own executemany prepares every row's parameters in Python, which cost more than the
-    insert itself (a batch's save 175 -> 127 µs a digest on SQLite, docs/benchmarks.md)."""
     table, plain, json_columns = columns
-    # PostgreSQL reads a JSON column's text only when told it is JSON; SQLite stores it.
-    mark, as_json = ("?", "?") if connection.dialect.paramstyle == "qmark" else ("%s", "%s::json")
-    names = ", ".join((*plain, *json_columns))
-    marks = ", ".join([mark] * len(plain) + [as_json] * len(json_columns))
-    connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+    bulk.insert_rows(connection, table, plain, json_columns, rows)
 
 
 def _item_rows(delivery_id: int, ranked: Sequence[RankedItem]) -> list[tuple[object, ...]]:

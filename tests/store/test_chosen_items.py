@@ -1,7 +1,7 @@
 """A ranked digest's chosen papers as stored and read back, on SQLite and PostgreSQL: their
-reasons and highlighted terms are written as JSON text by an executemany handed straight to
-the driver (cast to JSON on PostgreSQL), and must come back as they went in, hostile labels
-included, through the sender's loader and through the ORM alike."""
+reasons and highlighted terms are written as JSON text handed straight to the driver (an
+executemany on SQLite, COPY on PostgreSQL: digest/store/bulk.py), and must come back as they
+went in, hostile labels included, through the sender's loader and through the ORM alike."""
 
 from __future__ import annotations
 
