@@ -6,17 +6,15 @@ leaves nothing behind, the next transaction working on a fresh connection."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from delivery_helpers import add_subscribers, fetch_sample
+from delivery_helpers import planned_day
 from sqlalchemy import func, select
 
-from digest.app import digests
 from digest.config import DatabaseSettings, Settings
 from digest.errors import Conflict, StoreError, Unavailable
 from digest.models import DeliveryItem, Paper, SentPaper
@@ -33,11 +31,7 @@ ITEMS = (
 
 def _leased(settings: Settings, store: Store, readers: int) -> tuple[list[int], list[Any]]:
     """The sample's first papers' ids, and ``readers`` digests planned and leased."""
-    fetch_sample(settings, store, NOW)
-    add_subscribers(store, readers, now=NOW)
-    stop = threading.Event()
-    stop.set()  # plan only
-    digests.plan_and_rank(settings, store, NOW, stop=stop)
+    planned_day(settings, store, readers, NOW)
     with store.transaction() as session:
         papers = list(session.scalars(select(Paper.id).order_by(Paper.id).limit(6)))
         begin_write(session)

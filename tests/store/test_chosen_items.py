@@ -5,13 +5,11 @@ went in, hostile labels included, through the sender's loader and through the OR
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
-from delivery_helpers import add_subscribers, fetch_sample
+from delivery_helpers import planned_day
 from sqlalchemy import select
 
-from digest.app import digests
 from digest.config import Settings
 from digest.domain.items import RankedItem, Reason
 from digest.models import DeliveryItem, Paper
@@ -33,11 +31,7 @@ LABELS = [
 
 def test_chosen_items_come_back_as_they_were_saved(settings: Settings, any_store: Store) -> None:
     store = any_store
-    fetch_sample(settings, store, NOW)
-    add_subscribers(store, 3, now=NOW)
-    stop = threading.Event()
-    stop.set()  # plan only: the ranking here is ours
-    assert digests.plan_and_rank(settings, store, NOW, stop=stop).planned == 3
+    assert planned_day(settings, store, 3, NOW) == 3  # the ranking here is ours
     with store.transaction() as session:
         papers = list(session.scalars(select(Paper.id).order_by(Paper.id).limit(6)))
         begin_write(session)

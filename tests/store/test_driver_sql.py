@@ -5,14 +5,12 @@ state spelled otherwise or a constant left out would be a wrong row in every del
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from delivery_helpers import add_subscribers, fetch_sample
+from delivery_helpers import planned_day
 from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, cast, select, update
 
-from digest.app import digests
 from digest.config import Settings
 from digest.domain.states import DeliveryState
 from digest.errors import StoreError
@@ -25,11 +23,7 @@ COLUMNS = ("status", "sent_at", "smtp_reply", "lease_until", "next_attempt_at", 
 
 
 def _leased(settings: Settings, store: Store, count: int) -> list[int]:
-    fetch_sample(settings, store, NOW)
-    add_subscribers(store, count, now=NOW)
-    stop = threading.Event()
-    stop.set()  # plan only
-    digests.plan_and_rank(settings, store, NOW, stop=stop)
+    planned_day(settings, store, count, NOW)
     with store.transaction() as session:
         ids = list(session.scalars(select(Delivery.id).order_by(Delivery.id)))
         session.execute(

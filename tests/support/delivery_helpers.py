@@ -4,13 +4,14 @@ what the outbox holds."""
 from __future__ import annotations
 
 import secrets
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
 
-from digest.app import fetching
+from digest.app import digests, fetching
 from digest.config import Settings, load_settings
 from digest.domain.items import message_id
 from digest.domain.profiles import build_profile
@@ -48,6 +49,17 @@ def fetch_sample(settings: Settings, store: Store, now: datetime) -> None:
     with store.transaction() as session:
         for paper in session.scalars(select(Paper)):
             paper.first_seen_at = now - timedelta(hours=1)
+
+
+def planned_day(settings: Settings, store: Store, readers: int, now: datetime) -> int:
+    """The sample's papers, ``readers`` subscribers without topics, and a digest planned for
+    each at ``now``, none ranked (a test ranks or stores the picks itself); how many were
+    planned."""
+    fetch_sample(settings, store, now)
+    add_subscribers(store, readers, now=now)
+    stop = threading.Event()
+    stop.set()  # plan only
+    return digests.plan_and_rank(settings, store, now, stop=stop).planned
 
 
 def add_subscribers(
