@@ -727,6 +727,7 @@ def stages_only(
     import logging
 
     from digest.app import digests
+    from digest.app.ranked import RankedItems
     from digest.app.sending import make_sender
     from digest.collector import fewer_collections
     from digest.delivery.sender import SendSummary
@@ -756,9 +757,11 @@ def stages_only(
         with fewer_collections():
             seconds = dict.fromkeys(("plan_and_rank", "claim", "build", "record"), 0.0)
             cpu = time.process_time()
-            digests.plan_and_rank(settings, store, now, owner="bench")
+            # As a worker's round (digest.scheduler.Service.tick): what it ranks, it holds.
+            kept = RankedItems()
+            digests.plan_and_rank(settings, store, now, owner="bench", kept=kept)
             seconds["plan_and_rank"] = time.process_time() - cpu
-            sender = make_sender(settings, store, owner="bench", clock=lambda: now)
+            sender = make_sender(settings, store, owner="bench", clock=lambda: now, kept=kept)
             lease = Lease("bench", now, timedelta(hours=1))
             done = 0
             octets = 0

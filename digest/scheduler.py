@@ -21,6 +21,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from digest.app import digests, sending
+from digest.app.ranked import RankedItems
 from digest.collector import fewer_collections
 from digest.config import Settings
 from digest.cron import cron_fields
@@ -87,9 +88,11 @@ class Service:
         back first rather than left to wait out its lease.
         """
         self.recover()
+        # What this round ranks goes to its own sender without a trip through the database.
+        kept = RankedItems()
         planned = (
             digests.plan_and_rank(
-                self.settings, self.store, self.clock(), owner=self.owner, stop=self.stop
+                self.settings, self.store, self.clock(), owner=self.owner, stop=self.stop, kept=kept
             )
             if plan
             else None
@@ -102,6 +105,7 @@ class Service:
             clock=self.clock,
             owner=self.owner,
             stop=self.stop,
+            kept=kept,
         )
         if (planned and planned.planned) or sent.claimed:
             log.info(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from digest.app import candidates, meaning, sending
+from digest.app.ranked import RankedItems
 from digest.config import Settings
 from digest.delivery.mailers import Mailer
 from digest.delivery.sender import SendSummary
@@ -71,6 +72,7 @@ def plan_and_rank(
     batch: int = RANK_BATCH,
     owner: str | None = None,
     stop: threading.Event | None = None,
+    kept: RankedItems | None = None,
 ) -> PlanSummary:
     """Plan a delivery for everyone due, then fix each planned delivery's papers.
 
@@ -80,7 +82,8 @@ def plan_and_rank(
     subscriber ids. Ranking goes batch by batch, each leased to ``owner`` (a name of its
     own when None) in a short transaction, ranked outside any, and saved in another: other
     processes claim, send and record meanwhile (on SQLite the write lock is never held while
-    ranking computes). ``stop`` ends it between batches.
+    ranking computes). ``stop`` ends it between batches. ``kept``: where the saved digests'
+    papers are held for this process's sender (``digest.app.ranked``).
     """
     owner = owner or f"rank-{secrets.token_hex(6)}"
     summary = PlanSummary()
@@ -132,8 +135,9 @@ def plan_and_rank(
             # Per-paper work (tokens, stems, matrices) once for all batches of this run.
             ranker, _ = candidates.ranker(settings, store, since, now, embed_missing=False)
             pool_since = since
-        with gc_paused():
-            _rank_batch(settings, store, ranker, planned, now, owner, summary)
+        # Held for the sender, the batch's picks outlive it: counted as old, not scanned.
+        with gc_paused(results_kept=kept is not None):
+            _rank_batch(settings, store, ranker, planned, now, owner, summary, kept)
     summary.rank_seconds = time.perf_counter() - clock
     if summary.ranked:
         log.info(
@@ -154,6 +158,7 @@ def _rank_batch(
     now: datetime,
     owner: str,
     summary: PlanSummary,
+    kept: RankedItems | None = None,
 ) -> None:
     """Rank a batch of planned deliveries leased to ``owner`` and store what was chosen."""
     ids = [d.subscriber_id for d in planned]
@@ -190,6 +195,8 @@ def _rank_batch(
             len(chosen),
         )
     for one in saved:
+        if kept is not None and not one.skipped:
+            kept.keep(one.delivery_id, one.items)
         summary.skipped += one.skipped
         summary.ranked += 1
         summary.items += len(one.items)
@@ -214,11 +221,19 @@ def run(
     on_planned: Callable[[PlanSummary], None] | None = None,
 ) -> tuple[PlanSummary, SendSummary]:
     """Plan and rank what is due, then send everything ready (`digest send`)."""
-    planned = plan_and_rank(settings, store, now, for_date=for_date, only=only)
+    kept = RankedItems()  # what is ranked here goes to the sender in memory
+    planned = plan_and_rank(settings, store, now, for_date=for_date, only=only, kept=kept)
     if on_planned:
         on_planned(planned)
     sent = sending.send_all(
-        settings, store, renderer=renderer, mailers=mailers, only=only, stop=stop, owner=owner
+        settings,
+        store,
+        renderer=renderer,
+        mailers=mailers,
+        only=only,
+        stop=stop,
+        owner=owner,
+        kept=kept,
     )
     return planned, sent
 

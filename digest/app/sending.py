@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypedDict, Unpack
 
+from digest.app.ranked import RankedItems
 from digest.config import Settings, secret_key
 from digest.delivery import policy
 from digest.delivery.mailers import Mailer, make_mailer
@@ -102,11 +103,14 @@ class DigestMaker:
         self._lock = threading.Lock()
 
     def prepare(
-        self, session: Session, claimed: Sequence[Stored]
+        self, session: Session, claimed: Sequence[Stored], kept: RankedItems | None = None
     ) -> dict[int, Outgoing | Exception]:
-        """Each claimed digest's message-to-be (rendered when sent), or why it cannot be."""
+        """Each claimed digest's message-to-be (rendered when sent), or why it cannot be;
+        the papers of those in ``kept`` from there, the others' from the database."""
         readers = digests.readers(session, {c.subscriber_id for c in claimed})
-        chosen = digests.items_of(session, [c.id for c in claimed])
+        chosen = kept.take(c.id for c in claimed) if kept is not None else {}
+        if len(chosen) < len(claimed):
+            chosen.update(digests.items_of(session, [c.id for c in claimed if c.id not in chosen]))
         cards = self._cards(session, {i.paper_id for items in chosen.values() for i in items})
         found: dict[int, Outgoing | Exception] = {}
         for one in claimed:
@@ -160,8 +164,10 @@ class OutboxQueue:
         mail_ids: Sequence[int] | None = None,
         only: Sequence[int] | None = None,
         rng: random.Random | None = None,
+        kept: RankedItems | None = None,
     ) -> None:
         self.settings = settings
+        self.kept = kept
         self.store = store
         self.maker = maker
         self.mail = mail
@@ -187,20 +193,13 @@ class OutboxQueue:
                     return [_mail_outgoing(m) for m in mails]
             if self.maker is None:
                 return None
-            claimed = outbox.claim(
-                session,
-                lease,
-                limit,
-                self.only,
-                policy=policy_name,
-                daily_cap=self.settings.delivery.daily_cap,
-            )
+            claimed = self._claim_digests(session, lease, limit)
         if not claimed:
             return None
         # Loaded after the claim's commit: the rows are leased to us, and on SQLite the
         # write lock, which every other sender's outcomes wait for, is not held meanwhile.
         with self.store.transaction() as session:
-            prepared = self.maker.prepare(session, claimed)
+            prepared = self.maker.prepare(session, claimed, self.kept)
         ready: list[Outgoing] = []
         broken: list[tuple[Stored, Exception]] = []
         for one in claimed:
@@ -215,6 +214,27 @@ class OutboxQueue:
                 for one, made in broken:
                     self._set_aside(session, one, lease.owner, made, lease.start, summary)
         return ready
+
+    def _claim_digests(self, session: Session, lease: Lease, limit: int) -> list[Stored]:
+        """The digests this process ranked and holds first (see ``digest.app.ranked``);
+        those of them not claimable any more (another sender took them) are let go."""
+        options = {
+            "policy": self.settings.delivery.unknown_policy,
+            "daily_cap": self.settings.delivery.daily_cap,
+        }
+        kept = self.kept
+        mine = kept.reserve(limit) if kept is not None else []
+        if kept is not None and mine:
+            try:
+                claimed = outbox.claim(session, lease, limit, self.only, ids=mine, **options)
+            except BaseException:
+                kept.forget(mine)
+                raise
+            taken = {one.id for one in claimed}
+            kept.forget(one for one in mine if one not in taken)
+            if claimed:
+                return claimed
+        return outbox.claim(session, lease, limit, self.only, **options)
 
     def _set_aside(
         self,
@@ -338,6 +358,7 @@ class SenderOptions(TypedDict, total=False):
     lease: timedelta | None
     only: Sequence[int] | None  # only these subscribers' mail
     stop: threading.Event | None
+    kept: RankedItems | None  # the papers of digests this process ranked (digest.app.ranked)
 
 
 def make_sender(settings: Settings, store: Store, **options: Unpack[SenderOptions]) -> Sender:
@@ -350,7 +371,7 @@ def make_sender(settings: Settings, store: Store, **options: Unpack[SenderOption
     )
     return Sender(
         settings,
-        OutboxQueue(settings, store, maker, only=options.get("only")),
+        OutboxQueue(settings, store, maker, only=options.get("only"), kept=options.get("kept")),
         owner=options.get("owner") or worker_name(settings),
         clock=options.get("clock"),
         stop=options.get("stop"),

@@ -202,6 +202,11 @@ def _lapsed(now: datetime) -> Any:
     return and_(Delivery.status == DeliveryState.SENDING, Delivery.lease_until < now)
 
 
+_PLANNED = and_(Delivery.status == DeliveryState.PLANNED, Delivery.ranked_at.is_not(None))
+# Planned with its content fixed and never tried: what a ranker has just saved.
+_FRESH = and_(_PLANNED, Delivery.next_attempt_at.is_(None))
+
+
 def ready_parts(now: datetime, policy: UnknownPolicy = "resend") -> list[Any]:
     """Each way a digest can be ready to send now; what "ready" means, the one definition
     that claims, ``digest status``, /metrics and progress bars all use.
@@ -209,10 +214,9 @@ def ready_parts(now: datetime, policy: UnknownPolicy = "resend") -> list[Any]:
     Planned with content fixed (fresh, or given back untried); deferred, or unknown under
     the resend policy, whose next attempt has come; sending with a lease that ran out (its
     sender died)."""
-    planned = and_(Delivery.status == DeliveryState.PLANNED, Delivery.ranked_at.is_not(None))
     parts = [
-        and_(planned, Delivery.next_attempt_at.is_(None)),
-        and_(planned, Delivery.next_attempt_at.is_not(None)),  # given back untried
+        _FRESH,
+        and_(_PLANNED, Delivery.next_attempt_at.is_not(None)),  # given back untried
         and_(Delivery.status == DeliveryState.DEFERRED, Delivery.next_attempt_at <= now),
         _lapsed(now),
     ]
@@ -235,8 +239,11 @@ def claim(
     *,
     policy: UnknownPolicy = "resend",
     daily_cap: int = 0,
+    ids: Sequence[int] | None = None,
 ) -> list[Stored]:
-    """Take up to ``limit`` deliveries ready to send and give them ``lease``.
+    """Take up to ``limit`` deliveries ready to send and give them ``lease``; with ``ids``,
+    only those among them that are planned and not tried yet (a worker's claim for the
+    digests it has just ranked).
 
     Ready: see :func:`ready_parts`. Under the hold policy, a lapsed lease whose message had
     been handed over becomes unknown instead.
@@ -264,7 +271,13 @@ def claim(
     statements = _claim_statements(policy, limit)
     connection = session.connection()
     found: list[int] = []
-    if subscriber_ids is None:
+    if ids is not None and subscriber_ids is None:
+        found += connection.execute(statements.fresh_among, {"ids": list(ids)}).scalars()
+    elif ids is not None:
+        part = and_(_FRESH, Delivery.id.in_(list(ids)))
+        part = and_(part, Delivery.subscriber_id.in_(list(subscriber_ids or ())))
+        found += connection.execute(_ids_in_order(part, limit)).scalars()
+    elif subscriber_ids is None:
         for part in statements.ready:
             found += connection.execute(part, {"now": now}).scalars()
     else:
@@ -310,6 +323,7 @@ def _ids_in_order(part: Any, limit: int) -> Any:
 @dataclass(frozen=True, slots=True)
 class _ClaimStatements:
     ready: tuple[Any, ...]  # per way of being ready: the first ``limit`` ids (bind: now)
+    fresh_among: Any  # the first ``limit`` planned and not tried yet among some (ids)
     rows: Any  # the chosen rows' columns and their subscriber's status (ids)
     cancel: Any  # a subscriber who left: the delivery is cancelled (ids, reason)
     take: Any  # leased to the claimer: one more attempt (ids, owner, until)
@@ -324,6 +338,7 @@ def _claim_statements(policy: UnknownPolicy, limit: int) -> _ClaimStatements:
     ids = bindparam("ids", expanding=True)
     return _ClaimStatements(
         ready=tuple(_ids_in_order(part, limit) for part in ready_parts(bindparam("now"), policy)),
+        fresh_among=_ids_in_order(and_(_FRESH, Delivery.id.in_(ids)), limit),
         rows=select(*_CLAIMED_COLUMNS, Subscriber.status)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.id.in_(ids))
