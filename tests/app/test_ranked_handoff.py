@@ -40,12 +40,16 @@ def ranked_day(settings: Settings, store: Store, readers: int, **options: object
     return kept
 
 
+def delivery_ids(store: Store) -> list[int]:
+    with store.transaction() as session:
+        return sorted(session.scalars(select(Delivery.id)))
+
+
 def test_what_a_worker_holds_is_what_the_database_gives_back(
     settings: Settings, any_store: Store
 ) -> None:
     kept = ranked_day(settings, any_store, 9)
-    with any_store.transaction() as session:
-        ids = list(session.scalars(select(Delivery.id)))
+    ids = delivery_ids(any_store)
     assert len(kept) == len(ids) == 9
     held = kept.take(ids)
     with any_store.transaction() as session:
@@ -79,8 +83,7 @@ def test_a_worker_claims_what_it_holds_first_and_lets_go_of_what_others_took(
     settings: Settings, store: Store
 ) -> None:
     kept = ranked_day(settings, store, 8)
-    with store.transaction() as session:
-        ids = sorted(session.scalars(select(Delivery.id)))
+    ids = delivery_ids(store)
     kept.forget(ids[:4])  # the first four were ranked by "another process"
     mine = ids[4:]
     # Another sender takes one of ours.
@@ -110,8 +113,7 @@ def test_a_worker_claims_what_it_holds_first_and_lets_go_of_what_others_took(
 
 def test_what_a_worker_holds_is_bounded(settings: Settings, store: Store) -> None:
     kept = ranked_day(settings, store, 7, limit=3)
-    with store.transaction() as session:
-        ids = sorted(session.scalars(select(Delivery.id)))
+    ids = delivery_ids(store)
     assert kept.held() == ids[:3]  # the first ranked, in order; the rest not held
 
 
@@ -129,8 +131,8 @@ def test_sending_threads_share_what_their_worker_ranked(
             taken: list[int] = []
             original = RankedItems.take
 
-            def counted(self: RankedItems, delivery_ids: Iterable[int]) -> dict[int, Any]:
-                found = original(self, delivery_ids)
+            def counted(self: RankedItems, wanted: Iterable[int]) -> dict[int, Any]:
+                found = original(self, wanted)
                 taken.extend(found)
                 return found
 
