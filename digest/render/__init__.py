@@ -56,7 +56,12 @@ from digest.config import MailSettings
 from digest.domain import paper_links
 from digest.domain.items import PaperCard, RankedItem
 from digest.domain.text import valid_github
-from digest.render.templates import FragmentCache, TemplateError, _InliningLoader
+from digest.render.templates import (
+    FragmentCache,
+    TemplateError,
+    _InliningLoader,
+    write_values_as_text,
+)
 from digest.render.text import (
     _MESSAGE_ID,
     MAX_ABSTRACT,
@@ -326,7 +331,7 @@ class Renderer:
             finalize=_ascii_html,
         )
         self.env.filters["wrap"] = wrap
-        self._html = self.env.get_template(HTML_TEMPLATE)
+        self._html = write_values_as_text(self.env.get_template(HTML_TEMPLATE))
         self._text = self.env.get_template(TEXT_TEMPLATE)
         self._from = Address(
             display_name=one_line(settings.from_name, 120), addr_spec=settings.from_address

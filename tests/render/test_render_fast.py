@@ -29,7 +29,7 @@ from html.parser import HTMLParser
 import jinja2
 import pytest
 import test_render as base
-from markupsafe import escape
+from markupsafe import Markup, escape
 from premailer import Premailer
 
 from digest.config import MailSettings
@@ -37,7 +37,7 @@ from digest.delivery.mailers import seven_bit
 from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, Reason
 from digest.render import HTML_TEMPLATE, DigestInput, Renderer, wire
-from digest.render.templates import FragmentCache
+from digest.render.templates import FragmentCache, escape_output
 from digest.render.text import (
     HIGHLIGHT_STYLE,
     TEXTWRAP,
@@ -524,3 +524,55 @@ def test_plain_words_wrap_as_textwrap_wraps_them() -> None:
         lead = indent if first is None else first
         expected = textwrap.fill(text, initial_indent=lead, subsequent_indent=indent, **TEXTWRAP)
         assert _wrap.__wrapped__(text, indent, first) == expected, (text, indent, first)
+
+
+class _Html:
+    def __html__(self) -> str:
+        return "<b>already markup</b>"
+
+
+class _Text(str):
+    pass
+
+
+ESCAPED_VALUES = [
+    "",
+    "plain words",
+    base.HOSTILE_TITLE,
+    "\"><img src=x onerror=alert(1)> & 'too' &amp; &#34;",
+    "Ünïcode — ≤ ≥ “quotes” <mark>",
+    Markup("<b>safe</b> & kept"),
+    _Html(),
+    _Text("a <str> subclass & co"),
+    12,
+    -3.5,
+    None,
+    True,
+]
+
+
+@pytest.mark.parametrize("value", ESCAPED_VALUES, ids=lambda v: type(v).__name__)
+def test_a_value_is_written_as_markupsafe_escapes_it(value: object) -> None:
+    assert escape_output(value) == str(escape(value))
+    assert type(escape_output(value)) is str
+
+
+def test_random_text_is_written_as_markupsafe_escapes_it() -> None:
+    rng = random.Random(14)
+    alphabet = "ab &<>\"'\u00e9\u2014;#x0123456789"
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert escape_output(text) == str(escape(text))
+
+
+def test_the_digest_writes_values_as_text_and_the_bytes_do_not_change(
+    renderer: Renderer,
+) -> None:
+    """The HTML template writes its values through ``escape_output``; a renderer whose
+    template uses Jinja's own ``escape`` makes the same bytes for every digest above."""
+    namespace = renderer._html.root_render_func.__globals__
+    assert namespace["escape"] is escape_output
+    plain = Renderer(renderer.settings)
+    plain._html.root_render_func.__globals__["escape"] = escape
+    for name, data in digests():
+        assert renderer.render(data).raw == plain.render(data).raw, name
