@@ -88,35 +88,29 @@ class Service:
         back first rather than left to wait out its lease.
         """
         self.recover()
-
-        def send(kept: RankedItems | None) -> SendSummary:
-            return sending.send_all(
-                self.settings,
-                self.store,
-                renderer=self.renderer,
-                links=self.links,
-                clock=self.clock,
-                owner=self.owner,
-                stop=self.stop,
-                kept=kept,
+        # What this round ranks goes to its own sender without a trip through the database.
+        kept = RankedItems()
+        planned = (
+            digests.plan_and_rank(
+                self.settings, self.store, self.clock(), owner=self.owner, stop=self.stop, kept=kept
             )
-
-        if not plan:
-            return send(None)
-        # Ranked and sent in turns, what this round ranks going to its own sender in memory.
-        planned, sent = digests.rank_and_send(
+            if plan
+            else None
+        )
+        sent = sending.send_all(
             self.settings,
             self.store,
-            self.clock(),
-            send,
+            renderer=self.renderer,
+            links=self.links,
+            clock=self.clock,
             owner=self.owner,
             stop=self.stop,
-            clock=self.clock,
+            kept=kept,
         )
-        if planned.planned or sent.claimed:
+        if (planned and planned.planned) or sent.claimed:
             log.info(
                 "tick: planned %d, sent %d, deferred %d, failed %d, unknown %d",
-                planned.planned,
+                planned.planned if planned else 0,
                 sent.sent,
                 sent.deferred,
                 sent.failed,

@@ -79,70 +79,13 @@ def plan_and_rank(
     Planning and ranking commit separately: a crash between them leaves planned deliveries
     without papers, which the next call ranks. ``for_date`` plans that local date for every
     active subscriber whatever the hour (an operator's catch-up); ``only`` limits to some
-    subscriber ids. Ranking goes batch by batch (:class:`Ranking`), each leased to ``owner``
-    (a name of its own when None) in a short transaction, ranked outside any, and saved in
-    another: other processes claim, send and record meanwhile (on SQLite the write lock is
-    never held while ranking computes). ``stop`` ends it between batches. ``kept``: where
-    the saved digests' papers are held for this process's sender (``digest.app.ranked``).
+    subscriber ids. Ranking goes batch by batch, each leased to ``owner`` (a name of its
+    own when None) in a short transaction, ranked outside any, and saved in another: other
+    processes claim, send and record meanwhile (on SQLite the write lock is never held while
+    ranking computes). ``stop`` ends it between batches. ``kept``: where the saved digests'
+    papers are held for this process's sender (``digest.app.ranked``).
     """
-    summary = plan_due(settings, store, now, for_date=for_date, only=only)
-    if not summary.no_papers:
-        Ranking(settings, store, now, summary, batch=batch, owner=owner, stop=stop).run(kept)
-    return summary
-
-
-def rank_and_send(
-    settings: Settings,
-    store: Store,
-    now: datetime,
-    send: Callable[[RankedItems], SendSummary],
-    *,
-    for_date: date | None = None,
-    only: Sequence[int] | None = None,
-    owner: str | None = None,
-    stop: threading.Event | None = None,
-    on_planned: Callable[[PlanSummary], None] | None = None,
-    kept: RankedItems | None = None,
-    clock: Callable[[], datetime] | None = None,
-) -> tuple[PlanSummary, SendSummary]:
-    """Plan, then rank and ``send`` in turns: rank until the sender holds as many digests as
-    it keeps in memory (``kept``, ``digest.app.ranked``), send everything ready, rank on.
-
-    Every digest a worker ranks then reaches its sender in memory, however many it ranks
-    in a round (ranking all first held only the first 10,000 of 50,000 and loaded the
-    rest back), and the mail starts going out after the first turn's ranking, not the
-    last. The plan and the ranker's per-paper work are done once for all turns. What
-    changes is only when rows move from ranked to sent: each stage still commits before
-    the next, so a crash or a restart finds them as before. ``clock``: the time a later
-    turn's ranking leases start from (a round can outlast a lease; ``now`` when None).
-    """
-    kept = kept if kept is not None else RankedItems()
-    summary = plan_due(settings, store, now, for_date=for_date, only=only)
-    if on_planned:
-        on_planned(summary)
-    sent = SendSummary()
-    if summary.no_papers:
-        return summary, send(kept)  # what earlier rounds ranked and did not send yet
-    ranking = Ranking(settings, store, now, summary, owner=owner, stop=stop, clock=clock)
-    while True:
-        done = ranking.run(kept, turn=True)
-        sent.add(send(kept))
-        # Whatever is still held went to another sender, or waits for a retry and is
-        # loaded then: the next turn starts with room for a whole turn.
-        kept.clear()
-        if done or (stop is not None and stop.is_set()):
-            return summary, sent
-
-
-def plan_due(
-    settings: Settings,
-    store: Store,
-    now: datetime,
-    *,
-    for_date: date | None = None,
-    only: Sequence[int] | None = None,
-) -> PlanSummary:
-    """Plan a delivery for everyone due (``no_papers`` when no paper is stored yet)."""
+    owner = owner or f"rank-{secrets.token_hex(6)}"
     summary = PlanSummary()
     clock = time.perf_counter()
     with store.transaction() as session:
@@ -172,81 +115,39 @@ def plan_due(
             summary.plan_seconds,
             extra=_stage("plan", summary.planned, summary.plan_seconds),
         )
-    return summary
 
-
-class Ranking:
-    """A round's ranking of the planned deliveries, batch by batch, in one call or in turns;
-    the ranker's per-paper work (tokens, stems, matrices) is done once for all of them."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        now: datetime,
-        summary: PlanSummary,
-        *,
-        batch: int | None = None,
-        owner: str | None = None,
-        stop: threading.Event | None = None,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.now = now
-        self.summary = summary
-        self.batch = RANK_BATCH if batch is None else batch
-        self.owner = owner or f"rank-{secrets.token_hex(6)}"
-        self.stop = stop
-        self.clock = clock
-        self._ranker: Ranker | None = None
-        self._pool_since: datetime | None = None
-        self._embedded = False
-
-    def run(self, kept: RankedItems | None = None, *, turn: bool = False) -> bool:
-        """Rank planned deliveries until none is left (True); False when ``stop`` ended it,
-        or, with ``turn``, once ``kept`` holds as many as it can."""
-        settings, store, now, summary = self.settings, self.store, self.now, self.summary
-        if not self._embedded:
-            # Papers stored before the semantic extra was installed get their vectors now,
-            # outside the ranking transactions (on SQLite those hold the write lock).
-            meaning.embed_new(settings, store)
-            self._embedded = True
-        clock = time.perf_counter()
-        ranked, chosen = summary.ranked, summary.items
-        done = False
-        while not (self.stop is not None and self.stop.is_set()):
-            if turn and kept is not None and kept.full:
-                break
-            # Leased from the time it is now: in turns, a round can outlast a lease.
-            leased = self.clock() if self.clock is not None else now
-            lease_end = leased + timedelta(seconds=RANK_LEASE_SECONDS)
-            with store.transaction() as session:
-                begin_write(session)
-                planned = outbox.claim_unranked(session, self.owner, leased, lease_end, self.batch)
-            if not planned:
-                done = True
-                break
-            since = candidates.pool_start(settings, now, [d.since for d in planned])
-            if self._ranker is None or self._pool_since is None or since < self._pool_since:
-                self._ranker, _ = candidates.ranker(
-                    settings, store, since, now, embed_missing=False
-                )
-                self._pool_since = since
-            # Held for the sender, the batch's picks outlive it: counted as old, not scanned.
-            with gc_paused(results_kept=kept is not None):
-                _rank_batch(settings, store, self._ranker, planned, now, self.owner, summary, kept)
-        seconds = time.perf_counter() - clock
-        summary.rank_seconds += seconds
-        if summary.ranked > ranked:
-            log.info(
-                "rank: %d digests ranked (%d papers chosen) in %.2f s",
-                summary.ranked - ranked,
-                summary.items - chosen,
-                seconds,
-                extra=_stage("rank", summary.ranked - ranked, seconds),
+    ranker: Ranker | None = None
+    pool_since: datetime | None = None
+    clock = time.perf_counter()
+    # Papers stored before the semantic extra was installed get their vectors now, outside
+    # the ranking transactions (on SQLite those hold the write lock).
+    meaning.embed_new(settings, store)
+    while stop is None or not stop.is_set():
+        with store.transaction() as session:
+            begin_write(session)
+            planned = outbox.claim_unranked(
+                session, owner, now, now + timedelta(seconds=RANK_LEASE_SECONDS), batch
             )
-        return done
+        if not planned:
+            break
+        since = candidates.pool_start(settings, now, [d.since for d in planned])
+        if ranker is None or pool_since is None or since < pool_since:
+            # Per-paper work (tokens, stems, matrices) once for all batches of this run.
+            ranker, _ = candidates.ranker(settings, store, since, now, embed_missing=False)
+            pool_since = since
+        # Held for the sender, the batch's picks outlive it: counted as old, not scanned.
+        with gc_paused(results_kept=kept is not None):
+            _rank_batch(settings, store, ranker, planned, now, owner, summary, kept)
+    summary.rank_seconds = time.perf_counter() - clock
+    if summary.ranked:
+        log.info(
+            "rank: %d digests ranked (%d papers chosen) in %.2f s",
+            summary.ranked,
+            summary.items,
+            summary.rank_seconds,
+            extra=_stage("rank", summary.ranked, summary.rank_seconds),
+        )
+    return summary
 
 
 def _rank_batch(
@@ -318,34 +219,23 @@ def run(
     stop: threading.Event | None = None,
     owner: str | None = None,
     on_planned: Callable[[PlanSummary], None] | None = None,
-    clock: Callable[[], datetime] | None = None,
 ) -> tuple[PlanSummary, SendSummary]:
-    """Plan, rank and send what is due (`digest send`), ranking and sending in turns
-    (``clock``: see :func:`rank_and_send`)."""
-
-    def send(kept: RankedItems) -> SendSummary:
-        return sending.send_all(
-            settings,
-            store,
-            renderer=renderer,
-            mailers=mailers,
-            only=only,
-            stop=stop,
-            owner=owner,
-            kept=kept,
-        )
-
-    return rank_and_send(
+    """Plan and rank what is due, then send everything ready (`digest send`)."""
+    kept = RankedItems()  # what is ranked here goes to the sender in memory
+    planned = plan_and_rank(settings, store, now, for_date=for_date, only=only, kept=kept)
+    if on_planned:
+        on_planned(planned)
+    sent = sending.send_all(
         settings,
         store,
-        now,
-        send,
-        for_date=for_date,
+        renderer=renderer,
+        mailers=mailers,
         only=only,
         stop=stop,
-        on_planned=on_planned,
-        clock=clock,
+        owner=owner,
+        kept=kept,
     )
+    return planned, sent
 
 
 def active_ids(store: Store, email: str) -> list[int]:

@@ -10,10 +10,8 @@ digests it holds (``OutboxQueue.claim``): two workers each send what they ranked
 one holds but the other sent is forgotten at its next claim.
 
 Bounded (``limit`` digests, the first ranked kept): a digest not held (ranked by another
-process, before a restart, past the bound) is loaded from the database as before. A worker's
-round (``Service.tick``, `digest send`) ranks in turns so that the bound is rarely what
-stops it (``digest.app.digests.rank_and_send``): rank until the bound is reached, send,
-clear, rank on.
+process, before a restart, past the bound) is loaded from the database as before. One per
+worker round (``Service.tick``), dropped with it.
 """
 
 from __future__ import annotations
@@ -35,19 +33,14 @@ class RankedItems:
     A sending thread reserves some to claim, so that another thread does not claim the same
     ones at the same time and, finding them gone, let go of what the first is about to use."""
 
-    def __init__(self, limit: int | None = None) -> None:
-        self.limit = KEEP_LIMIT if limit is None else limit
+    def __init__(self, limit: int = KEEP_LIMIT) -> None:
+        self.limit = limit
         self._items: dict[int, Sequence[RankedItem]] = {}
         self._reserved: set[int] = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._items)
-
-    @property
-    def full(self) -> bool:
-        """As many held as the bound allows: a worker ranking in turns sends now."""
-        return len(self._items) >= self.limit
 
     def held(self) -> list[int]:
         """The ids held, in the order they were kept."""
@@ -87,10 +80,3 @@ class RankedItems:
             for delivery_id in delivery_ids:
                 self._items.pop(delivery_id, None)
                 self._reserved.discard(delivery_id)
-
-    def clear(self) -> None:
-        """Let go of everything (a sending turn is over: what is still held went to another
-        sender, or waits for a retry and will be loaded then)."""
-        with self._lock:
-            self._items.clear()
-            self._reserved.clear()

@@ -156,13 +156,7 @@ def run_digests(
 
             with send_progress(progress, store, only):
                 return digests.run(
-                    settings,
-                    store,
-                    now,
-                    for_date=for_date,
-                    only=only,
-                    on_planned=planned,
-                    clock=lambda: datetime.now(UTC),
+                    settings, store, now, for_date=for_date, only=only, on_planned=planned
                 )
     finally:
         store.close()

@@ -1,12 +1,10 @@
 """A worker sends what it ranked without reading the chosen papers back (digest.app.ranked):
 what it holds equals what the database gives back, the messages made either way are the same
-bytes, its claims take what it holds first and let go of what another sender took, its
-sending threads share what it holds, every digest sent once, and a round ranks and sends in
-turns so that every digest it ranks reaches its sender in memory."""
+bytes, its claims take what it holds first and let go of what another sender took, and its
+sending threads share what it holds, every digest sent once."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +14,7 @@ from delivery_helpers import add_subscribers, fetch_sample, smtp_settings
 from smtp_server import smtp_server
 from sqlalchemy import select
 
-from digest.app import candidates, digests, ranked, sending
+from digest.app import digests
 from digest.app.ranked import RankedItems
 from digest.app.sending import DigestMaker, OutboxQueue, make_renderer, signed_links
 from digest.config import Settings
@@ -146,115 +144,3 @@ def test_sending_threads_share_what_their_worker_ranked(
     assert sorted(r.recipients[0] for r in recorder.messages) == sorted(emails)
     # Every digest's papers came from what the worker held, each handed over once.
     assert len(taken) == len(set(taken)) == 40
-
-
-def test_a_round_ranks_and_sends_in_turns_every_digest_from_memory(
-    settings: Settings, any_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Twenty readers, batches of three, at most six held: the round ranks until six are
-    held, sends them, ranks on; the plan and the ranker's per-paper work are done once, and
-    every digest's papers reach the sender in memory (ranking all first would have held only
-    the first six and loaded the other fourteen back)."""
-    monkeypatch.setattr(digests, "RANK_BATCH", 3)
-    monkeypatch.setattr(ranked, "KEEP_LIMIT", 6)
-    calls = {"ranker": 0, "plan": 0}
-    held_at_send: list[int] = []
-    taken: list[int] = []
-    for module, name in ((candidates, "ranker"), (digests, "plan_due")):
-        original_call = getattr(module, name)
-
-        def counted_call(*args: Any, _original: Any = original_call, _name: str = name, **kw: Any):
-            calls["plan" if _name == "plan_due" else _name] += 1
-            return _original(*args, **kw)
-
-        monkeypatch.setattr(module, name, counted_call)
-    original_send, original_take = sending.send_all, RankedItems.take
-
-    def send_all(*args: Any, kept: RankedItems | None = None, **kw: Any) -> SendSummary:
-        held_at_send.append(len(kept) if kept is not None else -1)
-        return original_send(*args, kept=kept, **kw)
-
-    def take(self: RankedItems, wanted: Iterable[int]) -> dict[int, Any]:
-        found = original_take(self, wanted)
-        taken.extend(found)
-        return found
-
-    monkeypatch.setattr(sending, "send_all", send_all)
-    monkeypatch.setattr(RankedItems, "take", take)
-    with smtp_server() as (host, port, recorder):
-        mail = smtp_settings(
-            settings, host, port, SMTP__MAX_CONNECTIONS="2", DELIVERY__BATCH_SIZE="2"
-        )
-        fetch_sample(mail, any_store, NOW)
-        emails = add_subscribers(any_store, 20, now=NOW, topics=True, max_papers=5)
-        summary = Service(mail, any_store, clock=lambda: NOW, owner="worker").tick()
-    assert summary.sent == 20
-    assert sorted(r.recipients[0] for r in recorder.messages) == sorted(emails)
-    assert held_at_send == [6, 6, 6, 2]  # a turn's worth each, then the rest
-    assert calls == {"ranker": 1, "plan": 1}
-    assert len(taken) == len(set(taken)) == 20
-    with any_store.transaction() as session:
-        states = session.scalars(select(Delivery.status)).all()
-    assert states == ["sent"] * 20
-
-
-def test_a_stop_between_turns_leaves_the_rest_planned_for_the_next_round(
-    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A worker told to stop while it sends a turn ranks no more: what it ranked is sent,
-    the rest stays planned, and the next round ranks and sends it, each digest once."""
-    monkeypatch.setattr(digests, "RANK_BATCH", 3)
-    monkeypatch.setattr(ranked, "KEEP_LIMIT", 6)
-    original_send = sending.send_all
-    stop = threading.Event()
-
-    def send_all(*args: Any, **kw: Any) -> SendSummary:
-        done = original_send(*args, **kw)
-        stop.set()  # as a signal arriving during the first turn's sending would
-        return done
-
-    monkeypatch.setattr(sending, "send_all", send_all)
-    with smtp_server() as (host, port, recorder):
-        mail = smtp_settings(settings, host, port)
-        fetch_sample(mail, store, NOW)
-        emails = add_subscribers(store, 10, now=NOW, topics=True, max_papers=5)
-        first = Service(mail, store, clock=lambda: NOW, owner="worker", stop=stop).tick()
-        with store.transaction() as session:
-            states = session.scalars(select(Delivery.status)).all()
-        stop.clear()
-        second = Service(mail, store, clock=lambda: NOW, owner="worker", stop=stop).tick()
-    assert first.sent == 6
-    assert sorted(states) == ["planned"] * 4 + ["sent"] * 6
-    assert second.sent == 4
-    assert sorted(r.recipients[0] for r in recorder.messages) == sorted(emails)
-
-
-def test_a_later_turn_leases_from_the_time_it_is_then(
-    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A round in turns can outlast a ranking lease (five minutes): each batch is leased
-    from the clock's time when it is claimed, not from the round's start, so that another
-    process does not take it over as expired while it is being ranked."""
-    monkeypatch.setattr(digests, "RANK_BATCH", 3)
-    monkeypatch.setattr(ranked, "KEEP_LIMIT", 3)
-    fetch_sample(settings, store, NOW)
-    add_subscribers(store, 7, now=NOW, topics=True, max_papers=5)
-    ticks = iter(NOW + timedelta(minutes=10 * n) for n in range(100))
-    leases: list[tuple[datetime, datetime]] = []
-    original = outbox.claim_unranked
-
-    def claim_unranked(session: Any, owner: str, now: datetime, until: datetime, limit: int):
-        leases.append((now, until))
-        return original(session, owner, now, until, limit)
-
-    monkeypatch.setattr(outbox, "claim_unranked", claim_unranked)
-    summary, _ = digests.rank_and_send(
-        settings, store, NOW, lambda kept: SendSummary(), clock=lambda: next(ticks)
-    )
-    assert summary.ranked == 7
-    starts = [start for start, _ in leases]
-    assert starts == [NOW + timedelta(minutes=10 * n) for n in range(len(leases))]
-    assert len(leases) == 4  # three batches in three turns, then none left
-    assert all(
-        until - start == timedelta(seconds=digests.RANK_LEASE_SECONDS) for start, until in leases
-    )
