@@ -164,8 +164,7 @@ def default_templates_dir() -> Path:
 # View models handed to the templates
 
 
-@dataclass(frozen=True)
-class _Link:
+class _Link(NamedTuple):  # a tuple: hashed in C as part of the links' fragment key
     label: str
     url: str
 
@@ -512,21 +511,22 @@ class Renderer:
     ) -> _Card:
         paper = paper_view(card, abstract_chars, self.settings.authors_shown)
         terms = tuple(item.highlight)
+        # Positional, in _Card's order: a NamedTuple made with keywords costs twice as much.
         return _Card(
-            number=number,
-            title=paper.title,
-            title_html=highlight_html(paper.title, terms),
-            abs_url=paper.abs_url,
-            authors=paper.authors,
-            tldr=paper.tldr,
-            abstract=paper.abstract,
-            abstract_html=highlight_html(paper.abstract, terms),
-            reason=_format_reasons(tuple(item.reasons)),
-            upvotes=paper.upvotes,
-            category=paper.category,
-            links=paper.links,
-            more_url=feedback[0] if feedback else None,
-            fewer_url=feedback[1] if feedback else None,
+            number,
+            paper.title,
+            highlight_html(paper.title, terms),
+            paper.abs_url,
+            paper.authors,
+            paper.tldr,
+            paper.abstract,
+            highlight_html(paper.abstract, terms),
+            _format_reasons(tuple(item.reasons)),
+            paper.upvotes,
+            paper.category,
+            paper.links,
+            feedback[0] if feedback else None,
+            feedback[1] if feedback else None,
         )
 
     def _wire(

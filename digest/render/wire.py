@@ -200,12 +200,14 @@ class Octets(NamedTuple):
 def measured(data: bytes) -> Octets:
     """``data`` with its line ends counted and its longest line found, by numpy, in C (a
     regular expression for the long line took 2.8 ms on a 65 KB page, splitting it into
-    lines and measuring each 0.3 ms, this 0.07)."""
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    if not len(ends):
+    lines and measuring each 0.3 ms, this 0.024). Array methods and slices rather than
+    ``np.flatnonzero``/``np.diff``, whose Python wrappers cost a third of it."""
+    ends = (np.frombuffer(data, dtype=np.uint8) == 10).nonzero()[0]
+    count = len(ends)
+    if not count:
         return Octets(data, 0, len(data))
-    inner = int(np.diff(ends).max(initial=0)) - 1
-    return Octets(data, len(ends), max(int(ends[0]), inner, len(data) - 1 - int(ends[-1])))
+    inner = int((ends[1:] - ends[:-1]).max()) - 1 if count > 1 else 0
+    return Octets(data, count, max(int(ends[0]), inner, len(data) - 1 - int(ends[-1])))
 
 
 def html_octets(html: str) -> Octets:

@@ -576,3 +576,20 @@ def test_the_digest_writes_values_as_text_and_the_bytes_do_not_change(
     plain._html.root_render_func.__globals__["escape"] = escape
     for name, data in digests():
         assert renderer.render(data).raw == plain.render(data).raw, name
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"x", b"\n", b"\n\n", b"ab\n", b"\nab", b"a\n\nbcd\n", b"a" * 1200 + b"\nb", b"a\n" * 5],
+)
+def test_a_part_is_measured_as_its_lines_are(data: bytes) -> None:
+    lines = data.split(b"\n")
+    assert wire.measured(data) == wire.Octets(data, len(lines) - 1, max(map(len, lines)))
+
+
+def test_random_parts_are_measured_as_their_lines_are() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        data = bytes(rng.choice(b"ab\n") for _ in range(rng.randint(0, 3000)))
+        lines = data.split(b"\n")
+        assert wire.measured(data) == wire.Octets(data, len(lines) - 1, max(map(len, lines)))
