@@ -22,7 +22,8 @@ paper with ``{% cache key… %}`` (:class:`~digest.render.templates.FragmentCach
 once per key, byte-identical), and the message's bytes are assembled directly
 (:meth:`Renderer._wire`): headers folded by the same ``email`` policy as before (the fixed
 ones once per renderer), each part sent as it is (7bit) when it can be: the HTML with its
-non-ASCII characters as character references (already so as rendered: :func:`_ascii_html`)
+non-ASCII characters as character references (already so as rendered: the HTML template
+writes its values with :func:`~digest.render.templates.escape_ascii_output`)
 and its tags broken between attributes, so no line nears 998 octets, the plain text as 8bit
 when it is not ASCII (:mod:`digest.delivery.mailers` re-encodes it where 8bit cannot go);
 quoted-printable (``binascii``) otherwise. The Subject is folded by the email package's
@@ -48,8 +49,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jinja2
-from jinja2.nodes import EvalContext
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 import digest
 from digest.config import MailSettings
@@ -278,19 +278,6 @@ def _moved_line(moved: int) -> str:
     return f"{moved} more {'paper' if moved == 1 else 'papers'} did not fit in this mail."
 
 
-@jinja2.pass_eval_context
-def _ascii_html(context: EvalContext, value: Any) -> Any:
-    """Every value an HTML template writes, as ASCII: escaped, then any other character as
-    a numeric reference, which is what the mail's HTML part holds (:func:`html_octets`). The
-    template's own text is ASCII too (:func:`~digest.render.templates.inline_template_css`),
-    so a whole page is ASCII and goes out without a pass over its characters: a page with
-    a single other character in it took ~120 µs to encode, an ASCII one 5 (docs/benchmarks.md).
-    The plain-text template (no autoescape) is left alone."""
-    if not context.autoescape or not isinstance(value, str) or value.isascii():
-        return value
-    return Markup(escape(value).encode("ascii", "xmlcharrefreplace").decode("ascii"))
-
-
 class Renderer:
     """Renders digests; load once (templates compiled, CSS inlined) and reuse."""
 
@@ -326,8 +313,9 @@ class Renderer:
             keep_trailing_newline=True,
             auto_reload=False,
             cache_size=-1,
+            # No ``finalize``: Jinja would call it for every value of both templates. The
+            # HTML template's values are made ASCII where they are escaped instead.
             extensions=[FragmentCache],
-            finalize=_ascii_html,
         )
         self.env.filters["wrap"] = wrap
         self._html = write_values_as_text(self.env.get_template(HTML_TEMPLATE))

@@ -37,7 +37,7 @@ from digest.delivery.mailers import seven_bit
 from digest.domain.analysis import match_spans
 from digest.domain.items import PaperCard, Reason
 from digest.render import HTML_TEMPLATE, DigestInput, Renderer, wire
-from digest.render.templates import FragmentCache, escape_output
+from digest.render.templates import FragmentCache, escape_ascii_output, escape_output
 from digest.render.text import (
     HIGHLIGHT_STYLE,
     TEXTWRAP,
@@ -565,17 +565,40 @@ def test_random_text_is_written_as_markupsafe_escapes_it() -> None:
         assert escape_output(text) == str(escape(text))
 
 
-def test_the_digest_writes_values_as_text_and_the_bytes_do_not_change(
+@pytest.mark.parametrize("value", ESCAPED_VALUES, ids=lambda v: type(v).__name__)
+def test_a_value_is_written_as_ascii_as_markupsafe_escapes_it(value: object) -> None:
+    written = escape_ascii_output(value)
+    assert written == str(escape(value)).encode("ascii", "xmlcharrefreplace").decode("ascii")
+    assert type(written) is str and written.isascii()
+
+
+def test_random_text_is_written_as_ascii_as_markupsafe_escapes_it() -> None:
+    rng = random.Random(15)
+    alphabet = "ab &<>\"'\u00e9\u2014\U0001f600;#x0123456789"
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        expected = str(escape(text)).encode("ascii", "xmlcharrefreplace").decode("ascii")
+        assert escape_ascii_output(text) == expected
+
+
+def test_the_digest_writes_values_as_ascii_text_and_the_bytes_do_not_change(
     renderer: Renderer,
 ) -> None:
-    """The HTML template writes its values through ``escape_output``; a renderer whose
-    template uses Jinja's own ``escape`` makes the same bytes for every digest above."""
+    """The HTML template writes its values through ``escape_ascii_output``, so the page is
+    ASCII as rendered; a renderer whose template uses Jinja's own ``escape`` (its other
+    characters made references only when the page is measured for the wire) makes the same
+    bytes for every digest above."""
     namespace = renderer._html.root_render_func.__globals__
-    assert namespace["escape"] is escape_output
+    assert namespace["escape"] is escape_ascii_output
     plain = Renderer(renderer.settings)
     plain._html.root_render_func.__globals__["escape"] = escape
     for name, data in digests():
-        assert renderer.render(data).raw == plain.render(data).raw, name
+        fast = renderer.render(data)
+        assert fast.html.isascii(), name
+        assert fast.raw == plain.render(data).raw, name
+    # The case that tells the two apart: a value with characters outside ASCII.
+    data = dict(digests())["non-ASCII subject and odd address"]
+    assert not plain.render(data).html.isascii()
 
 
 @pytest.mark.parametrize(
