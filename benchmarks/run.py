@@ -381,10 +381,10 @@ def run(options: Options) -> dict[str, Any]:
             sink.stop()
         database.close()
         if options.keep:
-            say(options, f"kept {folder}")
+            say(options, f"kept {folder} and the sink's messages in {dump}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(dump, ignore_errors=True)
+            shutil.rmtree(dump, ignore_errors=True)
 
 
 # -- the checks -------------------------------------------------------------------------------
@@ -536,6 +536,24 @@ def _check_samples(
     }
 
 
+_MOVED = re.compile(r"(\d+) more papers? did not fit in this mail\.")
+
+
+def _moved_count(text_body: str, html: str, problems: list[str]) -> int:
+    """How many papers the message says did not fit (0: none), the same in both parts,
+    each part with the browser link after saying so."""
+    in_text, in_html = _MOVED.findall(text_body), _MOVED.findall(html)
+    if in_text != in_html or len(in_text) > 1:
+        problems.append(f"papers moved: {in_text} in the text part, {in_html} in the HTML part")
+        return 0
+    if not in_text:
+        return 0
+    for name, body in (("text", text_body), ("HTML", html)):
+        if "/archive/" not in body.split("did not fit in this mail.")[1]:
+            problems.append(f"papers moved without the browser link in the {name} part")
+    return int(in_text[0])
+
+
 def _check_message(data: bytes, message_id: str, address: str, items: list[Any]) -> int:
     message = email.message_from_bytes(data, policy=policy.strict)
     problems = [f"defects {message.defects}"] if message.defects else []
@@ -552,8 +570,15 @@ def _check_message(data: bytes, message_id: str, address: str, items: list[Any])
         raise CheckFailed(f"{message_id}: missing a text or HTML part")
     text_body = " ".join(text_part.get_content().split())
     html = html_part.get_content()
+    # A digest too large for Gmail's clip names its last papers as moved behind the browser
+    # link instead of showing them (render.Renderer); those are checked as moved, the rest
+    # as shown.
+    moved = _moved_count(text_body, html, problems)
+    if moved >= len(items) > 0:
+        problems.append(f"{moved} of {len(items)} papers moved out of the mail")
+    shown = items[: len(items) - moved]
     position = 0
-    for _, title, arxiv_id in items:
+    for _, title, arxiv_id in shown:
         wanted = " ".join(title.split())
         found = text_body.find(wanted, position)
         if found < 0:
@@ -1010,7 +1035,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-install", action="store_true", help="never apt-get install postfix")
     parser.add_argument("--py-spy", default=None, help="profile worker 0 into this file (raw)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run's folder and the sink's messages"
+    )
     parser.add_argument("--json", default=None, help="write the results here as JSON")
     args = parser.parse_args(argv)
     # A stopped benchmark still removes its database, dumps and sink (``finally`` blocks).

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,63 @@ def _one_process_run(*options: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+def test_the_check_takes_papers_moved_behind_the_browser_link_as_moved() -> None:
+    """A digest too large for Gmail's clip names its last papers as moved behind the
+    browser link (2 of 10,000 in `make bench-quick`: readers who chose 18 papers). The
+    harness's message check once took them for missing papers and failed the run; it must
+    accept them as moved, and still fail a paper that is truly missing or out of order."""
+    from dataclasses import replace
+
+    from benchmarks.run import CheckFailed, _check_message
+    from digest.config import MailSettings
+    from digest.domain.items import PaperCard, RankedItem, Reason
+    from digest.render import DigestInput, Renderer
+
+    words = "sparse attention for long context reasoning with learned memory tokens "
+    cards = [
+        PaperCard(
+            paper_id=n + 1,
+            canonical_id=f"2601.{10000 + n}",
+            arxiv_id=f"2601.{10000 + n}",
+            title=f"Paper number {n}: {words[: 20 + n]}".strip(),
+            abstract=(words * 80)[:5000],
+            authors=tuple(f"Author{k} Surname{n}" for k in range(50)),
+        )
+        for n in range(50)
+    ]
+    why = (Reason("term", "attention"),)
+    picks = [(RankedItem(c.paper_id, 1.0, 1.0, why, "picks", ("attention",)), c) for c in cards]
+    to, mid = "ada@example.com", "<d.0001@papers.example.org>"
+    data = DigestInput(
+        to_address=to,
+        local_date=datetime(2026, 8, 13).date(),
+        items=picks,
+        profile_summary="attention",
+        message_id=mid,
+        date_header=datetime(2026, 8, 13, 7, 0, tzinfo=UTC),
+        manage_url="https://papers.example.org/manage/x",
+        unsubscribe_url="https://papers.example.org/unsubscribe/x",
+        archive_url="https://papers.example.org/archive/x",
+    )
+    renderer = Renderer(MailSettings(abstract_chars=5000, authors_shown=50))
+    out = renderer.render(data)
+    assert 0 < out.moved < len(picks)
+    rows = [(n + 1, c.title, c.arxiv_id) for n, c in enumerate(cards)]
+    raw = out.raw
+    assert _check_message(raw, mid, to, rows) > 0
+
+    # A shown paper that the database lists but the mail lacks is still caught ...
+    missing = [*rows[:3], (0, "A paper the mail does not show", "2601.99999"), *rows[3:]]
+    with pytest.raises(CheckFailed, match="A paper the mail does not show"):
+        _check_message(raw, mid, to, missing)
+    # ... as is a mail that names more papers moved than the database holds.
+    with pytest.raises(CheckFailed, match="moved out of the mail"):
+        _check_message(raw, mid, to, rows[: out.moved])
+    # And a usual digest (nothing moved) is checked paper by paper as before.
+    small = renderer.render(replace(data, items=picks[:5]))
+    assert small.moved == 0
+    assert _check_message(small.raw, mid, to, rows[:5]) > 0
+    with pytest.raises(CheckFailed, match="missing or out of order"):
+        _check_message(small.raw, mid, to, [rows[1], rows[0], *rows[2:5]])
