@@ -65,6 +65,7 @@ from digest.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 FROM = "papers@digest.example.org"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class CheckFailed(Exception):
@@ -160,6 +161,29 @@ def _children(pids: set[int]) -> set[int]:
                 found.add(pid)
                 grew = True
     return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The CPU a process has used (user + system), from /proc; 0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            # The fields after the command's closing parenthesis (which may hold spaces).
+            fields = handle.read().rpartition(b")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _machine_times() -> tuple[float, float]:
+    """The machine's idle and total CPU time so far (all cores, /proc/stat's first line; idle
+    includes waiting for I/O); (0, 0) if it cannot be read."""
+    try:
+        with open("/proc/stat", "rb") as handle:
+            values = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    # user nice system idle iowait irq softirq steal (guest time is inside user already)
+    return (values[3] + values[4]) / _TICKS, sum(values[:8]) / _TICKS
 
 
 def _rss(pid: int) -> int:
@@ -298,6 +322,7 @@ def run(options: Options) -> dict[str, Any]:
                     *command,
                 ]
             commands.append(command)
+        sink_cpu_before, (idle_before, total_before) = _cpu_seconds(sink.pid), _machine_times()
         started = time.monotonic()
         processes = [
             subprocess.Popen(
@@ -317,6 +342,12 @@ def run(options: Options) -> dict[str, Any]:
             lines = [line for line in out.decode().splitlines() if line.startswith("{")]
             reports.append(json.loads(lines[-1]))
         sink_rss = _rss(sink.pid)
+        # Where the machine's time went while the workers ran: the sink's share, and what no
+        # process used (the rest is the workers, the kernel's loopback, anything else).
+        sink_cpu = _cpu_seconds(sink.pid) - sink_cpu_before
+        idle_after, total_after = _machine_times()
+        machine_total = total_after - total_before
+        idle_share = (idle_after - idle_before) / machine_total if machine_total > 0 else 0.0
         sink.stop()
         say(options, f"workers done in {seconds:.1f} s; checking")
 
@@ -358,6 +389,8 @@ def run(options: Options) -> dict[str, Any]:
                 "render": stage("render", sent),
                 "send": stage("send", sent),
             },
+            "sink_cpu_seconds": round(sink_cpu, 2),
+            "machine_idle_share": round(idle_share, 3),
             "memory": {
                 "peak_total_mb": round(memory.peak / 2**20, 1),
                 "peak_processes": memory.peak_processes,
@@ -870,6 +903,10 @@ def quick(args: argparse.Namespace, tools: dict[str, str], how: str) -> int:
             "gc_seconds": round(
                 sum(sum(r.get("gc_seconds", ())) for r in result["workers_report"]), 2
             ),
+            # The sink's CPU while the workers ran (it shares the cores), and the share of
+            # the machine's CPU time no process used meanwhile.
+            "sink_seconds": result["sink_cpu_seconds"],
+            "machine_idle_share": result["machine_idle_share"],
         },
         "load_average_before": [round(x, 2) for x in load_before],
         "machine": machine(),
@@ -912,6 +949,7 @@ def machine() -> str:
 
 def summary_line(r: dict[str, Any]) -> str:
     s = r["stages"]
+    workers_cpu = sum(w["cpu_seconds"] for w in r["workers_report"])
     return (
         f"{r['subscribers']:>7,} x {r['papers']:>5,} {r['database']:>10} w{r['workers']}: "
         f"{r['sent']:,} sent in {r['seconds']:.1f} s = {r['digests_per_second']:,}/s "
@@ -920,6 +958,8 @@ def summary_line(r: dict[str, Any]) -> str:
         f"{r['memory']['peak_total_mb']} MB; message median {r['message_bytes']['median']:,} B "
         f"max {r['message_bytes']['max']:,} B; ceiling {r['ceiling']['per_second']:,}/s "
         f"(bare sink {r['ceiling']['per_second_without_dump']:,}/s), ratio {r['ceiling']['ratio']}"
+        f"; CPU: workers {workers_cpu:.1f} s, sink {r['sink_cpu_seconds']} s, "
+        f"machine idle {100 * r['machine_idle_share']:.0f}%"
     )
 
 

@@ -55,6 +55,9 @@ def test_benchmark_runs_and_checks_itself(tmp_path: Path) -> None:
     assert run["sent"] + run["skipped"] == run["planned"] == 50
     assert run["received"] == run["sent"] and run["sampled"] == 10
     assert run["ceiling"]["per_second"] > 0
+    # Where the machine's time went: the sink's CPU and the share no process used.
+    assert isinstance(run["sink_cpu_seconds"], float)
+    assert 0 <= run["machine_idle_share"] <= 1
     assert "| 50 | 100 | sqlite |" in done.stdout
 
 
@@ -175,3 +178,18 @@ def test_the_check_takes_papers_moved_behind_the_browser_link_as_moved() -> None
     assert _check_message(small.raw, mid, to, rows[:5]) > 0
     with pytest.raises(CheckFailed, match="missing or out of order"):
         _check_message(small.raw, mid, to, [rows[1], rows[0], *rows[2:5]])
+
+
+def test_cpu_readers_read_this_process_and_the_machine() -> None:
+    """The sink's CPU and the machine's idle share come from /proc: this process's CPU grows
+    with work done, a process that does not exist reads 0, and the machine's idle time is
+    part of its total."""
+    from benchmarks.run import _cpu_seconds, _machine_times
+
+    before = _cpu_seconds(os.getpid())
+    idle, total = _machine_times()
+    sum(i * i for i in range(3_000_000))  # about 0.1 s of CPU
+    assert _cpu_seconds(os.getpid()) > before
+    assert _cpu_seconds(2**22 + 12345) == 0.0  # above the kernel's largest process id
+    idle_after, total_after = _machine_times()
+    assert 0 <= idle <= total and total_after > total and idle_after >= idle
