@@ -29,6 +29,7 @@ message size and session count) with the ratio to it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email
 import hashlib
 import json
@@ -323,18 +324,31 @@ def run(options: Options) -> dict[str, Any]:
                 ]
             commands.append(command)
         sink_cpu_before, (idle_before, total_before) = _cpu_seconds(sink.pid), _machine_times()
-        started = time.monotonic()
-        processes = [
-            subprocess.Popen(
-                command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-            )
-            for command in commands
+        # Each worker writes into files of its own, never a pipe: a pipe read only once the
+        # worker before it had exited filled with the next one's log lines (64 KB at about
+        # 60,000 digests) and stopped that worker for the rest of the run.
+        logs = [
+            (folder / f"worker-{n}.out", folder / f"worker-{n}.err") for n in range(len(commands))
         ]
-        memory = MemorySampler({p.pid for p in processes})
-        memory.start()
-        outputs = [p.communicate() for p in processes]
-        seconds = time.monotonic() - started
-        memory.stop()
+        started = time.monotonic()
+        with contextlib.ExitStack() as files:
+            processes = [
+                subprocess.Popen(
+                    command,
+                    cwd=folder,
+                    env=env,
+                    stdout=files.enter_context(out_path.open("wb")),
+                    stderr=files.enter_context(err_path.open("wb")),
+                )
+                for command, (out_path, err_path) in zip(commands, logs, strict=True)
+            ]
+            memory = MemorySampler({p.pid for p in processes})
+            memory.start()
+            for process in processes:
+                process.wait()
+            seconds = time.monotonic() - started
+            memory.stop()
+        outputs = [(out_path.read_bytes(), err_path.read_bytes()) for out_path, err_path in logs]
         reports = []
         for process, (out, err) in zip(processes, outputs, strict=True):
             if process.returncode != 0:
