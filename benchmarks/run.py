@@ -324,24 +324,9 @@ def run(options: Options) -> dict[str, Any]:
                 ]
             commands.append(command)
         sink_cpu_before, (idle_before, total_before) = _cpu_seconds(sink.pid), _machine_times()
-        # Each worker writes into files of its own, never a pipe: a pipe read only once the
-        # worker before it had exited filled with the next one's log lines (64 KB at about
-        # 60,000 digests) and stopped that worker for the rest of the run.
-        logs = [
-            (folder / f"worker-{n}.out", folder / f"worker-{n}.err") for n in range(len(commands))
-        ]
         started = time.monotonic()
         with contextlib.ExitStack() as files:
-            processes = [
-                subprocess.Popen(
-                    command,
-                    cwd=folder,
-                    env=env,
-                    stdout=files.enter_context(out_path.open("wb")),
-                    stderr=files.enter_context(err_path.open("wb")),
-                )
-                for command, (out_path, err_path) in zip(commands, logs, strict=True)
-            ]
+            processes, logs = start_workers(commands, folder, env, files)
             memory = MemorySampler({p.pid for p in processes})
             memory.start()
             for process in processes:
@@ -432,6 +417,29 @@ def run(options: Options) -> dict[str, Any]:
         else:
             shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(dump, ignore_errors=True)
+
+
+def start_workers(
+    commands: list[list[str]], folder: Path, env: dict[str, str], files: contextlib.ExitStack
+) -> tuple[list[subprocess.Popen[bytes]], list[tuple[Path, Path]]]:
+    """Start each command in ``folder``, its stdout and stderr into files of its own there
+    (kept open by ``files``); the processes and their (stdout, stderr) paths.
+
+    Files, never pipes: pipes read one process after another (``communicate``) let the next
+    process's log lines fill its stderr pipe (64 KB, about 60,000 digests into a run) and
+    stopped it there until the one before had finished."""
+    logs = [(folder / f"worker-{n}.out", folder / f"worker-{n}.err") for n in range(len(commands))]
+    processes = [
+        subprocess.Popen(
+            command,
+            cwd=folder,
+            env=env,
+            stdout=files.enter_context(out_path.open("wb")),
+            stderr=files.enter_context(err_path.open("wb")),
+        )
+        for command, (out_path, err_path) in zip(commands, logs, strict=True)
+    ]
+    return processes, logs
 
 
 # -- the checks -------------------------------------------------------------------------------

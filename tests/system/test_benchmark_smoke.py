@@ -193,3 +193,40 @@ def test_cpu_readers_read_this_process_and_the_machine() -> None:
     assert _cpu_seconds(2**22 + 12345) == 0.0  # above the kernel's largest process id
     idle_after, total_after = _machine_times()
     assert 0 <= idle <= total and total_after > total and idle_after >= idle
+
+
+def test_workers_writing_much_to_stderr_do_not_stop_each_other(tmp_path: Path) -> None:
+    """A worker's log lines once went into a pipe that was read only after the worker before
+    it had exited: past 64 KB the second worker stopped until then. Here the first process
+    waits for the second to have written 300 KB to stderr (it gives up after 20 s and fails);
+    with pipes the second would stop at 64 KB and never get there."""
+    import contextlib
+
+    from benchmarks.run import start_workers
+
+    done = tmp_path / "second-done"
+    first = (
+        "import pathlib, sys, time\n"
+        f"marker = pathlib.Path({str(done)!r})\n"
+        "deadline = time.monotonic() + 20\n"
+        "while not marker.exists():\n"
+        "    if time.monotonic() > deadline:\n"
+        "        sys.exit('the second process never finished writing')\n"
+        "    time.sleep(0.02)\n"
+        "print('first done')\n"
+    )
+    second = (
+        "import pathlib, sys\n"
+        "for n in range(3000):\n"
+        "    print('log line %05d ' % n + 'x' * 90, file=sys.stderr)\n"
+        f"pathlib.Path({str(done)!r}).touch()\n"
+        "print('second done')\n"
+    )
+    commands = [[sys.executable, "-c", first], [sys.executable, "-c", second]]
+    with contextlib.ExitStack() as files:
+        processes, logs = start_workers(commands, tmp_path, dict(os.environ), files)
+        codes = [process.wait(timeout=60) for process in processes]
+    assert codes == [0, 0], logs[0][1].read_text()
+    assert logs[0][0].read_text() == "first done\n"
+    assert logs[1][0].read_text() == "second done\n"
+    assert len(logs[1][1].read_bytes()) > 300_000
