@@ -2,7 +2,9 @@
 
 :class:`OutboxQueue` is the :class:`digest.delivery.sender.Queue` a sender works from:
 it claims transactional mail first, then digests, loads what a claimed batch of digests
-needs with a few queries, and records every outcome in a transaction of its own.
+needs with a few queries, and records every outcome at once: on SQLite a message sent goes
+to the sending thread's journal (``digest.store.sent_journal``) and into the database with
+its next claim; everything else, and everything on PostgreSQL, is committed at once.
 :class:`DigestMaker` turns a claimed digest into its message (rendered by the sending
 thread, just before it is sent). :func:`send_all` is what `digest send`, a worker's round
 and the scheduler's tick run.
@@ -28,9 +30,20 @@ from digest.delivery.sender import Failure, Outgoing, Sender, SendSummary
 from digest.domain.items import PaperCard, RankedItem, message_id, outbox_name
 from digest.domain.states import Lease
 from digest.domain.tokens import SignedLinks, Tokens
+from digest.errors import StoreError
 from digest.models import Delivery, TransactionalMail
 from digest.render import DigestInput, Renderer
-from digest.store import Connection, Session, Store, bounces, digests, mail_outbox, outbox, papers
+from digest.store import (
+    Connection,
+    Session,
+    Store,
+    bounces,
+    digests,
+    mail_outbox,
+    outbox,
+    papers,
+    sent_journal,
+)
 from digest.store.digests import Reader
 from digest.store.group_commit import GroupCommit
 from digest.store.mail_outbox import ClaimedMail
@@ -176,10 +189,12 @@ class OutboxQueue:
         self.rng = rng or random.Random()
         # The sending threads' outcomes, committed together when they come together.
         self.outcomes = GroupCommit(store)
+        # On SQLite, messages sent are journaled and applied with the thread's next claim.
+        self.journals = sent_journal.journals_for(store)
 
     def claim(self, lease: Lease, limit: int, summary: SendSummary) -> list[Outgoing] | None:
         policy_name = self.settings.delivery.unknown_policy
-        with self.store.transaction() as session:
+        with sent_journal.transaction(self.store, self.journals) as session:
             if self.mail:
                 mails = mail_outbox.claim(
                     session,
@@ -259,6 +274,10 @@ class OutboxQueue:
         outbox.mark_failed(session, one.id, owner, reason, retry_at=retry_at)
 
     def mark_sent(self, outgoing: Outgoing, owner: str, now: datetime, reply: str) -> bool:
+        if self.journals is not None:
+            sent = sent_journal.Sent(outgoing.kind, outgoing.delivery_id, owner, now, reply[:1000])
+            if self.journals.record(sent):
+                return True  # a lease lost meanwhile is told when the record is applied
         model = _TABLES[outgoing.kind]
         return self.outcomes.run(
             lambda connection: outbox.mark_sent(
@@ -306,7 +325,7 @@ class OutboxQueue:
     def release(self, outgoings: Sequence[Outgoing], owner: str, why: Failure | None) -> int:
         retry_at, reason = (why.retry_at, why.reason) if why else (None, None)
         released = 0
-        with self.store.transaction() as session:
+        with sent_journal.transaction(self.store, self.journals) as session:
             for kind, model in _TABLES.items():
                 ids = [o.delivery_id for o in outgoings if o.kind == kind]
                 if ids:
@@ -318,7 +337,24 @@ class OutboxQueue:
             return outbox.used_today(session, now) >= self.settings.delivery.daily_cap
 
     def close(self) -> None:
+        """Apply what the journals still hold (the threads have stopped) and close them; if
+        the database is away, the files stay for the next claim, anyone's, to apply."""
         self.outcomes.close()
+        if self.journals is None:
+            return
+        try:
+            if self.journals.pending():
+                with sent_journal.transaction(self.store, self.journals, everyone=True):
+                    pass
+        except StoreError as exc:
+            log.warning(
+                "%d sent message(s) not recorded yet (%s): %s keeps them for the next claim",
+                self.journals.pending(),
+                exc,
+                self.journals.folder,
+            )
+        finally:
+            self.journals.close()
 
 
 def _mark(
@@ -407,6 +443,7 @@ def send_ready(
 
 def recover(settings: Settings, store: Store, owner: str, now: datetime) -> int:
     """Take back what a sender named ``owner`` held before it restarted (its rows are
-    treated as if their lease had run out now); how many."""
-    with store.transaction() as session:
+    treated as if their lease had run out now); how many. What dead senders journaled as
+    sent is recorded first: those rows were sent."""
+    with sent_journal.transaction(store, sent_journal.journals_for(store)) as session:
         return outbox.recover(session, owner, now, settings.delivery.unknown_policy)

@@ -8,9 +8,11 @@ It knows nothing of papers, tables or SQL.
 
 Why it cannot lose or multiply mail:
 
-- a delivery is marked sent in its own commit right after the server's 250, so at most the
-  messages on the wire when a process dies (one per lane) can go out again, and a resend is
-  the same message with the same Message-ID;
+- a delivery is recorded as sent right after the server's 250, before its connection
+  carries another message (the queue commits it, or on SQLite writes it to the sending
+  thread's journal, which its next claim commits), so at most the messages on the wire
+  when a process dies (one per lane) can go out again, and a resend is the same message
+  with the same Message-ID;
 - a lane hands a message to the server only while its lease outlasts the longest exchange
   the SMTP timeouts allow (checked again after rendering, which takes time too), so no live
   sender's message is ever claimed by another; it gives back the rest of its batch instead;
@@ -114,7 +116,8 @@ class Queue(Protocol):
         ...
 
     def mark_sent(self, outgoing: Outgoing, owner: str, now: datetime, reply: str) -> bool:
-        """False when the lease had passed to another sender."""
+        """Recorded where a crash cannot lose it before this returns; False when the lease
+        is known to have passed to another sender (a journaling queue tells that later)."""
         ...
 
     def mark_handed_over(self, outgoing: Outgoing, owner: str, now: datetime) -> bool: ...
