@@ -172,7 +172,10 @@ class Applied:
             if count:
                 journal.committed(count)
         for orphan in self.orphans:
-            orphan.path.unlink(missing_ok=True)
+            try:
+                orphan.path.unlink(missing_ok=True)
+            except OSError as exc:  # applied all the same; applying it again changes nothing
+                log.warning("cannot remove %s, which is recorded: %s", orphan.path, exc)
             orphan.file.close()
 
     def undone(self) -> None:
