@@ -94,11 +94,17 @@ class Journal:
         folder.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in owner)[:60]
         self.path = folder / f"{safe}.{os.getpid()}.{secrets.token_hex(4)}{SUFFIX}"
-        self._file: BinaryIO = open(self.path, "ab", buffering=0)  # noqa: SIM115 (held open)
+        # Made under another name and locked before it gets its own: a scan that found it
+        # unlocked would take it for a dead sender's and remove it. (A process that dies in
+        # between leaves an empty ``.making`` file, nothing more.)
+        making = self.path.with_name(self.path.name + ".making")
+        self._file: BinaryIO = open(making, "ab", buffering=0)  # noqa: SIM115 (held open)
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(making, self.path)
         except OSError:
             self._file.close()
+            making.unlink(missing_ok=True)
             raise
         self.pending: list[Sent] = []
 

@@ -299,3 +299,35 @@ def test_only_a_sqlite_file_database_journals(tmp_path: Path) -> None:
     finally:
         for store in (postgres, memory, on_disk):
             store.close()
+
+
+def test_a_journal_being_made_is_never_taken_for_a_dead_senders(tmp_path: Path) -> None:
+    """A file must be locked before it can be found: a scan that found one between its
+    creation and its lock would take it for a dead sender's and remove it."""
+    from digest.store.sent_journal import Applied, Journal, _orphans
+
+    folder = tmp_path / "digest.db-sent"
+    folder.mkdir()
+    stop = threading.Event()
+    taken: list[Sent] = []
+
+    def scan() -> None:
+        while not stop.is_set():
+            orphans = list(_orphans(folder))
+            # Only a file already emptied and given up by its writer may turn up here.
+            taken.extend(record for orphan in orphans for record in orphan.records)
+            Applied([], orphans).done()  # as a claim does once it has committed
+
+    scanner = threading.Thread(target=scan)
+    scanner.start()
+    try:
+        for _ in range(300):
+            journal = Journal(folder, "w1")
+            journal.record(sent(1))
+            assert journal.path.exists()  # not removed under its living writer
+            journal.committed(1)
+            journal.close()
+    finally:
+        stop.set()
+        scanner.join(10)
+    assert taken == []
