@@ -31,7 +31,6 @@ from digest.domain.items import PaperCard, RankedItem, message_id, outbox_name
 from digest.domain.states import Lease
 from digest.domain.tokens import SignedLinks, Tokens
 from digest.errors import StoreError
-from digest.models import Delivery, TransactionalMail
 from digest.render import DigestInput, Renderer
 from digest.store import (
     Connection,
@@ -50,8 +49,6 @@ from digest.store.mail_outbox import ClaimedMail
 from digest.store.outbox import Stored
 
 log = logging.getLogger(__name__)
-
-_TABLES = {"digest": Delivery, "mail": TransactionalMail}
 
 
 def make_renderer(settings: Settings) -> Renderer:
@@ -278,7 +275,7 @@ class OutboxQueue:
             sent = sent_journal.Sent(outgoing.kind, outgoing.delivery_id, owner, now, reply[:1000])
             if self.journals.record(sent):
                 return True  # a lease lost meanwhile is told when the record is applied
-        model = _TABLES[outgoing.kind]
+        model = outbox.OUTBOXES[outgoing.kind]
         return self.outcomes.run(
             lambda connection: outbox.mark_sent(
                 connection, outgoing.delivery_id, owner, now, reply, model
@@ -286,7 +283,7 @@ class OutboxQueue:
         )
 
     def mark_handed_over(self, outgoing: Outgoing, owner: str, now: datetime) -> bool:
-        model = _TABLES[outgoing.kind]
+        model = outbox.OUTBOXES[outgoing.kind]
         return self.outcomes.run(
             lambda connection: outbox.mark_handed_over(
                 connection, outgoing.delivery_id, owner, now, model
@@ -326,7 +323,7 @@ class OutboxQueue:
         retry_at, reason = (why.retry_at, why.reason) if why else (None, None)
         released = 0
         with sent_journal.transaction(self.store, self.journals) as session:
-            for kind, model in _TABLES.items():
+            for kind, model in outbox.OUTBOXES.items():
                 ids = [o.delivery_id for o in outgoings if o.kind == kind]
                 if ids:
                     released += outbox.release(session, ids, owner, retry_at, reason, model)
@@ -366,7 +363,7 @@ def _mark(
     retry_at: datetime | None,
 ) -> bool:
     """A failed or unknown outcome, in whichever outbox the message is."""
-    model = _TABLES[outgoing.kind]
+    model = outbox.OUTBOXES[outgoing.kind]
     return mark(session, outgoing.delivery_id, owner, reason, retry_at=retry_at, model=model)
 
 

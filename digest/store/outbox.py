@@ -371,6 +371,8 @@ _CLAIMED_COLUMNS = (*(getattr(Delivery, name) for name in _STORED), Delivery.ran
 # A row of either outbox: a digest, or a transactional mail. Both carry the same lease and
 # state columns, so marking works the same on either.
 Leased = type[Delivery] | type[TransactionalMail]
+# Which outbox a sender's message is in, by its kind (``Outgoing.kind``, a journal's record).
+OUTBOXES: dict[str, Leased] = {"digest": Delivery, "mail": TransactionalMail}
 # A sender's outcomes are recorded on a bare connection (digest/store/group_commit.py).
 Executor = Session | Connection
 

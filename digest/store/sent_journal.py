@@ -36,15 +36,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy.engine import make_url
-
-from digest.models import Delivery, TransactionalMail
 from digest.store import Connection, Session, Store, begin_write, outbox
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".sent"  # a journal file's ending
-_MODELS = {"digest": Delivery, "mail": TransactionalMail}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +60,20 @@ class Sent:
     @classmethod
     def parse(cls, line: bytes) -> Sent:
         kind, id_, owner, at, reply = json.loads(line)
-        if kind not in _MODELS or not isinstance(id_, int) or not isinstance(owner, str):
+        if kind not in outbox.OUTBOXES or not isinstance(id_, int) or not isinstance(owner, str):
             raise ValueError(f"not a sent record: {line[:200]!r}")
         return cls(kind, id_, owner, datetime.fromisoformat(at), str(reply))
 
     def apply(self, connection: Connection) -> bool:
         """Record it; False when its lease had passed to another sender."""
-        model = _MODELS[self.kind]
+        model = outbox.OUTBOXES[self.kind]
         return outbox.mark_sent(connection, self.id, self.owner, self.at, self.reply, model)
 
 
 def folder_for(store: Store) -> Path | None:
     """Where a SQLite file database's journals go (beside it: ``NAME-sent/``); None for
     PostgreSQL or an in-memory database."""
-    url = make_url(str(store.engine.url))
+    url = store.engine.url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     if url.database.startswith("file:"):  # a URI filename: keep to plain paths
