@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from digest.collector import freeze_at_exit
 from digest.config import load_settings
 from digest.processes import open_store_patiently
 from digest.scheduler import run_worker
@@ -58,6 +59,7 @@ class _Collections:
 
 def main() -> None:
     name = sys.argv[1]
+    freeze_at_exit()  # as a child of `digest worker --processes N` does
     collections = _Collections()
     started = time.monotonic()
     stages = _Stages()

@@ -210,8 +210,10 @@ def _child_main(settings: Settings, spec: ChildSpec, results: Any) -> None:
     import sys
 
     from digest import logs
+    from digest.collector import freeze_at_exit
     from digest.scheduler import run_worker
 
+    freeze_at_exit()  # the parent waits for this process to exit: no collection of its heap
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -1,12 +1,16 @@
 """The worker's collector setting (digest/collector.py): raised inside, put back after, shared
-by overlapping blocks in threads, and cycles still collected without being asked."""
+by overlapping blocks in threads, and cycles still collected without being asked; the heap
+frozen at exit."""
 
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +81,29 @@ def test_cycles_are_still_collected_without_asking() -> None:
         kept = [[] for _ in range(3 * YOUNG_THRESHOLD)]  # allocations past the threshold
         assert gone() is None
         del kept
+
+
+def test_the_heap_is_frozen_at_exit_once_and_after_later_handlers(tmp_path: Path) -> None:
+    # In a process of its own: freezing is for good, and only exit shows it.
+    left_open = tmp_path / "left-open.txt"
+    code = f"""
+import atexit, gc
+atexit.register(lambda: print("registered before, runs after:", gc.get_freeze_count()))
+from digest.collector import freeze_at_exit
+handlers = atexit._ncallbacks()
+freeze_at_exit()
+freeze_at_exit()
+print("handlers added:", atexit._ncallbacks() - handlers)
+atexit.register(lambda: print("registered after, runs before:", gc.get_freeze_count()))
+heap = [[n] for n in range(100_000)]  # lists: always tracked by the collector
+unclosed = open({str(left_open)!r}, "w")
+unclosed.write("still written")
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = dict(line.split(": ") for line in ran.stdout.splitlines())
+    assert lines["handlers added"] == "1"
+    assert lines["registered after, runs before"] == "0"
+    assert int(lines["registered before, runs after"]) > 100_000  # the whole heap
+    assert left_open.read_text() == "still written"  # objects are still freed: files flushed

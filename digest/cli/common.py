@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 
 from digest import __version__, logs
+from digest.collector import freeze_at_exit
 from digest.config import Settings, load_settings
 from digest.errors import DigestError, ValidationError
 
@@ -169,6 +170,7 @@ def end_of(day: date | None) -> datetime:
 
 
 def main() -> None:
+    freeze_at_exit()  # a worker's or a big run's heap is not collected on the way out
     try:
         app()
     except DigestError as exc:
