@@ -29,14 +29,17 @@ ITEMS = (
 )
 
 
-def _leased(settings: Settings, store: Store, readers: int) -> tuple[list[int], list[Any]]:
-    """The sample's first papers' ids, and ``readers`` digests planned and leased."""
+def _leased(
+    settings: Settings, store: Store, readers: int, papers: int = 6
+) -> tuple[list[int], list[Any]]:
+    """The sample's first ``papers`` papers' ids, and ``readers`` digests planned and
+    leased."""
     planned_day(settings, store, readers, NOW)
     with store.transaction() as session:
-        papers = list(session.scalars(select(Paper.id).order_by(Paper.id).limit(6)))
+        ids = list(session.scalars(select(Paper.id).order_by(Paper.id).limit(papers)))
         begin_write(session)
-        leased = outbox.claim_unranked(session, "A", NOW, NOW + timedelta(minutes=5), 10)
-    return papers, leased
+        leased = outbox.claim_unranked(session, "A", NOW, NOW + timedelta(minutes=5), readers)
+    return ids, leased
 
 
 def test_a_broken_key_fails_the_whole_batch_as_a_conflict(
@@ -102,12 +105,16 @@ def test_a_connection_lost_during_copy_is_unavailable_and_leaves_nothing(
     settings: Settings, postgres_store: Store, postgres_url: str
 ) -> None:
     store = postgres_store
-    papers, leased = _leased(settings, store, 1)
-    delivery = leased[0].id
+    # Every row valid (no (digest, paper) pair twice), so that the cut is the only thing that
+    # can fail: with repeated pairs the server could refuse a duplicate key before the cut
+    # reached the client, and the test saw a Conflict instead (a CI run did).
+    papers, leased = _leased(settings, store, 100, papers=200)
+    pairs = [(digest.id, paper) for digest in leased for paper in papers]
     rows = [
-        (delivery, papers[n % len(papers)], n + 1, "picks", 1.0, 0.5, '[["term", "x"]]', "[]")
-        for n in range(20_000)  # past the driver's buffer, so the cut is seen mid-stream
+        (delivery, paper, n + 1, "picks", 1.0, 0.5, '[["term", "x"]]', "[]")
+        for n, (delivery, paper) in enumerate(pairs)
     ]
+    assert len(rows) == 20_000  # past the driver's buffer, so the cut is seen mid-stream
     plain_url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
     with pytest.raises(Unavailable) as caught, store.transaction() as session:
         connection = session.connection()
