@@ -27,7 +27,7 @@ from digest.errors import ValidationError
 from digest.ranking import Ranker
 from digest.ranking.parts import gc_paused
 from digest.render import Renderer
-from digest.store import Store, begin_write, digests, outbox, papers, subscribers
+from digest.store import Session, Store, begin_write, digests, outbox, papers, subscribers
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,11 @@ def plan_and_rank(
     without papers, which the next call ranks. ``for_date`` plans that local date for every
     active subscriber whatever the hour (an operator's catch-up); ``only`` limits to some
     subscriber ids. Ranking goes batch by batch, each leased to ``owner`` (a name of its
-    own when None) in a short transaction, ranked outside any, and saved in another: other
-    processes claim, send and record meanwhile (on SQLite the write lock is never held while
-    ranking computes). ``stop`` ends it between batches. ``kept``: where the saved digests'
-    papers are held for this process's sender (``digest.app.ranked``).
+    own when None) in a short transaction, ranked outside any, and saved in another that
+    leases the next batch: other processes claim, send and record meanwhile (on SQLite the
+    write lock is never held while ranking computes). ``stop`` ends it between batches.
+    ``kept``: where the saved digests' papers are held for this process's sender
+    (``digest.app.ranked``).
     """
     owner = owner or f"rank-{secrets.token_hex(6)}"
     summary = PlanSummary()
@@ -122,14 +123,18 @@ def plan_and_rank(
     # Papers stored before the semantic extra was installed get their vectors now, outside
     # the ranking transactions (on SQLite those hold the write lock).
     meaning.embed_new(settings, store)
-    while stop is None or not stop.is_set():
-        with store.transaction() as session:
-            begin_write(session)
-            planned = outbox.claim_unranked(
-                session, owner, now, now + timedelta(seconds=RANK_LEASE_SECONDS), batch
-            )
-        if not planned:
-            break
+
+    def claim_next(session: Session) -> list[outbox.Unranked]:
+        """The next batch, leased; none once ``stop`` is set (a batch claimed is ranked)."""
+        if stop is not None and stop.is_set():
+            return []
+        until = now + timedelta(seconds=RANK_LEASE_SECONDS)
+        return outbox.claim_unranked(session, owner, now, until, batch)
+
+    with store.transaction() as session:
+        begin_write(session)
+        planned = claim_next(session)
+    while planned:
         since = candidates.pool_start(settings, now, [d.since for d in planned])
         if ranker is None or pool_since is None or since < pool_since:
             # Per-paper work (tokens, stems, matrices) once for all batches of this run.
@@ -137,7 +142,9 @@ def plan_and_rank(
             pool_since = since
         # Held for the sender, the batch's picks outlive it: counted as old, not scanned.
         with gc_paused(results_kept=kept is not None):
-            _rank_batch(settings, store, ranker, planned, now, owner, summary, kept)
+            planned = _rank_batch(
+                settings, store, ranker, planned, now, owner, summary, claim_next, kept
+            )
     summary.rank_seconds = time.perf_counter() - clock
     if summary.ranked:
         log.info(
@@ -158,9 +165,12 @@ def _rank_batch(
     now: datetime,
     owner: str,
     summary: PlanSummary,
+    claim_next: Callable[[Session], list[outbox.Unranked]],
     kept: RankedItems | None = None,
-) -> None:
-    """Rank a batch of planned deliveries leased to ``owner`` and store what was chosen."""
+) -> list[outbox.Unranked]:
+    """Rank a batch of planned deliveries leased to ``owner``, store what was chosen, and
+    claim the next batch (``claim_next``) in the same write: one write lock a batch, not two
+    (on SQLite the other rankers and senders wait for each)."""
     ids = [d.subscriber_id for d in planned]
     with store.transaction() as session:
         readers = digests.readers(session, ids)
@@ -187,6 +197,7 @@ def _rank_batch(
     with store.transaction() as session:
         begin_write(session)
         saved = digests.save_chosen(session, rows, owner)
+        following = claim_next(session)
     if len(saved) < len(chosen):
         # Our lease ran out and another ranker took some over: theirs count, not ours.
         log.warning(
@@ -200,6 +211,7 @@ def _rank_batch(
         summary.skipped += one.skipped
         summary.ranked += 1
         summary.items += len(one.items)
+    return following
 
 
 def _stage(name: str, count: int, seconds: float) -> dict[str, object]:

@@ -1,18 +1,24 @@
 """Ranking batches are leased: a batch is ranked outside any transaction (on SQLite the write
 lock is not held while the ranking computes), one ranker's batch is not taken by another
 while its lease holds, a dead ranker's batch returns when the lease runs out, and a ranker
-whose lease was taken over saves nothing of that batch."""
+whose lease was taken over saves nothing of that batch. Each batch's save leases the next in
+the same write (one write lock a batch), and a stop ranks the batch already leased and
+leases no more."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from delivery_helpers import add_subscribers, fetch_sample
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from digest.app import digests
+from digest.app.ranked import RankedItems
 from digest.config import Settings
+from digest.domain.items import RankedItem
 from digest.models import Delivery, DeliveryItem, SentPaper
 from digest.store import Store, begin_write, outbox
 from digest.store import digests as stored
@@ -91,3 +97,56 @@ def test_nothing_is_planned_before_the_first_fetch(settings: Settings, store: St
     fetch_sample(settings, store, NOW)
     later = digests.plan_and_rank(settings, store, NOW + timedelta(minutes=2))
     assert not later.no_papers and later.planned == 3 and later.items > 0
+
+
+class _StopAfterFirstKept(RankedItems):
+    """Sets ``stop`` when the first saved digest's papers are handed over: by then the save
+    that carried them has already leased the next batch."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def keep(self, delivery_id: int, items: Sequence[RankedItem]) -> bool:
+        self.stop.set()
+        return super().keep(delivery_id, items)
+
+
+def test_each_save_leases_the_next_batch_in_the_same_write(
+    settings: Settings, store: Store
+) -> None:
+    plan_only(settings, store, 6)
+    writes: list[str] = []
+
+    def count_write(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("BEGIN IMMEDIATE"):
+            writes.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count_write)
+    try:
+        summary = digests.plan_and_rank(settings, store, NOW, owner="A", batch=2)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count_write)
+    assert summary.ranked == 6
+    # One write to lease the first batch, then one a batch that saves it and leases the next
+    # (the last finds none): 4, where a lease of its own for each batch and for the final
+    # empty look would be 7.
+    assert len(writes) == 4
+
+
+def test_a_stop_during_a_batch_ranks_the_batch_already_leased_and_leases_no_more(
+    settings: Settings, store: Store
+) -> None:
+    plan_only(settings, store, 6)
+    stop = threading.Event()
+    summary = digests.plan_and_rank(
+        settings, store, NOW, owner="A", batch=2, stop=stop, kept=_StopAfterFirstKept(stop)
+    )
+    # The first batch's save leased the second before the stop came: that one is ranked too
+    # (a leased batch is never left to its lease running out); the third is not leased.
+    assert stop.is_set() and summary.ranked == 4
+    with store.transaction() as session:
+        unranked = session.execute(
+            select(Delivery.lease_owner).where(Delivery.ranked_at.is_(None))
+        ).all()
+    assert [tuple(row) for row in unranked] == [(None,), (None,)]
