@@ -107,7 +107,7 @@ def test_a_connection_lost_during_copy_is_unavailable_and_leaves_nothing(
     store = postgres_store
     # Every row valid (no (digest, paper) pair twice), so that the cut is the only thing that
     # can fail: with repeated pairs the server could refuse a duplicate key before the cut
-    # reached the client, and the test saw a Conflict instead (a CI run did).
+    # reached the client, and the test saw that refusal instead (a CI run did).
     papers, leased = _leased(settings, store, 100, papers=200)
     pairs = [(digest.id, paper) for digest in leased for paper in papers]
     rows = [
