@@ -19,7 +19,7 @@ one writer at a time (run one sending process on SQLite).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from functools import cache
@@ -27,12 +27,12 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from digest.domain.schedules import window_start
 from digest.domain.states import DeliveryState, Lease, SubscriberStatus
-from digest.models import Delivery, Subscriber, TransactionalMail
+from digest.models import Delivery, Subscriber, TransactionalMail, public_id
 from digest.store import begin_write, chunks
 from digest.store.driver_sql import DriverStatement
 
@@ -118,27 +118,62 @@ def plan(
             .group_by(Delivery.subscriber_id)
         ).all()
     )
+    connection = session.connection()
+    # The rows go to the driver as they are (an executemany), each value converted once by
+    # its column's own type: SQLAlchemy's insert prepared every row's parameters in Python,
+    # three quarters of planning's time (100,000 readers: 4.7 s, docs/benchmarks.md).
+    # The public ids are drawn here, so the rows this call inserted are found by them.
+    convert = _plan_converters(connection.dialect)
+    planned_at = convert["planned_at"](now)
+    days = {day: convert["local_date"](day) for day in dates}
+    starts: dict[datetime, Any] = {}
     rows = []
     for d in due_now:
         since = window_start(last.get(d.subscriber_id), now, first_window)
+        if since not in starts:
+            starts[since] = convert["since"](since)
         rows.append(
-            {
-                "subscriber_id": d.subscriber_id,
-                "local_date": d.local_date,
-                "planned_at": now,
-                "since": since,
-            }
+            (
+                public_id(),
+                d.subscriber_id,
+                days[d.local_date],
+                planned_at,
+                starts[since],
+                DeliveryState.PLANNED.value,
+            )
         )
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(Delivery)
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "local_date"])
-        .returning(Delivery.id)
+    connection.exec_driver_sql(_plan_sql(connection.dialect.paramstyle), rows)
+    inserted: list[int] = []
+    for part in chunks([row[0] for row in rows]):
+        inserted.extend(session.scalars(select(Delivery.id).where(Delivery.public_id.in_(part))))
+    return inserted
+
+
+_PLAN_COLUMNS = ("public_id", "subscriber_id", "local_date", "planned_at", "since", "status")
+
+
+@cache
+def _plan_sql(paramstyle: str) -> str:
+    """One planned delivery's insert; a reader planned for that date already is skipped."""
+    mark = "?" if paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO {Delivery.__tablename__} ({', '.join(_PLAN_COLUMNS)}, attempts, paper_count)"
+        f" VALUES ({', '.join([mark] * len(_PLAN_COLUMNS))}, 0, 0)"
+        " ON CONFLICT (subscriber_id, local_date) DO NOTHING"
     )
-    # An executemany ("insertmanyvalues": batches of rows per statement, one compiled form)
-    # rather than one statement with every row in it, which is compiled afresh each time.
-    return list(session.scalars(statement, rows))
+
+
+def _plan_converters(dialect: Dialect) -> dict[str, Callable[[Any], Any]]:
+    """What each converted column's type makes of a Python value on ``dialect``."""
+    found: dict[str, Callable[[Any], Any]] = {}
+    for name in ("local_date", "planned_at", "since"):
+        convert = Delivery.__table__.c[name].type.bind_processor(dialect)
+        found[name] = convert if convert is not None else _same
+    return found
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @dataclass(frozen=True, slots=True)

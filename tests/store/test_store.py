@@ -166,6 +166,40 @@ def test_planning_what_another_planner_planned_meanwhile_plans_only_the_rest(
     assert len(set(by_id.values())) == 7
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_planned_delivery_holds_what_the_model_gives_it(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Planning hands its rows to the driver, not to the model: each still reads back as the
+    model would have made it (state, counters, UTC times, the window's start), and a reader
+    listed twice is planned once (the conflict clause), its one id returned."""
+    from digest.models import Delivery
+    from digest.store import outbox
+
+    store, _ = _store_with_readers(database, tmp_path, request)
+    now, window = PLAN_NOW, timedelta(hours=36)
+    with store.transaction() as session:
+        due = outbox.due(session, now)
+        planned = outbox.plan(session, [*due, *due[:2]], now, window)
+    later = now + timedelta(days=1)
+    with store.transaction() as session:
+        tomorrow = [outbox.Due(d.subscriber_id, d.local_date + timedelta(days=1)) for d in due]
+        second = outbox.plan(session, tomorrow[:1], later, window)
+    with store.transaction() as session:
+        rows = {row.id: row for row in session.scalars(select(Delivery))}
+    store.close()
+    assert len(planned) == 5 and len(set(planned)) == 5 and len(second) == 1
+    assert sorted(rows) == sorted(planned + second)
+    for row in (rows[i] for i in planned):
+        assert row.status == "planned" and row.attempts == 0 and row.paper_count == 0
+        assert row.local_date == PLAN_NOW.date()
+        assert row.planned_at == now and row.planned_at.tzinfo is not None
+        assert row.since == now - window  # a first digest looks back the first window
+        assert row.ranked_at is None and row.lease_owner is None and row.sent_at is None
+    # The next day's digest starts where the last one was planned.
+    assert rows[second[0]].since == now and rows[second[0]].planned_at == later
+
+
 def test_a_pooled_connection_closed_while_idle_is_replaced_unseen(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
