@@ -348,7 +348,13 @@ def test_on_a_phone_the_live_preview_sits_right_after_the_topics(
     preview = page.locator("[data-preview-panel]").bounding_box()
     assert field and preview and preview["y"] - (field["y"] + field["height"]) < 700
     page.set_viewport_size(DESKTOP)
-    form = page.locator("form[data-preview-form]").bounding_box()
-    preview = page.locator("[data-preview-panel]").bounding_box()
-    assert form and preview and preview["x"] > form["x"] + form["width"] - 1  # beside it
+
+    def beside() -> bool:
+        form = page.locator("form[data-preview-form]").bounding_box()
+        preview = page.locator("[data-preview-panel]").bounding_box()
+        return bool(form and preview and preview["x"] > form["x"] + form["width"] - 1)
+
+    # The page moves the panel on the media query's change event, which the browser sends
+    # after the resize: read at once, the boxes could still be the phone's layout.
+    wait_until(beside, "the preview beside the form on a wide screen")
     context.close()
