@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from digest.domain.schedules import window_start
 from digest.domain.states import DeliveryState, Lease, SubscriberStatus
 from digest.models import Delivery, Subscriber, TransactionalMail, public_id
-from digest.store import begin_write, chunks
+from digest.store import begin_write, bulk, chunks
 from digest.store.driver_sql import DriverStatement
 
 UnknownPolicy = Literal["resend", "hold"]
@@ -119,7 +119,7 @@ def plan(
         ).all()
     )
     connection = session.connection()
-    # The rows go to the driver as they are (an executemany), each value converted once by
+    # The rows go to the driver as they are (``bulk``), each value converted once by
     # its column's own type: SQLAlchemy's insert prepared every row's parameters in Python,
     # three quarters of planning's time (100,000 readers: 4.7 s, docs/benchmarks.md).
     # The public ids are drawn here, so the rows this call inserted are found by them.
@@ -140,27 +140,35 @@ def plan(
                 planned_at,
                 starts[since],
                 DeliveryState.PLANNED.value,
+                0,
+                0,
             )
         )
-    connection.exec_driver_sql(_plan_sql(connection.dialect.paramstyle), rows)
+    bulk.insert_rows(
+        connection,
+        Delivery.__tablename__,
+        _PLAN_COLUMNS,
+        (),
+        rows,
+        skip_conflicts=("subscriber_id", "local_date"),
+    )
     inserted: list[int] = []
     for part in chunks([row[0] for row in rows]):
         inserted.extend(session.scalars(select(Delivery.id).where(Delivery.public_id.in_(part))))
     return inserted
 
 
-_PLAN_COLUMNS = ("public_id", "subscriber_id", "local_date", "planned_at", "since", "status")
-
-
-@cache
-def _plan_sql(paramstyle: str) -> str:
-    """One planned delivery's insert; a reader planned for that date already is skipped."""
-    mark = "?" if paramstyle == "qmark" else "%s"
-    return (
-        f"INSERT INTO {Delivery.__tablename__} ({', '.join(_PLAN_COLUMNS)}, attempts, paper_count)"
-        f" VALUES ({', '.join([mark] * len(_PLAN_COLUMNS))}, 0, 0)"
-        " ON CONFLICT (subscriber_id, local_date) DO NOTHING"
-    )
+# A planned delivery's columns, in the order of plan's rows.
+_PLAN_COLUMNS = (
+    "public_id",
+    "subscriber_id",
+    "local_date",
+    "planned_at",
+    "since",
+    "status",
+    "attempts",
+    "paper_count",
+)
 
 
 def _plan_converters(dialect: Dialect) -> dict[str, Callable[[Any], Any]]:

@@ -59,6 +59,32 @@ def test_a_broken_key_fails_the_whole_batch_as_a_conflict(
     assert [tuple(row) for row in rows] == [(first.subscriber_id, papers[0])]
 
 
+def test_rows_that_match_a_unique_key_are_skipped_when_asked_and_the_rest_inserted(
+    settings: Settings, any_store: Store
+) -> None:
+    """``skip_conflicts``: a row whose key is there already (or earlier in the same batch) is
+    skipped, the others go in; on PostgreSQL that is an executemany, as COPY cannot skip."""
+    store = any_store
+    papers, (first, second) = _leased(settings, store, 2)
+    there = (first.subscriber_id, papers[0], first.id, None)
+    with store.transaction() as session:
+        bulk.insert_rows(session.connection(), *SENT, [there])
+    batch = [there, (second.subscriber_id, papers[1], second.id, 3), (first.subscriber_id,
+             papers[2], first.id, 5), (first.subscriber_id, papers[2], first.id, 7)]  # fmt: skip
+    with store.transaction() as session:
+        bulk.insert_rows(
+            session.connection(), *SENT, batch, skip_conflicts=("subscriber_id", "paper_id")
+        )
+    with store.transaction() as session:
+        rows = session.execute(
+            select(SentPaper.subscriber_id, SentPaper.paper_id, SentPaper.upvotes_then)
+        ).all()
+    assert sorted(tuple(row) for row in rows) == sorted(
+        [(first.subscriber_id, papers[0], None), (second.subscriber_id, papers[1], 3),
+         (first.subscriber_id, papers[2], 5)]
+    )  # fmt: skip
+
+
 def test_a_value_too_long_for_its_column_is_never_cut_short(
     settings: Settings, any_store: Store
 ) -> None:
