@@ -279,7 +279,8 @@ class OutboxQueue:
         return self.outcomes.run(
             lambda connection: outbox.mark_sent(
                 connection, outgoing.delivery_id, owner, now, reply, model
-            )
+            ),
+            one_statement=True,
         )
 
     def mark_handed_over(self, outgoing: Outgoing, owner: str, now: datetime) -> bool:
@@ -287,7 +288,8 @@ class OutboxQueue:
         return self.outcomes.run(
             lambda connection: outbox.mark_handed_over(
                 connection, outgoing.delivery_id, owner, now, model
-            )
+            ),
+            one_statement=True,
         )
 
     def mark_failed(self, outgoing: Outgoing, owner: str, failure: Failure) -> bool:

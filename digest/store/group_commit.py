@@ -9,6 +9,12 @@ another thread's commit is under way does not start its own: it queues its work,
 next commit carries all that queued. Each caller still returns only once its own work is
 committed, so the crash guarantee is unchanged; what is saved is commits when connections
 finish together. One connection serves commit after commit until :meth:`GroupCommit.close`.
+
+On PostgreSQL a work that is one statement (recording a message sent), when nothing else
+shares its commit, runs on a connection in autocommit mode: the statement is its own
+transaction, committed (and flushed to the WAL) before its reply comes back, in one round trip
+instead of three (BEGIN, the statement, COMMIT). What is committed, and when the caller
+learns it, is the same.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ log = logging.getLogger(__name__)
 
 
 class _Ticket(Generic[T]):
-    __slots__ = ("done", "error", "value", "work")
+    __slots__ = ("done", "error", "one_statement", "value", "work")
 
-    def __init__(self, work: Callable[[Connection], T]) -> None:
+    def __init__(self, work: Callable[[Connection], T], one_statement: bool) -> None:
         self.work = work
+        self.one_statement = one_statement
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
@@ -54,9 +61,15 @@ class GroupCommit:
         # The connection of the last commit, kept for the next until ``close``: checking one
         # out of the pool and back for every message cost more than the statement did.
         self._kept: Connection | None = None
+        # The same for a lone statement in autocommit mode (PostgreSQL's, see the module doc).
+        self._kept_autocommit: Connection | None = None
+        self._autocommit = store.dialect == "postgresql"
 
-    def run(self, work: Callable[[Connection], T]) -> T:
-        ticket: _Ticket[T] = _Ticket(work)
+    def run(self, work: Callable[[Connection], T], *, one_statement: bool = False) -> T:
+        """``work(connection)``, committed. ``one_statement``: ``work`` runs a single
+        statement, so when it is alone in its commit that statement may be its own
+        transaction."""
+        ticket: _Ticket[T] = _Ticket(work, one_statement)
         with self._changed:
             self._queued.append(ticket)
             while self._committing and not ticket.done:
@@ -67,13 +80,21 @@ class GroupCommit:
             self._committing = True
             batch, self._queued = self._queued, []
         connection: Connection | None = None
+        alone = self._autocommit and len(batch) == 1 and batch[0].one_statement
         try:
             with self.store.translated():
-                connection, self._kept = self._kept or self.store.engine.connect(), None
-                with connection.begin():
-                    for one in batch:
-                        one.value = one.work(connection)
-            self._kept, connection = connection, None  # for the next commit
+                if alone:
+                    connection, self._kept_autocommit = self._autocommit_connection(), None
+                    batch[0].value = batch[0].work(connection)
+                    # Ends SQLAlchemy's own bookkeeping; the database has committed already.
+                    connection.commit()
+                    self._kept_autocommit, connection = connection, None
+                else:
+                    connection, self._kept = self._kept or self.store.engine.connect(), None
+                    with connection.begin():
+                        for one in batch:
+                            one.value = one.work(connection)
+                    self._kept, connection = connection, None  # for the next commit
         except BaseException as exc:
             for one in batch:
                 one.error = exc
@@ -93,9 +114,15 @@ class GroupCommit:
         with self._changed:
             while self._committing:
                 self._changed.wait()
-            kept, self._kept = self._kept, None
-        if kept is not None:
-            _close(kept)
+            kept = [c for c in (self._kept, self._kept_autocommit) if c is not None]
+            self._kept = self._kept_autocommit = None
+        for connection in kept:
+            _close(connection)
+
+    def _autocommit_connection(self) -> Connection:
+        if self._kept_autocommit is not None:
+            return self._kept_autocommit
+        return self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _close(connection: Connection) -> None:

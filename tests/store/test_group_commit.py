@@ -1,6 +1,7 @@
-"""Group commit under real threads and a real SQLite file: work that arrives while a commit
-is under way goes into the next one, every caller gets its own result only once it is
-committed, and a failed transaction fails each of its callers, none half-written."""
+"""Group commit under real threads, on a real SQLite file and a real PostgreSQL schema: work
+that arrives while a commit is under way goes into the next one, every caller gets its own
+result only once it is committed, and a failed transaction fails each of its callers, none
+half-written. On PostgreSQL a lone one-statement work is its own transaction (autocommit)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from digest.store.group_commit import GroupCommit
 
 
 @pytest.fixture
-def table(store: Store) -> Store:
-    with store.transaction() as session:
+def table(any_store: Store) -> Store:
+    with any_store.transaction() as session:
         session.execute(text("create table outcome (id integer primary key, what text)"))
-    return store
+    return any_store
 
 
 def rows(store: Store) -> dict[int, str]:
@@ -35,7 +36,20 @@ def insert(n: int, what: str = "sent"):  # type: ignore[no-untyped-def]
     return work
 
 
-def test_work_queued_during_a_commit_goes_together_in_the_next(table: Store) -> None:
+def open_transaction(connection: Connection) -> bool:
+    """Whether the driver's connection is inside a transaction not yet committed."""
+    driver = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        from psycopg.pq import TransactionStatus
+
+        return driver.info.transaction_status != TransactionStatus.IDLE  # type: ignore[union-attr]
+    return bool(driver.in_transaction)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("one_statement", [False, True])
+def test_work_queued_during_a_commit_goes_together_in_the_next(
+    table: Store, one_statement: bool
+) -> None:
     group = GroupCommit(table)
     inside, release = threading.Event(), threading.Event()
     results: dict[int, int] = {}
@@ -49,7 +63,8 @@ def test_work_queued_during_a_commit_goes_together_in_the_next(table: Store) -> 
 
     def call(n: int) -> None:
         work = first if n == 0 else insert(n)
-        results[n] = group.run(work)
+        # Single statements too share the commit they queued for.
+        results[n] = group.run(work, one_statement=one_statement and n > 0)
         # Returned only once committed: another connection sees the row.
         seen_before_return[n] = n in rows(table)
 
@@ -146,3 +161,48 @@ def test_a_failed_commit_drops_its_connection_and_the_next_takes_a_fresh_one(
     assert len(checkouts) == 2
     group.close()
     assert rows(table) == {1: "sent", 2: "sent"}
+
+
+def test_a_lone_statement_commits_by_itself_on_postgresql_and_with_the_group_elsewhere(
+    table: Store,
+) -> None:
+    group = GroupCommit(table)
+    seen: dict[str, bool] = {}
+
+    def watched(n: int, name: str):  # type: ignore[no-untyped-def]
+        def work(connection: Connection) -> int:
+            insert(n)(connection)
+            seen[name] = open_transaction(connection)
+            return n
+
+        return work
+
+    assert group.run(watched(1, "lone"), one_statement=True) == 1
+    assert group.run(watched(2, "plain")) == 2
+    assert rows(table) == {1: "sent", 2: "sent"}  # committed before run returned
+    postgresql = table.dialect == "postgresql"
+    # On PostgreSQL the lone statement was its own transaction, committed as it returned (one
+    # round trip); on SQLite, and for work not declared one statement, a transaction is open
+    # until the group commits it.
+    assert seen == {"lone": not postgresql, "plain": True}
+    assert group.commits == 2
+    group.close()
+    assert table.engine.pool.checkedout() == 0  # both kept connections given back
+
+
+def test_a_lone_statement_that_fails_raises_the_stores_error_and_writes_nothing(
+    table: Store,
+) -> None:
+    checkouts: list[object] = []
+    event.listen(table.engine, "checkout", lambda *args: checkouts.append(args[0]))
+    group = GroupCommit(table)
+    assert group.run(insert(1), one_statement=True) == 1
+    assert group.run(insert(2), one_statement=True) == 2
+    assert len(checkouts) == 1  # one connection served both
+    with pytest.raises(Conflict):
+        group.run(insert(1, "again"), one_statement=True)
+    assert table.engine.pool.checkedout() == 0  # dropped after the failure
+    assert group.run(insert(3), one_statement=True) == 3
+    assert len(checkouts) == 2  # a fresh one
+    group.close()
+    assert rows(table) == {1: "sent", 2: "sent", 3: "sent"}
