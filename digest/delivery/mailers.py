@@ -45,6 +45,7 @@ import contextlib
 import email
 import os
 import re
+import select
 import smtplib
 import socket
 import ssl
@@ -107,6 +108,11 @@ class Mailer(Protocol):
     ) -> Finish:
         """``send`` up to the message's final dot; the reply is read by calling what it
         returns. ``then``: the next message's envelope, if one follows at once."""
+        ...
+
+    def reply_waiting(self) -> bool:
+        """Whether the reply to the last message started has begun to arrive (or none is
+        awaited), so that reading it would not wait; never blocks."""
         ...
 
     def close(self) -> None: ...
@@ -218,6 +224,9 @@ class FileMailer:
     ) -> Finish:
         reply = self.send(message, to, on_data)
         return lambda: reply
+
+    def reply_waiting(self) -> bool:
+        return True  # written before start returned
 
     def close(self) -> None:
         pass
@@ -479,6 +488,18 @@ class SmtpMailer:
         self._awaiting = True
         # The final dot is out: from here on, a lost connection leaves the outcome unknown.
         return partial(self._final_reply, connection)
+
+    def reply_waiting(self) -> bool:
+        # smtplib's own buffer is empty here: every earlier reply was read before the data
+        # went, and the server says nothing more until the final dot. TLS may hold decrypted
+        # bytes the socket no longer shows.
+        sock = self._connection.sock if self._connection is not None else None
+        if sock is None or not self._awaiting:
+            return True
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
 
     def _ahead_commands(self, connection: smtplib.SMTP, then: Envelope) -> bytes:
         """The next message's commands, to go behind this one's final dot; none when that

@@ -151,6 +151,24 @@ class _Rendered:
     seconds: float
 
 
+RENDER_AHEAD = 3  # messages rendered ahead of their turn while a reply is awaited, at most
+
+
+class _Ahead:
+    """A batch's messages rendered before their turn, by their place in the batch."""
+
+    def __init__(self, ready: Sequence[Outgoing]) -> None:
+        self.ready = ready
+        self._rendered: dict[int, _Rendered] = {}
+
+    def render(self, index: int, render: Callable[[Outgoing], _Rendered]) -> None:
+        if index not in self._rendered:
+            self._rendered[index] = render(self.ready[index])
+
+    def take(self, index: int) -> _Rendered | None:
+        return self._rendered.pop(index, None)
+
+
 class _ServerRefused(Exception):
     """The server will not take mail from us now; the lane stops until the retry time."""
 
@@ -260,12 +278,11 @@ class Sender:
                     summary.capped = True
                 return summary
             lease_end = lease.until
-            rendered: _Rendered | None = None  # the next message, rendered ahead
-            for index, outgoing in enumerate(ready):
-                after = ready[index + 1] if index + 1 < len(ready) else None
+            ahead = _Ahead(ready)  # the messages rendered ahead of their turn
+            for index in range(len(ready)):
                 self.limiter.acquire()
                 try:
-                    rendered = self._send_one(mailer, outgoing, summary, lease_end, rendered, after)
+                    self._send_one(mailer, ahead, index, summary, lease_end)
                 except _Released as stopped:
                     summary.released += self._release(ready[index + stopped.recorded :], None)
                     break
@@ -303,20 +320,23 @@ class Sender:
     def _send_one(
         self,
         mailer: Mailer,
-        outgoing: Outgoing,
+        ahead: _Ahead,
+        index: int,
         summary: SendSummary,
         lease_end: datetime,
-        rendered: _Rendered | None = None,
-        after: Outgoing | None = None,
-    ) -> _Rendered | None:
-        """Render (unless ``rendered`` holds it already) and send one message and record how
-        it went; raises ``_Released`` when the lane must stop before it (a stop, or a lease
-        too short for one more exchange). ``after``, the message that follows, is rendered
-        while the server takes this one in, and returned; its envelope goes ahead to the
-        mailer, whose commands for it may travel behind this one's final dot."""
+    ) -> None:
+        """Render (unless ``ahead`` holds it already) and send the batch's message at
+        ``index`` and record how it went; raises ``_Released`` when the lane must stop before
+        it (a stop, or a lease too short for one more exchange). The message that follows is
+        rendered into ``ahead`` while the server takes this one in (and, while the reply has
+        not begun to come, the ones after it, up to ``RENDER_AHEAD``); its envelope goes ahead
+        to the mailer, whose commands for it may travel behind this one's final dot."""
         if self._must_stop(lease_end):
             raise _Released
-        if rendered is None or rendered.outgoing is not outgoing:
+        outgoing = ahead.ready[index]
+        after = ahead.ready[index + 1] if index + 1 < len(ahead.ready) else None
+        rendered = ahead.take(index)
+        if rendered is None:
             rendered = self._render(outgoing)
         summary.render_seconds += rendered.seconds
         if rendered.message is None:
@@ -327,7 +347,7 @@ class Sender:
                 f"internal error while rendering: {rendered.error!r}", temporary=True
             )
             self._failed(outgoing, error, "render", None, summary, lease_end)
-            return None
+            return
         if self.stop.is_set():
             raise _Released
         if self._must_stop(lease_end):
@@ -356,34 +376,42 @@ class Sender:
         except SendError as exc:
             summary.send_seconds += time.perf_counter() - sending
             self._failed(outgoing, exc, exc.stage, exc.code, summary, lease_end)
-            return None
+            return
         except DeliveryError as exc:  # another mailer's plain error
             stage = "connection" if exc.temporary else "recipient"
             self._failed(outgoing, exc, stage, None, summary, lease_end)
-            return None
+            return
         except Exception as exc:  # a mailer's bug: not the message's fault either
             log.exception("delivery %s: could not send", outgoing.delivery_id)
             error = DeliveryError(f"internal error while sending: {exc!r}", temporary=True)
             self._failed(outgoing, error, "connection", None, summary, lease_end)
-            return None
+            return
         summary.send_seconds += time.perf_counter() - sending
         # The next message is rendered while the server takes this one in: its reply is
-        # then read without waiting for it (and with PIPELINING, so are the next's).
-        ahead = None if after is None or self.stop.is_set() else self._render(after)
+        # then read without waiting for it (and with PIPELINING, so are the next's). While
+        # the reply has not begun to arrive, the ones after it are rendered too (a few):
+        # the core would otherwise sit idle until the server, which waits for one, answers.
+        if after is not None and not self.stop.is_set():
+            ahead.render(index + 1, self._render)
+            further = index + 2
+            last = min(len(ahead.ready), index + 1 + RENDER_AHEAD)
+            while further < last and not mailer.reply_waiting() and not self.stop.is_set():
+                ahead.render(further, self._render)
+                further += 1
         sending = time.perf_counter()
         try:
             reply = finish()
         except SendError as exc:
             summary.send_seconds += time.perf_counter() - sending
             self._failed(outgoing, exc, exc.stage, exc.code, summary, lease_end)
-            return ahead
+            return
         except Exception as exc:  # a mailer's bug: what became of the message is not known
             log.exception("delivery %s: no reply read", outgoing.delivery_id)
             error = SendError(
                 f"internal error while sending: {exc!r}", temporary=True, stage="unknown"
             )
             self._failed(outgoing, error, "unknown", None, summary, lease_end)
-            return ahead
+            return
         summary.send_seconds += time.perf_counter() - sending
         # Accepted: record it now, before anything else can happen to this process.
         recorded = self._record(
@@ -394,7 +422,7 @@ class Sender:
         summary.sent += 1
         if reply.startswith("written to "):
             summary.files.append(reply.removeprefix("written to "))
-        return ahead
+        return
 
     def _envelope(self, outgoing: Outgoing) -> Envelope:
         return Envelope(self.envelope_sender(outgoing), outgoing.recipient, outgoing.name)
