@@ -4,12 +4,12 @@ mended server gets the deferred mail once the clock passes its next attempt."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from delivery_helpers import add_subscribers, fetch_sample, smtp_settings, states
+from delivery_helpers import add_subscribers, eventually, fetch_sample, smtp_settings, states
 from scripted_smtp import DROP, HANG, Script, Scripted, port_refusing_connections, scripted_smtp
 from sqlalchemy import select
 
@@ -306,15 +306,6 @@ def _message(subject: str) -> bytes:
     return f"Subject: {subject}\r\nFrom: papers@digest.example.org\r\n\r\n{subject}\r\n".encode()
 
 
-def _eventually(check: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + 2
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_the_next_messages_commands_go_out_before_this_ones_reply_is_read(
     settings: Settings,
 ) -> None:
@@ -323,7 +314,7 @@ def test_the_next_messages_commands_go_out_before_this_ones_reply_is_read(
         finish = mailer.start(_message("one"), _to("a"), then=_to("b"))
         # The reply to the first final dot is not read yet, and the server has the second
         # message's MAIL, RCPT and DATA already (and has answered them).
-        assert _eventually(lambda: server.log.commands.count("DATA") == 2)
+        assert eventually(lambda: server.log.commands.count("DATA") == 2)
         assert finish().startswith("250")
         assert mailer.start(_message("two"), _to("b"))().startswith("250")
         mailer.close()

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from delivery_helpers import add_subscribers, fetch_sample, smtp_settings, states
+from delivery_helpers import add_subscribers, eventually, fetch_sample, smtp_settings, states
 from scripted_smtp import Script, scripted_smtp
 
 from digest.app import digests, sending
@@ -29,13 +28,18 @@ QUEUED = "250 2.0.0 Ok: queued"
 TIMEOUTS = {"SMTP__TIMEOUT": "5", "SMTP__DATA_TIMEOUT": "5", "SMTP__CONNECT_TIMEOUT": "5"}
 
 
-def eventually(check: Callable[[], bool], seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+@pytest.fixture
+def rendered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each digest rendered from here on, by its recipient, in order."""
+    seen: list[str] = []
+    real = Renderer.render
+
+    def counted(self: Renderer, data):  # type: ignore[no-untyped-def]
+        seen.append(data.to_address)
+        return real(self, data)
+
+    monkeypatch.setattr(Renderer, "render", counted)
+    return seen
 
 
 def test_the_mailer_tells_whether_the_final_reply_has_begun_without_waiting_for_it(
@@ -52,12 +56,12 @@ def test_the_mailer_tells_whether_the_final_reply_has_begun_without_waiting_for_
         assert mailer.reply_waiting()  # nothing sent: nothing to wait for
         message = b"Subject: one\r\nFrom: papers@digest.example.org\r\n\r\none\r\n"
         finish = mailer.start(message, Envelope("papers@digest.example.org", "a@example.org", "a"))
-        assert eventually(lambda: len(server.log.seen) == 1)  # the data is in, the reply held
+        assert eventually(lambda: len(server.log.seen) == 1, 5)  # the data is in, the reply held
         asked = time.monotonic()
         assert not mailer.reply_waiting()
         assert time.monotonic() - asked < 0.5  # it looked; it did not wait
         held.set()
-        assert eventually(mailer.reply_waiting)
+        assert eventually(mailer.reply_waiting, 5)
         assert finish().startswith("250")
         assert mailer.reply_waiting()  # read: none awaited any more
         mailer.close()
@@ -77,9 +81,8 @@ def _links(settings: Settings) -> SignedLinks:
 
 
 def test_while_a_reply_is_held_the_next_messages_are_rendered_up_to_the_limit(
-    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, store: Store, rendered: list[str]
 ) -> None:
-    rendered: list[str] = []  # each render's recipient, in order
     when_first_answered: list[str] = []
     script = Script(ehlo=PIPELINING_EHLO)
 
@@ -87,19 +90,12 @@ def test_while_a_reply_is_held_the_next_messages_are_rendered_up_to_the_limit(
         if n == 0:
             # Held until the lane has rendered as far ahead as it may, and a while more: a
             # render past the limit would show here.
-            eventually(lambda: len(rendered) >= 1 + RENDER_AHEAD)
+            eventually(lambda: len(rendered) >= 1 + RENDER_AHEAD, 5)
             time.sleep(0.3)
             when_first_answered.extend(rendered)
         return QUEUED
 
     script.final = final
-    real = Renderer.render
-
-    def counted(self: Renderer, data):  # type: ignore[no-untyped-def]
-        rendered.append(data.to_address)
-        return real(self, data)
-
-    monkeypatch.setattr(Renderer, "render", counted)
     with scripted_smtp(script) as server:
         mail = _prepared(settings, store, server.host, server.port, n=7)
         summary = sending.send_all(mail, store, links=_links(mail), clock=lambda: NOW)
@@ -115,26 +111,18 @@ def test_while_a_reply_is_held_the_next_messages_are_rendered_up_to_the_limit(
 
 
 def test_messages_rendered_ahead_but_not_sent_when_the_lane_stops_go_back_to_the_queue(
-    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, store: Store, rendered: list[str]
 ) -> None:
     stop = threading.Event()
-    rendered: list[str] = []
     script = Script(ehlo=PIPELINING_EHLO)
 
     def final(_to: str, n: int) -> str:
         if n == 0:  # the worker is told to stop while messages wait, rendered, behind this one
-            eventually(lambda: len(rendered) >= 1 + RENDER_AHEAD)
+            eventually(lambda: len(rendered) >= 1 + RENDER_AHEAD, 5)
             stop.set()
         return QUEUED
 
     script.final = final
-    real = Renderer.render
-
-    def counted(self: Renderer, data):  # type: ignore[no-untyped-def]
-        rendered.append(data.to_address)
-        return real(self, data)
-
-    monkeypatch.setattr(Renderer, "render", counted)
     with scripted_smtp(script) as server:
         mail = _prepared(settings, store, server.host, server.port, n=6)
         links = _links(mail)

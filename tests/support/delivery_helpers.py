@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -140,3 +142,13 @@ def message_ids(store: Store) -> dict[str, str]:
             )
         ).all()
     return {email: message_id(public_id, "papers@digest.example.org") for email, public_id in rows}
+
+
+def eventually(check: Callable[[], bool], seconds: float = 2.0) -> bool:
+    """Whether ``check`` comes true within ``seconds`` (polled every 10 ms)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
