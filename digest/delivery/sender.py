@@ -422,7 +422,6 @@ class Sender:
         summary.sent += 1
         if reply.startswith("written to "):
             summary.files.append(reply.removeprefix("written to "))
-        return
 
     def _envelope(self, outgoing: Outgoing) -> Envelope:
         return Envelope(self.envelope_sender(outgoing), outgoing.recipient, outgoing.name)
