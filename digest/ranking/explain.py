@@ -117,28 +117,25 @@ class Explained(Prepared):
         by_size = np.lexsort((named, -totals, named_pair))
         named, named_pair, totals = named[by_size], named_pair[by_size], totals[by_size]
         reason_bounds = np.searchsorted(named_pair, np.arange(pairs + 1)).tolist()
-        every_reason = table.reason
         # Tuples: a slice of one is the item's tuple itself.
-        reasons = tuple([every_reason[e] for e in chosen.entries[named].tolist()])
+        reasons = tuple(table.reason[chosen.entries[named]].tolist())
         reason_values = totals.tolist()
 
         # Highlights: every word or phrase that matched, in the reader's order (a surface is
         # one unit's, so none repeats; the words-near-each-other unit has none of its own).
         shown = table.surfaced[terms]
-        every_surface = table.surface
-        surfaces = tuple([every_surface[e] for e in terms[shown].tolist()])
+        surfaces = tuple(table.surface[terms[shown]].tolist())
         surface_bounds = np.searchsorted(pair[shown], np.arange(pairs + 1)).tolist()
 
-        ids = self._ids
         extra = self._expansion_reasons(
             rows, chosen, pick_rows, pick_cols, parts, feedback, closeness
         )
         # Most picks are their terms' reasons alone: made in one pass, and the few with an
         # author, a category or the expansion among their reasons redone after.
         items = [
-            RankedItem(ids[col], score, relevance, reasons[a:b], "picks", surfaces[c:d])
-            for col, score, relevance, a, b, c, d in zip(
-                pick_cols.tolist(),
+            RankedItem(paper_id, score, relevance, reasons[a:b], "picks", surfaces[c:d])
+            for paper_id, score, relevance, a, b, c, d in zip(
+                self._id_array[pick_cols].tolist(),
                 pick_scores.tolist(),
                 (parts.own + parts.lexical).tolist(),
                 reason_bounds[:-1],

@@ -100,8 +100,9 @@ class _TermArrays:
     group: np.ndarray  # entry -> its group number: a pick names one reason per group
     phrase: np.ndarray  # entry -> its reason names a phrase
     surfaced: np.ndarray  # entry -> it has words to highlight
-    reason: list[Reason]  # entry -> its reason (the table's own list: it only grows)
-    surface: list[str]  # entry -> the words it highlights ("" for none)
+    # Object arrays, so a chunk's picks take theirs with one fancy index, not a Python loop.
+    reason: np.ndarray  # entry -> its reason
+    surface: np.ndarray  # entry -> the words it highlights ("" for none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +156,8 @@ class _TermTable:
                 np.array(self.group, dtype=np.int64),
                 np.array(self.phrase, dtype=bool),
                 np.array([bool(text) for text in self.surface], dtype=bool),
-                self.reason,
-                self.surface,
+                np.fromiter(self.reason, dtype=object, count=len(self.reason)),
+                np.fromiter(self.surface, dtype=object, count=len(self.surface)),
             )
         return arrays
 

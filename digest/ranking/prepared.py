@@ -65,6 +65,7 @@ class Prepared:
         self._cards: list[PaperCard] = [unique[pid] for pid in sorted(unique)]
         self._n = len(self._cards)
         self._ids: list[int] = [card.paper_id for card in self._cards]
+        self._id_array = np.array(self._ids, dtype=np.int64)  # column -> paper id, vectorised
         self._column = {pid: col for col, pid in enumerate(self._ids)}
         self._id_set = frozenset(self._ids)
 
