@@ -148,6 +148,7 @@ class _TermTable:
         """The table as arrays, made again only when terms were added since."""
         arrays = self._arrays
         if arrays is None or len(arrays.first) != len(self.first):
+            surface = np.fromiter(self.surface, dtype=object, count=len(self.surface))
             arrays = self._arrays = _TermArrays(
                 np.array(self.first, dtype=np.int64),
                 np.array(self.count, dtype=np.int64),
@@ -155,9 +156,9 @@ class _TermTable:
                 np.array(self.share, dtype=float),
                 np.array(self.group, dtype=np.int64),
                 np.array(self.phrase, dtype=bool),
-                np.array([bool(text) for text in self.surface], dtype=bool),
+                surface.astype(bool),  # "" highlights nothing
                 np.fromiter(self.reason, dtype=object, count=len(self.reason)),
-                np.fromiter(self.surface, dtype=object, count=len(self.surface)),
+                surface,
             )
         return arrays
 
