@@ -275,7 +275,7 @@ class SmtpMailer:
         signer: Signer | None = None,
     ) -> None:
         self.settings = settings
-        self.ssl_context = ssl_context or tls_context()
+        self._ssl_context = ssl_context
         self.signer = signer
         self._connection: smtplib.SMTP | None = None
         self._sent_on_connection = 0
@@ -285,6 +285,14 @@ class SmtpMailer:
         self._ahead: Envelope | None = None
         self._awaiting = False
         self.connections_opened = 0
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The context TLS is checked with, made on first use: loading the system's CAs
+        takes ~40 ms, spent for nothing by a process that sends to a plain relay."""
+        if self._ssl_context is None:
+            self._ssl_context = tls_context()
+        return self._ssl_context
 
     # -- the session ----------------------------------------------------------------
 

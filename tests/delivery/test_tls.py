@@ -68,3 +68,19 @@ def test_an_untrusted_certificate_defers_and_sends_nothing(
         assert info.value.temporary
         assert "certificate verify failed" in str(info.value)
         assert received.messages == []
+
+
+def test_a_plain_relay_never_loads_the_certificate_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Loading the system's CAs costs ~40 ms a mailer: a plain relay (security none, as on
+    # localhost or in the benchmark) must not pay it, and must not need a CA store at all.
+    def no_store() -> ssl.SSLContext:
+        raise AssertionError("a plain relay loaded the certificate store")
+
+    monkeypatch.setattr("digest.delivery.mailers.tls_context", no_store)
+    received = Recorder()
+    with relay(recorder=received) as port:
+        for sender in mailer(port, "none", trust=None):
+            reply = sender.send(message(), Envelope("b@example.org", "reader@example.org", "t"))
+    assert reply.startswith("2")
+    [got] = received.to("reader@example.org")
+    assert got.message["Subject"] == "over TLS"
