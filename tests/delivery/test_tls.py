@@ -1,6 +1,6 @@
 """The mailer over real TLS: STARTTLS (the default security) and implicit TLS against aiosmtpd
 with a certificate made here (and a login after STARTTLS); an untrusted certificate defers the
-message with the reason and sends nothing in plain text."""
+message with the reason and sends nothing in plain text; a plain relay never loads the CAs."""
 
 from __future__ import annotations
 
